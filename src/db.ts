@@ -1,0 +1,685 @@
+// The main-thread engine: the durable index, pending writes, revisions, the ring producer.
+
+import BTree from "sorted-btree";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { Worker } from "node:worker_threads";
+import hyperid from "hyperid";
+import { assert, verifyEnabled } from "./assert.ts";
+import {
+  ClosedError,
+  ConflictError,
+  HarmonyError,
+  InvalidArgumentError,
+  InvalidKeyError,
+  InvalidValueError,
+  KeyTooLargeError,
+  NoSpaceError,
+  ValueTooLargeError,
+  WalFailedError,
+} from "./errors.ts";
+import * as L from "./limits.ts";
+import { lockDir, type DirLock } from "./lock.ts";
+import * as R from "./ring.ts";
+import { payloadEncoder, valueDecoder, valueEncoder } from "./wal/cbor.ts";
+import { encodeFrame, type Op } from "./wal/encoder.ts";
+import { FORMAT_VERSION, TYPE_ENTRY, frameBytes } from "./wal/format.ts";
+import { recover, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
+import { installSegment } from "./wal/segment.ts";
+import type { SyncMode, WriterConfig } from "./wal/writer.ts";
+
+export interface Limits {
+  keyBytesMax: number;
+  valueBytesMax: number;
+  batchOpsMax: number;
+}
+
+export interface OpenOptions {
+  /** "always" (default): a write resolves after the fdatasync that covers it. See README. */
+  sync?: SyncMode;
+  /** With sync "interval": how often the writer fdatasyncs. */
+  syncIntervalMs?: number;
+  segmentBytes?: number;
+  /** How long the writer may wait for more writes before a commit (default 0: natural batching). */
+  commitDelayUs?: number;
+  /** Ring between the main thread and the writer; a power of two ≥ 2 × the largest record. */
+  ringBytes?: number;
+  limits?: Partial<Limits>;
+  onProgress?: (p: ReplayProgress) => void;
+  /** Where recovery and the writer report events (torn tails). Default: console.warn. */
+  log?: (line: string) => void;
+}
+
+export interface Entry<V = unknown> {
+  value: V;
+  /** Revision of the last change to this key. */
+  rev: number;
+  /** Revision that created this key (since it last did not exist). */
+  createRev: number;
+  /** Number of changes since creation (1 after the first put). */
+  version: number;
+}
+
+export interface RangeOptions {
+  prefix?: string;
+  gte?: string;
+  gt?: string;
+  lte?: string;
+  lt?: string;
+  reverse?: boolean;
+  limit?: number;
+}
+
+export type BatchOp =
+  | { type: "put"; key: string; value: unknown; ifRev?: number }
+  | { type: "delete"; key: string; ifRev?: number };
+
+export interface WriteOptions {
+  /** The key's current revision must be this; 0 means the key must not exist. */
+  ifRev?: number;
+}
+
+export interface Stats {
+  rev: number;
+  keys: number;
+  sync: SyncMode;
+  pendingWrites: number;
+  queuedWrites: number;
+  failed: string | null;
+  wal: {
+    segmentSeq: number;
+    records: number;
+    fsyncs: number;
+    writes: number;
+    bytes: number;
+    recordsPerFsync: number;
+    fsyncMsAvg: number;
+    fsyncMsMax: number;
+    syncedRev: number;
+  };
+  recovery: { records: number; segments: number; ms: number; tornTail: TornTail | null };
+}
+
+/** What the index keeps per key: primitives as they are, anything else as CBOR bytes. */
+interface Stored {
+  v: unknown;
+  b: Uint8Array | null;
+  rev: number;
+  createRev: number;
+  version: number;
+}
+
+/** Newest (maybe not yet durable) state of a key, for conditions. */
+interface Newest {
+  rev: number;
+  exists: boolean;
+}
+
+interface Write {
+  ops: Op[];
+  payload: Uint8Array;
+  conds: { key: string; ifRev: number }[];
+  /** A delete; of a key that does not exist, it writes nothing. */
+  isDelete: boolean;
+  resolve: (r: { rev: number; deleted: boolean }) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Pending {
+  end: number; // ring counter after this frame: durable once ACKED reaches it
+  rev: number;
+  ops: Op[] | null;
+  deleted: boolean;
+  resolve: (r: { rev: number; deleted: boolean }) => void;
+  reject: (e: unknown) => void;
+}
+
+const keyEncoder = new TextEncoder();
+
+export class Db {
+  private readonly tree: BTree<string, Stored>;
+  private readonly newest = new Map<string, Newest>();
+  private readonly pending: Pending[] = [];
+  private pendingHead = 0;
+  private readonly queued: Write[] = [];
+  private queuedHead = 0;
+  private head = 0;
+  private seenAcked = 0;
+  private nextRev: number;
+  private durableRev: number;
+  private state: "open" | "closing" | "closed" = "open";
+  private failure: HarmonyError | null = null;
+  private workerRefd = false;
+  private closePromise: Promise<void> | null = null;
+
+  /** @internal use open() */
+  constructor(
+    readonly dir: string,
+    private readonly ring: R.RingViews,
+    private readonly worker: Worker,
+    private readonly lock: DirLock,
+    private readonly limits: Limits,
+    private readonly syncMode: SyncMode,
+    private readonly recoveryStats: Stats["recovery"],
+    tree: BTree<string, Stored>,
+    lastRev: number,
+  ) {
+    this.tree = tree;
+    this.nextRev = lastRev + 1;
+    this.durableRev = lastRev;
+    this.worker.unref();
+    this.worker.on("error", (err: Error) => this.poison(new WalFailedError(`writer worker crashed: ${err.message}`, { cause: err })));
+    this.worker.on("exit", (code) => {
+      if (this.state === "open") this.poison(new WalFailedError(`writer worker exited unexpectedly (code ${code})`));
+    });
+    void this.dispatch();
+  }
+
+  /** The revision of the newest durable write. */
+  get rev(): number {
+    return this.durableRev;
+  }
+
+  get(key: string): unknown {
+    checkKeyType(key);
+    const s = this.tree.get(key);
+    return s === undefined ? undefined : materialize(s);
+  }
+
+  getEntry(key: string): Entry | undefined {
+    checkKeyType(key);
+    const s = this.tree.get(key);
+    return s === undefined ? undefined : { value: materialize(s), rev: s.rev, createRev: s.createRev, version: s.version };
+  }
+
+  has(key: string): boolean {
+    checkKeyType(key);
+    return this.tree.has(key);
+  }
+
+  /**
+   * Keys in JavaScript string order (UTF-16 code units). The iteration sees the index as it was when
+   * range() was called (an O(1) copy-on-write clone), whatever is written meanwhile.
+   */
+  range(opts: RangeOptions = {}): Iterable<{ key: string; value: unknown; rev: number }> {
+    const b = rangeBounds(opts);
+    const snapshot = this.tree.clone();
+    return {
+      *[Symbol.iterator]() {
+        if (b.limit <= 0) return;
+        let n = 0;
+        const it = b.reverse ? snapshot.entriesReversed(b.hi) : snapshot.entries(b.lo);
+        for (const [key, s] of it) {
+          // Past the far bound: done. Before the near bound (an exclusive start): skip.
+          if (b.reverse ? !b.aboveLo(key) : !b.belowHi(key)) return;
+          if (b.reverse ? !b.belowHi(key) : !b.aboveLo(key)) continue;
+          yield { key, value: materialize(s), rev: s.rev };
+          if (++n >= b.limit) return;
+        }
+      },
+    };
+  }
+
+  async put(key: string, value: unknown, opts: WriteOptions = {}): Promise<number> {
+    this.checkWritable();
+    checkKey(key, this.limits);
+    const conds = condition(key, opts.ifRev);
+    const op: Op = [key, this.encodeValue(value)];
+    return (await this.submit([op], conds, false)).rev;
+  }
+
+  async delete(key: string, opts: WriteOptions = {}): Promise<{ rev: number; deleted: boolean }> {
+    this.checkWritable();
+    checkKey(key, this.limits);
+    return this.submit([[key]], condition(key, opts.ifRev), true);
+  }
+
+  /** All operations in one WAL record: after a crash they are all there or all gone. */
+  async batch(ops: BatchOp[]): Promise<number> {
+    this.checkWritable();
+    if (!Array.isArray(ops) || ops.length === 0) throw new InvalidArgumentError("batch needs a non-empty array of operations");
+    if (ops.length > this.limits.batchOpsMax) {
+      throw new InvalidArgumentError(`batch has ${ops.length} operations, the limit is ${this.limits.batchOpsMax}`);
+    }
+    const out: Op[] = [];
+    const conds: Write["conds"] = [];
+    for (const op of ops) {
+      checkKey(op?.key, this.limits);
+      conds.push(...condition(op.key, op.ifRev));
+      if (op.type === "put") out.push([op.key, this.encodeValue(op.value)]);
+      else if (op.type === "delete") out.push([op.key]);
+      else throw new InvalidArgumentError(`batch op type must be "put" or "delete", got ${JSON.stringify((op as { type: unknown }).type)}`);
+    }
+    return (await this.submit(out, conds, false)).rev;
+  }
+
+  stats(): Stats {
+    const s = this.ring.stats;
+    const fsyncs = s[R.STAT_FSYNCS]!;
+    return {
+      rev: this.durableRev,
+      keys: this.tree.size,
+      sync: this.syncMode,
+      pendingWrites: this.pending.length - this.pendingHead,
+      queuedWrites: this.queued.length - this.queuedHead,
+      failed: this.failure?.message ?? null,
+      wal: {
+        segmentSeq: s[R.STAT_SEGMENT_SEQ]!,
+        records: s[R.STAT_RECORDS]!,
+        fsyncs,
+        writes: s[R.STAT_WRITES]!,
+        bytes: s[R.STAT_BYTES]!,
+        recordsPerFsync: fsyncs === 0 ? 0 : s[R.STAT_RECORDS]! / fsyncs,
+        fsyncMsAvg: fsyncs === 0 ? 0 : s[R.STAT_FSYNC_NS_TOTAL]! / fsyncs / 1e6,
+        fsyncMsMax: s[R.STAT_FSYNC_NS_MAX]! / 1e6,
+        syncedRev: s[R.STAT_SYNCED_REV]!,
+      },
+      recovery: this.recoveryStats,
+    };
+  }
+
+  /** Waits for every accepted write, stops the writer, releases the lock. Idempotent. */
+  close(): Promise<void> {
+    this.closePromise ??= this.doClose();
+    return this.closePromise;
+  }
+
+  private async doClose(): Promise<void> {
+    this.state = "closing";
+    while (this.pendingCount() > 0 || this.queued.length > this.queuedHead) {
+      await new Promise<void>((r) => setTimeout(r, 1));
+    }
+    const closed = new Promise<void>((resolve) => {
+      this.worker.once("exit", () => resolve());
+      this.worker.once("message", (m: { type?: string }) => m?.type === "closed" && resolve());
+    });
+    this.worker.ref();
+    Atomics.store(this.ring.ctl, R.STATE, R.CLOSING);
+    Atomics.notify(this.ring.ctl, R.HEAD);
+    await Promise.race([closed, new Promise((r) => setTimeout(r, L.workerStartMsMax))]);
+    await this.worker.terminate();
+    this.state = "closed";
+    Atomics.notify(this.ring.ctl, R.ACKED); // ends dispatch()
+    this.lock.release();
+  }
+
+  // ---- write path ----
+
+  private checkWritable(): void {
+    if (this.state !== "open") throw new ClosedError();
+    if (this.failure) throw this.failure;
+  }
+
+  private encodeValue(value: unknown): Uint8Array {
+    if (value === undefined) throw new InvalidValueError("value is undefined (use delete to remove a key)");
+    let bytes: Uint8Array;
+    try {
+      bytes = valueEncoder.encode(value);
+    } catch (cause) {
+      throw new InvalidValueError(`value cannot be encoded as CBOR: ${(cause as Error).message}`, { cause });
+    }
+    if (bytes.length > this.limits.valueBytesMax) throw new ValueTooLargeError(bytes.length, this.limits.valueBytesMax);
+    return bytes;
+  }
+
+  private submit(ops: Op[], conds: Write["conds"], isDelete: boolean): Promise<{ rev: number; deleted: boolean }> {
+    const payload = payloadEncoder.encode(ops);
+    if (frameBytes(payload.length) > L.recordBytesMax) throw new ValueTooLargeError(payload.length, L.recordBytesMax);
+    return new Promise((resolve, reject) => {
+      const w: Write = { ops, payload, conds, isDelete: isDelete, resolve, reject };
+      if (this.queued.length > this.queuedHead || !this.publish(w)) this.queued.push(w);
+    });
+  }
+
+  /**
+   * Assigns the next revision and copies the frame into the ring, or returns false when the ring
+   * has no room (the write then queues: backpressure, never a drop). Conditions are checked here,
+   * against the newest state including writes not yet durable.
+   */
+  private publish(w: Write): boolean {
+    const size = frameBytes(w.payload.length);
+    if (size > this.ring.data.length - R.diff(this.head, this.seenAcked)) return false;
+    for (const c of w.conds) {
+      const cur = this.newestRev(c.key);
+      if (cur !== c.ifRev) {
+        w.reject(new ConflictError(c.key, c.ifRev, cur));
+        return true;
+      }
+    }
+    if (w.isDelete) {
+      const key = w.ops[0]![0];
+      if (this.newestRev(key) === 0) {
+        // Nothing to delete: no record, but resolve only once everything before it is durable.
+        this.enqueuePending({ end: this.head, rev: this.nextRev - 1, ops: null, deleted: false, resolve: w.resolve, reject: w.reject });
+        return true;
+      }
+    }
+    const rev = this.nextRev++;
+    const frame = encodeFrame(TYPE_ENTRY, rev, w.payload);
+    R.copyIn(this.ring, this.head, frame);
+    this.head = (this.head + frame.length) >>> 0;
+    for (const op of w.ops) this.newest.set(op[0], { rev, exists: op.length === 2 });
+    this.enqueuePending({ end: this.head, rev, ops: w.ops, deleted: w.isDelete, resolve: w.resolve, reject: w.reject });
+    Atomics.store(this.ring.ctl, R.HEAD, this.head);
+    if (Atomics.load(this.ring.ctl, R.SLEEPING) === 1) Atomics.notify(this.ring.ctl, R.HEAD);
+    return true;
+  }
+
+  private newestRev(key: string): number {
+    const n = this.newest.get(key);
+    if (n) return n.exists ? n.rev : 0;
+    return this.tree.get(key)?.rev ?? 0;
+  }
+
+  private enqueuePending(p: Pending): void {
+    if (this.pendingCount() === 0 && p.ops === null) {
+      p.resolve({ rev: this.durableRev, deleted: false });
+      return;
+    }
+    this.pending.push(p);
+    if (!this.workerRefd) {
+      this.worker.ref(); // a pending write keeps the process alive; an idle database does not
+      this.workerRefd = true;
+    }
+  }
+
+  private pendingCount(): number {
+    return this.pending.length - this.pendingHead;
+  }
+
+  // ---- durable side ----
+
+  /** The one waiter on ACKED: applies what became durable, resolves it, refills the ring. */
+  private async dispatch(): Promise<void> {
+    const ctl = this.ring.ctl;
+    while (this.state !== "closed") {
+      const acked = Atomics.load(ctl, R.ACKED);
+      if (acked !== this.seenAcked) {
+        this.seenAcked = acked;
+        this.settle(acked);
+        this.drainQueue();
+        continue;
+      }
+      if (Atomics.load(ctl, R.FAILED) !== R.FAIL_NONE && !this.failure) {
+        this.poison(failureFromRing(this.ring));
+        continue;
+      }
+      const w = Atomics.waitAsync(ctl, R.ACKED, acked);
+      if (w.async) await w.value;
+    }
+  }
+
+  private settle(acked: number): void {
+    const done: Pending[] = [];
+    while (this.pendingHead < this.pending.length) {
+      const p = this.pending[this.pendingHead]!;
+      if (R.diff(acked, p.end) < 0) break;
+      this.pendingHead++;
+      if (p.ops) this.apply(p.rev, p.ops);
+      done.push(p);
+    }
+    if (this.pendingHead === this.pending.length) {
+      this.pending.length = 0;
+      this.pendingHead = 0;
+      if (this.workerRefd) {
+        this.worker.unref();
+        this.workerRefd = false;
+      }
+    }
+    // Visible in the index before any of these promises resolves, never before it is durable.
+    for (const p of done) p.resolve({ rev: p.rev, deleted: p.deleted });
+  }
+
+  private apply(rev: number, ops: Op[]): void {
+    applyOps(this.tree, rev, ops);
+    this.durableRev = rev;
+    for (const op of ops) {
+      if (this.newest.get(op[0])?.rev === rev) this.newest.delete(op[0]);
+    }
+  }
+
+  private drainQueue(): void {
+    while (this.queuedHead < this.queued.length && this.state !== "closed" && !this.failure) {
+      if (!this.publish(this.queued[this.queuedHead]!)) return;
+      this.queued[this.queuedHead++] = undefined as unknown as Write;
+    }
+    if (this.queuedHead === this.queued.length) {
+      this.queued.length = 0;
+      this.queuedHead = 0;
+    }
+  }
+
+  /** The WAL failed: every write in flight and every later one fails; reads go on. */
+  private poison(err: HarmonyError): void {
+    if (this.failure) return;
+    this.failure = err;
+    for (let i = this.pendingHead; i < this.pending.length; i++) this.pending[i]!.reject(err);
+    for (let i = this.queuedHead; i < this.queued.length; i++) this.queued[i]!.reject(err);
+    this.pending.length = this.pendingHead = 0;
+    this.queued.length = this.queuedHead = 0;
+    this.newest.clear();
+    if (this.workerRefd) {
+      this.worker.unref();
+      this.workerRefd = false;
+    }
+  }
+}
+
+// ---- helpers (pure) ----
+
+/** Plain UTF-16 code-unit order; faster than sorted-btree's type-checking default comparator. */
+function compareKeys(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function newIndex(): BTree<string, Stored> {
+  return new BTree<string, Stored>(undefined, compareKeys);
+}
+
+const PRIMITIVE = new Set(["string", "number", "boolean", "bigint"]);
+
+/** Applies one entry to the index: what replay and the live path both do. */
+export function applyOps(tree: BTree<string, Stored>, rev: number, ops: Op[]): void {
+  for (const op of ops) {
+    const key = op[0];
+    if (op.length === 1) {
+      tree.delete(key);
+      continue;
+    }
+    const prev = tree.get(key);
+    const bytes = op[1];
+    const s: Stored = {
+      v: undefined,
+      b: null,
+      rev,
+      createRev: prev ? prev.createRev : rev,
+      version: prev ? prev.version + 1 : 1,
+    };
+    // Immutable values are decoded once and shared; everything else is decoded afresh on each read.
+    const first = bytes[0]!;
+    const major = first >> 5;
+    if (major === 0 || major === 1 || major === 3 || (major === 7 && first !== 0xf7)) {
+      s.v = valueDecoder.decode(bytes);
+      if (!(s.v === null || PRIMITIVE.has(typeof s.v))) {
+        s.v = undefined;
+        s.b = bytes.slice();
+      }
+    } else {
+      s.b = bytes.slice();
+    }
+    tree.set(key, s);
+  }
+}
+
+function materialize(s: Stored): unknown {
+  return s.b === null ? s.v : valueDecoder.decode(s.b);
+}
+
+function checkKeyType(key: unknown): asserts key is string {
+  if (typeof key !== "string") throw new InvalidKeyError(`key must be a string, got ${typeof key}`);
+}
+
+function checkKey(key: unknown, limits: Limits): asserts key is string {
+  checkKeyType(key);
+  if (key.length === 0) throw new InvalidKeyError("key must not be empty");
+  // Cheap bound first: a UTF-8 byte is at most 3 per UTF-16 unit.
+  if (key.length * 3 > limits.keyBytesMax) {
+    const bytes = keyEncoder.encode(key).length;
+    if (bytes > limits.keyBytesMax) throw new KeyTooLargeError(bytes, limits.keyBytesMax);
+  }
+}
+
+function condition(key: string, ifRev: number | undefined): Write["conds"] {
+  if (ifRev === undefined) return [];
+  if (!Number.isSafeInteger(ifRev) || ifRev < 0) throw new InvalidArgumentError(`ifRev must be an integer ≥ 0, got ${ifRev}`);
+  return [{ key, ifRev }];
+}
+
+interface Bounds {
+  lo: string | undefined;
+  hi: string | undefined;
+  aboveLo: (k: string) => boolean;
+  belowHi: (k: string) => boolean;
+  reverse: boolean;
+  limit: number;
+}
+
+function rangeBounds(o: RangeOptions): Bounds {
+  const { prefix, gte, gt, lte, lt } = o;
+  let lo = gte ?? gt;
+  if (prefix !== undefined && (lo === undefined || prefix > lo)) lo = prefix;
+  let hi = lte ?? lt;
+  if (prefix !== undefined && hi === undefined && prefix.length > 0 && prefix.charCodeAt(prefix.length - 1) < 0xffff) {
+    // Every key with the prefix sorts below the prefix with its last unit incremented.
+    hi = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+  }
+  const limit = o.limit ?? Infinity;
+  if (typeof limit !== "number" || Number.isNaN(limit)) throw new InvalidArgumentError("range limit must be a number");
+  return {
+    lo,
+    hi,
+    aboveLo: (k) => (gte === undefined || k >= gte) && (gt === undefined || k > gt) && (prefix === undefined || k >= prefix),
+    belowHi: (k) =>
+      (lte === undefined || k <= lte) && (lt === undefined || k < lt) && (prefix === undefined || k.startsWith(prefix) || k < prefix),
+    reverse: o.reverse === true,
+    limit,
+  };
+}
+
+function failureFromRing(ring: R.RingViews): HarmonyError {
+  const kind = Atomics.load(ring.ctl, R.FAILED);
+  const msg = `write failed, the database is read-only until restarted: ${R.readError(ring)}`;
+  return kind === R.FAIL_NO_SPACE ? new NoSpaceError(msg) : new WalFailedError(msg);
+}
+
+// ---- open ----
+
+export async function openDb(dir: string, options: OpenOptions = {}): Promise<Db> {
+  const o = resolveOptions(options);
+  fs.mkdirSync(path.join(dir, "wal"), { recursive: true });
+  const lock = lockDir(dir);
+  try {
+    return await start(dir, o, lock);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+type Resolved = Required<Omit<OpenOptions, "onProgress" | "limits">> & {
+  limits: Limits;
+  onProgress: OpenOptions["onProgress"];
+};
+
+function resolveOptions(o: OpenOptions): Resolved {
+  const sync = o.sync ?? "always";
+  if (sync !== "always" && sync !== "interval" && sync !== "never") throw new InvalidArgumentError(`sync must be "always", "interval" or "never"`);
+  const segmentBytes = o.segmentBytes ?? L.segmentBytesDefault;
+  if (!Number.isSafeInteger(segmentBytes) || segmentBytes < L.segmentBytesMin || segmentBytes % 8 !== 0) {
+    throw new InvalidArgumentError(`segmentBytes must be a multiple of 8, at least ${L.segmentBytesMin}`);
+  }
+  const ringBytes = o.ringBytes ?? L.ringBytesDefault;
+  if ((ringBytes & (ringBytes - 1)) !== 0 || ringBytes < 2 * L.recordBytesMax) {
+    throw new InvalidArgumentError(`ringBytes must be a power of two of at least ${2 * L.recordBytesMax}`);
+  }
+  const commitDelayUs = o.commitDelayUs ?? L.commitDelayUsDefault;
+  if (!(commitDelayUs >= 0 && commitDelayUs <= L.commitDelayUsMax)) {
+    throw new InvalidArgumentError(`commitDelayUs must be in 0..${L.commitDelayUsMax}`);
+  }
+  const limits: Limits = {
+    keyBytesMax: Math.min(o.limits?.keyBytesMax ?? L.keyBytesMax, L.keyBytesMax),
+    valueBytesMax: Math.min(o.limits?.valueBytesMax ?? L.valueBytesMax, L.valueBytesMax),
+    batchOpsMax: Math.min(o.limits?.batchOpsMax ?? L.batchOpsMax, L.batchOpsMax),
+  };
+  return {
+    sync,
+    syncIntervalMs: o.syncIntervalMs ?? L.syncIntervalMsDefault,
+    segmentBytes,
+    commitDelayUs,
+    ringBytes,
+    limits,
+    onProgress: o.onProgress,
+    log: o.log ?? ((line) => console.warn(line)),
+  };
+}
+
+async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
+  const walDir = path.join(dir, "wal");
+  const t0 = performance.now();
+  const tree = newIndex();
+  const rec = recover(walDir, (rev, ops) => applyOps(tree, rev, ops), o.onProgress, o.log);
+  if (verifyEnabled) verifyTree(tree, rec.lastRev);
+  const dbId = rec.dbId ?? hyperid({ urlSafe: true })();
+  let tail = rec.tail;
+  if (!tail) {
+    const header = { v: FORMAT_VERSION, db: dbId, seq: 1, firstRev: 1, prevCrc: 0 };
+    const seg = installSegment(walDir, path.join(walDir, "first.tmp"), header);
+    tail = { path: seg.path, seq: 1, offset: seg.start, start: seg.start };
+  }
+  const ring = R.createRing(o.ringBytes);
+  const cfg: WriterConfig = {
+    sab: ring.sab,
+    walDir,
+    dbId,
+    segmentPath: tail.path,
+    seq: tail.seq,
+    offset: tail.offset,
+    segmentStart: tail.start,
+    lastRev: rec.lastRev,
+    lastCrc: rec.lastCrc,
+    segmentBytes: o.segmentBytes,
+    sync: o.sync,
+    syncIntervalMs: o.syncIntervalMs,
+    commitDelayUs: o.commitDelayUs,
+  };
+  const worker = await startWorker(cfg);
+  const recovery = { records: rec.records, segments: rec.segments, ms: performance.now() - t0, tornTail: rec.tornTail };
+  return new Db(dir, ring, worker, lock, o.limits, o.sync, recovery, tree, rec.lastRev);
+}
+
+function startWorker(cfg: WriterConfig): Promise<Worker> {
+  const worker = new Worker(new URL("../workers/wal-writer.ts", import.meta.url), { workerData: cfg });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => fail(new WalFailedError("writer worker did not start")), L.workerStartMsMax);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      void worker.terminate();
+      reject(err instanceof HarmonyError ? err : new WalFailedError(`writer worker failed to start: ${err.message}`, { cause: err }));
+    };
+    worker.once("error", fail);
+    worker.once("message", (m: { type?: string }) => {
+      clearTimeout(timer);
+      worker.off("error", fail);
+      if (m?.type === "ready") resolve(worker);
+      else fail(new Error(`unexpected first message ${JSON.stringify(m)}`));
+    });
+  });
+}
+
+/** HARMONYDB_VERIFY=1: the whole index agrees with itself after replay. */
+function verifyTree(tree: BTree<string, Stored>, lastRev: number): void {
+  tree.checkValid();
+  for (const [key, s] of tree.entries()) {
+    assert(s.rev >= s.createRev && s.rev <= lastRev && s.version >= 1, `index entry for ${key} is consistent`);
+  }
+}

@@ -1,0 +1,32 @@
+// The embedded API: open() and the types and errors a caller needs. Everything else is internal.
+
+import { Db, openDb, type OpenOptions } from "./db.ts";
+
+export type { BatchOp, Entry, Limits, OpenOptions, RangeOptions, Stats, WriteOptions } from "./db.ts";
+export type { ReplayProgress, TornTail } from "./wal/recovery.ts";
+export type { SyncMode } from "./wal/writer.ts";
+export type { ErrorCode } from "./errors.ts";
+export {
+  ClosedError,
+  CompactedError,
+  ConflictError,
+  CorruptionError,
+  HarmonyError,
+  InvalidArgumentError,
+  InvalidKeyError,
+  InvalidValueError,
+  KeyTooLargeError,
+  LockedError,
+  NoSpaceError,
+  ValueTooLargeError,
+  WalFailedError,
+} from "./errors.ts";
+export { Db };
+
+/**
+ * Opens (creating if needed) the database in `dir`: takes the LOCK, replays the WAL, starts the
+ * writer. Resolves only when the database is ready for reads and writes.
+ */
+export function open(dir: string, options?: OpenOptions): Promise<Db> {
+  return openDb(dir, options);
+}

@@ -1,0 +1,45 @@
+// Every limit and default, defined once, with the unit last in the name.
+
+import { assert } from "./assert.ts";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Longest key, as UTF-8 bytes. */
+export const keyBytesMax = 4 * KiB;
+/** Largest value, as its CBOR encoding. */
+export const valueBytesMax = 16 * MiB;
+/** Most operations in one db.batch. */
+export const batchOpsMax = 100_000;
+/** Largest framed record (one put, delete or batch): the largest value plus room for keys. */
+export const recordBytesMax = valueBytesMax + 1 * MiB;
+
+/** WAL segment size; segments are preallocated to this with real zeros. */
+export const segmentBytesDefault = 64 * MiB;
+export const segmentBytesMin = 64 * KiB;
+/** Spare segments are zero-filled in chunks of this size, one fdatasync each, between commits. */
+export const spareChunkBytes = 1 * MiB;
+
+/** The SharedArrayBuffer ring between the main thread and the writer: twice the largest record. */
+export const ringBytesDefault = 64 * MiB;
+
+/** Group commit caps, as LevelDB/RocksDB: ~1 MiB, or the first record + 128 KiB when it is small. */
+export const groupBytesMax = 1 * MiB;
+export const groupSmallRecordBytes = 128 * KiB;
+
+/** commitDelayUs: how long the writer may wait for more records before a commit (default none). */
+export const commitDelayUsDefault = 0;
+export const commitDelayUsMax = 10_000;
+
+/** sync: "interval" fdatasyncs this often (Redis everysec is 1000). */
+export const syncIntervalMsDefault = 1000;
+
+/** While busy, the writer zero-fills one chunk ahead after this many group commits. */
+export const prepareEveryGroups = 8;
+
+/** How long open() waits for the writer worker to start and report. */
+export const workerStartMsMax = 30_000;
+
+assert(ringBytesDefault >= 2 * recordBytesMax, "ring holds two largest records");
+assert((ringBytesDefault & (ringBytesDefault - 1)) === 0, "ring size is a power of two");
+assert(segmentBytesDefault % 8 === 0 && spareChunkBytes % 8 === 0, "8-byte alignment");

@@ -1,0 +1,100 @@
+// The SharedArrayBuffer ring between the main thread (producer) and the writer worker (consumer).
+//
+// Protocol. Positions are free-running u32 byte counters (they wrap at 2^32; compare with `diff`).
+// The main thread copies whole frames to data[head & mask] and then stores HEAD; the worker owns
+// [ACKED, HEAD), writes it to the WAL, and stores ACKED once those bytes are acknowledged (after the
+// fdatasync with sync "always"). Only then may the main thread reuse the space and resolve the writes.
+// The plain writes to `data` before an Atomics.store are visible after the Atomics.load that reads it.
+
+import { assert } from "./assert.ts";
+
+/** Int32 slots at the start of the buffer. */
+export const HEAD = 0; // written by main: bytes published
+export const ACKED = 1; // written by worker: bytes acknowledged; main waits on it
+export const STATE = 2; // written by main: RUNNING or CLOSING
+export const FAILED = 3; // written by worker: 0, or an ErrorKind once the WAL is poisoned
+export const SLEEPING = 4; // written by worker: 1 while it is parked in Atomics.wait on HEAD
+export const CTL_SLOTS = 8;
+
+export const RUNNING = 0;
+export const CLOSING = 1;
+
+export const FAIL_NONE = 0;
+export const FAIL_IO = 1;
+export const FAIL_NO_SPACE = 2;
+
+/** Float64 counters written by the worker, read by stats(). */
+export const STAT_FSYNCS = 0;
+export const STAT_RECORDS = 1;
+export const STAT_WRITES = 2;
+export const STAT_BYTES = 3;
+export const STAT_FSYNC_NS_TOTAL = 4;
+export const STAT_FSYNC_NS_MAX = 5;
+export const STAT_SEGMENT_SEQ = 6;
+export const STAT_LAST_REV = 7;
+export const STAT_SYNCED_REV = 8;
+export const STAT_SLOTS = 16;
+
+const CTL_BYTES = CTL_SLOTS * 4;
+const STATS_OFFSET = CTL_BYTES;
+const ERROR_OFFSET = STATS_OFFSET + STAT_SLOTS * 8;
+/** The worker's error message, UTF-8, NUL-padded. */
+export const ERROR_BYTES = 1024;
+const DATA_OFFSET = ERROR_OFFSET + ERROR_BYTES;
+
+export interface RingViews {
+  sab: SharedArrayBuffer;
+  ctl: Int32Array;
+  stats: Float64Array;
+  error: Uint8Array;
+  data: Uint8Array;
+  mask: number;
+}
+
+export function createRing(capacityBytes: number): RingViews {
+  assert(capacityBytes >= 1024 && (capacityBytes & (capacityBytes - 1)) === 0, "ring capacity is a power of two");
+  return ringViews(new SharedArrayBuffer(DATA_OFFSET + capacityBytes));
+}
+
+export function ringViews(sab: SharedArrayBuffer): RingViews {
+  const data = new Uint8Array(sab, DATA_OFFSET);
+  return {
+    sab,
+    ctl: new Int32Array(sab, 0, CTL_SLOTS),
+    stats: new Float64Array(sab, STATS_OFFSET, STAT_SLOTS),
+    error: new Uint8Array(sab, ERROR_OFFSET, ERROR_BYTES),
+    data,
+    mask: data.length - 1,
+  };
+}
+
+/** a − b for u32 counters, as a signed distance (valid while they are within 2^31 of each other). */
+export function diff(a: number, b: number): number {
+  return (a - b) | 0;
+}
+
+/** Copies `bytes` into the ring at counter `pos` (wrapping at the end). The caller has checked space. */
+export function copyIn(ring: RingViews, pos: number, bytes: Uint8Array): void {
+  const at = pos & ring.mask;
+  const first = Math.min(bytes.length, ring.data.length - at);
+  ring.data.set(first === bytes.length ? bytes : bytes.subarray(0, first), at);
+  if (first < bytes.length) ring.data.set(bytes.subarray(first), 0);
+}
+
+/** Reads the u32 at counter `pos`; `pos` is 4-aligned so the word never wraps. */
+export function readU32(ring: RingViews, pos: number): number {
+  const at = pos & ring.mask;
+  const d = ring.data;
+  return (d[at]! | (d[at + 1]! << 8) | (d[at + 2]! << 16) | (d[at + 3]! << 24)) >>> 0;
+}
+
+export function writeError(ring: RingViews, message: string): void {
+  const bytes = new TextEncoder().encode(message).subarray(0, ERROR_BYTES);
+  ring.error.fill(0);
+  ring.error.set(bytes);
+}
+
+export function readError(ring: RingViews): string {
+  const end = ring.error.indexOf(0);
+  return new TextDecoder().decode(ring.error.subarray(0, end < 0 ? ERROR_BYTES : end));
+}

@@ -1,0 +1,47 @@
+// Every on-disk constant of the WAL (docs/wal-format.md is the spec; this is its only copy in code).
+
+import { assert } from "../assert.ts";
+
+/** "HDBWAL\r\n": the first 8 bytes of every segment. */
+export const MAGIC = new Uint8Array([0x48, 0x44, 0x42, 0x57, 0x41, 0x4c, 0x0d, 0x0a]);
+export const MAGIC_BYTES = 8;
+export const FORMAT_VERSION = 1;
+
+/** Frame header: crc u32 | len u32 | rev u56 | type u8, little-endian. */
+export const FRAME_CRC_OFFSET = 0;
+export const FRAME_LEN_OFFSET = 4;
+export const FRAME_REV_OFFSET = 8;
+export const FRAME_TYPE_OFFSET = 15;
+export const FRAME_HEADER_BYTES = 16;
+/** Frames start on this boundary; padding bytes are zero and not checksummed. */
+export const FRAME_ALIGN_BYTES = 8;
+
+export const TYPE_HEADER = 1;
+export const TYPE_ENTRY = 2;
+
+/** The largest revision a frame may carry: JavaScript integers are exact below 2^53. */
+export const REV_MAX = Number.MAX_SAFE_INTEGER;
+
+/** The first frame (the header) starts right after the magic. */
+export const HEADER_FRAME_OFFSET = MAGIC_BYTES;
+
+export const SEGMENT_NAME_RE = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
+export const SPARE_NAME = "spare.tmp";
+
+/** Total bytes a frame with a payload of `len` bytes takes, padding included. */
+export function frameBytes(len: number): number {
+  return (FRAME_HEADER_BYTES + len + FRAME_ALIGN_BYTES - 1) & ~(FRAME_ALIGN_BYTES - 1);
+}
+
+export function segmentName(seq: number, firstRev: number): string {
+  return `${hex16(seq)}-${hex16(firstRev)}.wal`;
+}
+
+export function hex16(n: number): string {
+  return n.toString(16).padStart(16, "0");
+}
+
+assert(FRAME_HEADER_BYTES === 4 + 4 + 7 + 1, "frame header is crc + len + rev + type");
+assert(FRAME_TYPE_OFFSET === FRAME_REV_OFFSET + 7, "type follows the 7-byte revision");
+assert(MAGIC.length === MAGIC_BYTES && MAGIC_BYTES % FRAME_ALIGN_BYTES === 0, "magic keeps frames aligned");
+assert(frameBytes(1) === 24 && frameBytes(8) === 24 && frameBytes(9) === 32, "frameBytes pads to 8");

@@ -1,0 +1,190 @@
+// The recovery table of DESIGN.md §3, in code: replay every segment, repair a torn tail, refuse the rest.
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { CorruptionError, WalFailedError } from "../errors.ts";
+import { allZero, decodeHeader, decodeOps, findValidFrameAfter, readFrame } from "./decoder.ts";
+import type { Op, SegmentHeader } from "./encoder.ts";
+import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, hex16 } from "./format.ts";
+import { fsyncDir, listSegments, writeFully, type SegmentFile } from "./segment.ts";
+
+export interface ReplayProgress {
+  phase: "wal";
+  segment: number;
+  segments: number;
+  records: number;
+  rev: number;
+}
+
+export interface TornTail {
+  file: string;
+  offset: number;
+  bytesDropped: number;
+  lastGoodRev: number;
+  reason: string;
+  brokenCopy: string;
+}
+
+export interface RecoveryResult {
+  /** null when the directory holds no segment yet. */
+  dbId: string | null;
+  lastRev: number;
+  lastCrc: number;
+  /** The segment the writer appends to, and where. null when there is none. */
+  tail: { path: string; seq: number; offset: number; start: number } | null;
+  records: number;
+  segments: number;
+  tornTail: TornTail | null;
+}
+
+type Apply = (rev: number, ops: Op[]) => void;
+
+interface Cursor {
+  dbId: string | null;
+  lastRev: number;
+  lastCrc: number;
+  lastSeq: number;
+  records: number;
+  /** Offset of the first entry frame in the segment being read. */
+  start: number;
+}
+
+export function recover(
+  walDir: string,
+  apply: Apply,
+  onProgress: (p: ReplayProgress) => void = () => {},
+  log: (line: string) => void = (l) => console.warn(l),
+): RecoveryResult {
+  const segments = listSegments(walDir);
+  const cur: Cursor = { dbId: null, lastRev: 0, lastCrc: 0, lastSeq: 0, records: 0, start: 0 };
+  let tail: RecoveryResult["tail"] = null;
+  let tornTail: TornTail | null = null;
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i]!;
+    const file = path.join(walDir, seg.name);
+    const bytes = readSegment(file);
+    checkHeader(file, bytes, seg, cur);
+    const start = cur.start;
+    const { end, damage } = replayFrames(bytes, cur, apply);
+    if (damage) {
+      const validAfter = findValidFrameAfter(bytes, end + 8, cur.lastRev);
+      if (i !== segments.length - 1 || validAfter >= 0) {
+        const why = validAfter >= 0 ? `a valid record follows at offset ${validAfter}` : "later segments follow";
+        throw new CorruptionError(`${damage}; ${why}`, file, end, cur.lastRev + 1);
+      }
+      tornTail = repairTornTail(file, bytes, end, damage, cur.lastRev);
+      log(
+        `harmonydb: wal: torn tail in ${file} at offset ${end} (${damage}): dropped ${tornTail.bytesDropped} ` +
+          `bytes after rev ${cur.lastRev}; copy kept in ${tornTail.brokenCopy}`,
+      );
+    }
+    tail = { path: file, seq: seg.seq, offset: end, start };
+    onProgress({ phase: "wal", segment: i + 1, segments: segments.length, records: cur.records, rev: cur.lastRev });
+  }
+  return {
+    dbId: cur.dbId,
+    lastRev: cur.lastRev,
+    lastCrc: cur.lastCrc,
+    tail,
+    records: cur.records,
+    segments: segments.length,
+    tornTail,
+  };
+}
+
+function readSegment(file: string): Uint8Array {
+  try {
+    return fs.readFileSync(file);
+  } catch (cause) {
+    // EIO and friends: refuse to open, and never truncate what could not be read.
+    throw new WalFailedError(`cannot read ${file}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Checks magic, version, database id and the chain to the previous segment. */
+function checkHeader(file: string, bytes: Uint8Array, seg: SegmentFile, cur: Cursor): void {
+  const fail = (msg: string, offset = HEADER_FRAME_OFFSET): never => {
+    throw new CorruptionError(msg, file, offset, cur.lastRev + 1);
+  };
+  if (bytes.length < MAGIC_BYTES || !MAGIC.every((b, i) => bytes[i] === b)) fail("bad magic", 0);
+  const v = readFrame(bytes, HEADER_FRAME_OFFSET);
+  if (v.kind !== "frame" || v.type !== TYPE_HEADER) fail(`bad segment header (${v.kind === "frame" ? "wrong type" : v.kind})`);
+  const frame = v as Extract<typeof v, { kind: "frame" }>;
+  let h: SegmentHeader;
+  try {
+    h = decodeHeader(frame.payload);
+  } catch (cause) {
+    return fail(`undecodable segment header: ${(cause as Error).message}`);
+  }
+  if (h.v !== FORMAT_VERSION) fail(`unknown format version ${h.v}`);
+  if (cur.dbId !== null && h.db !== cur.dbId) fail(`segment belongs to database ${h.db}, not ${cur.dbId}`);
+  if (h.seq !== seg.seq || h.firstRev !== seg.firstRev) fail("header does not match the file name");
+  if (frame.rev !== h.firstRev - 1) fail("header revision does not precede firstRev");
+  // Until snapshots exist, the log must start at segment 1, revision 1.
+  if (h.seq !== cur.lastSeq + 1) fail(`segment ${hex16(cur.lastSeq + 1)} is missing`, 0);
+  if (h.firstRev !== cur.lastRev + 1) {
+    fail(`revision gap: segment starts at rev ${h.firstRev}, the log before it ends at rev ${cur.lastRev}`);
+  }
+  if (h.prevCrc !== cur.lastCrc) fail("previous-segment checksum does not match the chain");
+  cur.dbId = h.db;
+  cur.lastSeq = h.seq;
+  cur.start = frame.next;
+}
+
+/**
+ * Applies every entry from the header on; stops at the clean end or at the first damaged frame.
+ * Returns where the log ends (the writer's next offset) and, if it ended in damage, why.
+ */
+function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: number; damage: string | null } {
+  let off = cur.start;
+  for (;;) {
+    const v = readFrame(bytes, off);
+    if (v.kind === "end") {
+      const clean = allZero(bytes, off, bytes.length);
+      return { end: off, damage: clean ? null : "non-zero bytes after the end of the log" };
+    }
+    if (v.kind !== "frame") return { end: off, damage: `${v.kind} frame: ${v.reason}` };
+    if (v.type !== TYPE_ENTRY) return { end: off, damage: "segment header in the middle of a segment" };
+    if (v.rev !== cur.lastRev + 1) return { end: off, damage: `revision gap: rev ${v.rev} after rev ${cur.lastRev}` };
+    let ops: Op[];
+    try {
+      ops = decodeOps(v.payload);
+    } catch (cause) {
+      return { end: off, damage: `undecodable entry: ${(cause as Error).message}` };
+    }
+    apply(v.rev, ops);
+    cur.lastRev = v.rev;
+    cur.lastCrc = v.crc;
+    cur.records++;
+    off = v.next;
+  }
+}
+
+/**
+ * Keeps a `.broken` copy of the bytes from `offset` to the last non-zero byte, zeroes them in the
+ * segment and fdatasyncs: nothing there was acknowledged (no valid record follows).
+ */
+function repairTornTail(file: string, bytes: Uint8Array, offset: number, reason: string, lastGoodRev: number): TornTail {
+  let last = bytes.length;
+  const step = 64 * 1024;
+  while (last > offset && allZero(bytes, Math.max(offset, last - step), last)) last = Math.max(offset, last - step);
+  while (last > offset && bytes[last - 1] === 0) last--;
+  const brokenCopy = `${file}.${hex16(offset)}.broken`;
+  // The copy is durable before the original is touched, so a crash here loses nothing.
+  const copyFd = fs.openSync(brokenCopy, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644);
+  try {
+    writeFully(copyFd, bytes.subarray(offset, last), 0);
+    fs.fsyncSync(copyFd);
+  } finally {
+    fs.closeSync(copyFd);
+  }
+  fsyncDir(path.dirname(file));
+  const fd = fs.openSync(file, fs.constants.O_WRONLY);
+  try {
+    writeFully(fd, new Uint8Array(last - offset), offset);
+    fs.fdatasyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { file, offset, bytesDropped: last - offset, lastGoodRev, reason, brokenCopy };
+}

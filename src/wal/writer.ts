@@ -1,0 +1,266 @@
+// The writer's loop over src/wal/*: take every pending frame from the ring, one write, one fdatasync.
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { assert } from "../assert.ts";
+import * as L from "../limits.ts";
+import * as R from "../ring.ts";
+import { FORMAT_VERSION, FRAME_HEADER_BYTES, SPARE_NAME, frameBytes } from "./format.ts";
+import { installSegment, writeFully } from "./segment.ts";
+
+export type SyncMode = "always" | "interval" | "never";
+
+/** What the main thread hands the worker (structured-cloned; the SharedArrayBuffer is shared). */
+export interface WriterConfig {
+  sab: SharedArrayBuffer;
+  walDir: string;
+  dbId: string;
+  segmentPath: string;
+  seq: number;
+  /** Where the next frame goes in the current segment, and where its first entry starts. */
+  offset: number;
+  segmentStart: number;
+  lastRev: number;
+  lastCrc: number;
+  segmentBytes: number;
+  sync: SyncMode;
+  syncIntervalMs: number;
+  commitDelayUs: number;
+}
+
+interface Group {
+  end: number; // ring counter after the last frame taken
+  bytes: number;
+  records: number;
+  lastRev: number;
+  lastCrc: number;
+}
+
+export class WalWriter {
+  private readonly ring: R.RingViews;
+  private fd: number;
+  private seq: number;
+  private offset: number;
+  private segmentStart: number;
+  /** Bytes of the current segment known to be written (zeros or frames). */
+  private filledTo: number;
+  private tail: number;
+  private lastRev: number;
+  private lastCrc: number;
+  private unsynced = false;
+  private lastSyncMs = performance.now();
+  private spareFd = -1;
+  private spareFilled = 0;
+  private groupsSincePrepare = 0;
+  private readonly zeros = new Uint8Array(L.spareChunkBytes);
+
+  constructor(private readonly cfg: WriterConfig) {
+    this.ring = R.ringViews(cfg.sab);
+    this.fd = fs.openSync(cfg.segmentPath, fs.constants.O_WRONLY);
+    this.filledTo = fs.fstatSync(this.fd).size;
+    this.seq = cfg.seq;
+    this.offset = cfg.offset;
+    this.segmentStart = cfg.segmentStart;
+    this.lastRev = cfg.lastRev;
+    this.lastCrc = cfg.lastCrc;
+    this.tail = Atomics.load(this.ring.ctl, R.ACKED);
+    this.ring.stats[R.STAT_SEGMENT_SEQ] = this.seq;
+    this.ring.stats[R.STAT_LAST_REV] = this.lastRev;
+    this.ring.stats[R.STAT_SYNCED_REV] = this.lastRev;
+  }
+
+  /** Runs until the main thread asks to close, or the WAL fails. */
+  run(): void {
+    try {
+      for (;;) {
+        const head = Atomics.load(this.ring.ctl, R.HEAD);
+        if (head !== this.tail) this.commitGroup(head);
+        else if (Atomics.load(this.ring.ctl, R.STATE) === R.CLOSING) break;
+        else if (!this.idleWork()) this.sleep(head);
+      }
+      if (this.unsynced) this.fdatasync(this.fd);
+    } catch (err) {
+      this.poison(err);
+    } finally {
+      this.closeFiles();
+    }
+  }
+
+  private commitGroup(head: number): void {
+    if (this.cfg.commitDelayUs > 0) {
+      // Wait for more writers to pile in (RocksDB's delayed write), then take everything.
+      Atomics.wait(this.ring.ctl, R.CTL_SLOTS - 1, 0, this.cfg.commitDelayUs / 1000);
+      head = Atomics.load(this.ring.ctl, R.HEAD);
+    }
+    const firstBytes = this.frameAt(this.tail);
+    if (this.offset + firstBytes > this.cfg.segmentBytes && this.offset > this.segmentStart) this.rotate();
+    const g = this.takeGroup(head);
+    this.writeGroup(g);
+    if (this.cfg.sync === "always") this.fdatasync(this.fd);
+    else this.unsynced = true;
+    this.lastRev = g.lastRev;
+    this.lastCrc = g.lastCrc;
+    const s = this.ring.stats;
+    s[R.STAT_RECORDS]! += g.records;
+    s[R.STAT_BYTES]! += g.bytes;
+    s[R.STAT_LAST_REV] = g.lastRev;
+    if (this.cfg.sync === "always") s[R.STAT_SYNCED_REV] = g.lastRev;
+    this.tail = g.end;
+    Atomics.store(this.ring.ctl, R.ACKED, g.end);
+    Atomics.notify(this.ring.ctl, R.ACKED);
+    if (++this.groupsSincePrepare >= L.prepareEveryGroups) this.prepareChunk();
+  }
+
+  /**
+   * The frames from the tail, capped as LevelDB caps a group (~1 MiB, or the first record + 128 KiB
+   * when it is small, so a small write is not held back by a large one) and by the segment's room.
+   */
+  private takeGroup(head: number): Group {
+    const first = this.frameAt(this.tail);
+    const cap = first <= L.groupSmallRecordBytes ? first + L.groupSmallRecordBytes : Math.max(first, L.groupBytesMax);
+    const room = Math.max(first, this.cfg.segmentBytes - this.offset);
+    const g: Group = { end: this.tail, bytes: 0, records: 0, lastRev: this.lastRev, lastCrc: this.lastCrc };
+    while (g.end !== head) {
+      const size = this.frameAt(g.end);
+      if (g.records > 0 && (g.bytes + size > cap || g.bytes + size > room)) break;
+      const lo = R.readU32(this.ring, g.end + 8);
+      const hi = R.readU32(this.ring, g.end + 12) & 0xffffff;
+      const rev = lo + hi * 0x1_0000_0000;
+      assert(rev === g.lastRev + 1, `ring frame rev ${rev} follows ${g.lastRev}`);
+      g.lastRev = rev;
+      g.lastCrc = R.readU32(this.ring, g.end);
+      g.bytes += size;
+      g.end = (g.end + size) >>> 0;
+      g.records++;
+    }
+    return g;
+  }
+
+  /** Size of the frame at ring counter `pos`, padding included. */
+  private frameAt(pos: number): number {
+    const size = frameBytes(R.readU32(this.ring, pos + 4));
+    assert(size > FRAME_HEADER_BYTES && size <= L.recordBytesMax + 64, `ring frame size ${size} is sane`);
+    return size;
+  }
+
+  private writeGroup(g: Group): void {
+    const at = this.tail & this.ring.mask;
+    const data = this.ring.data;
+    if (at + g.bytes <= data.length) {
+      writeFully(this.fd, data.subarray(at, at + g.bytes), this.offset);
+    } else {
+      const first = data.length - at;
+      writeFully(this.fd, data.subarray(at), this.offset);
+      writeFully(this.fd, data.subarray(0, g.bytes - first), this.offset + first);
+    }
+    this.ring.stats[R.STAT_WRITES]! += 1;
+    this.offset += g.bytes;
+    this.filledTo = Math.max(this.filledTo, this.offset);
+  }
+
+  private fdatasync(fd: number): void {
+    const t0 = performance.now();
+    fs.fdatasyncSync(fd);
+    const ns = (performance.now() - t0) * 1e6;
+    const s = this.ring.stats;
+    s[R.STAT_FSYNCS]! += 1;
+    s[R.STAT_FSYNC_NS_TOTAL]! += ns;
+    if (ns > s[R.STAT_FSYNC_NS_MAX]!) s[R.STAT_FSYNC_NS_MAX] = ns;
+    if (fd === this.fd) {
+      this.unsynced = false;
+      this.lastSyncMs = performance.now();
+      s[R.STAT_SYNCED_REV] = this.lastRev;
+    }
+  }
+
+  /** Work for a quiet moment: the interval fdatasync, else one chunk of zero-filling. */
+  private idleWork(): boolean {
+    if (this.unsynced && (this.cfg.sync === "interval" || this.cfg.sync === "never")) {
+      if (this.cfg.sync === "interval" && performance.now() - this.lastSyncMs >= this.cfg.syncIntervalMs) {
+        this.fdatasync(this.fd);
+        return true;
+      }
+    }
+    return this.prepareChunk();
+  }
+
+  /**
+   * Zero-fills one chunk, first of the current segment past its last write, then of the spare, and
+   * fdatasyncs it: overwriting zeros later is cheaper than appending (no size or extent change to
+   * flush), and a full disk shows up here, before any record depends on that space.
+   */
+  private prepareChunk(): boolean {
+    this.groupsSincePrepare = 0;
+    const segBytes = this.cfg.segmentBytes;
+    if (this.filledTo < segBytes) {
+      const n = Math.min(this.zeros.length, segBytes - this.filledTo);
+      writeFully(this.fd, this.zeros.subarray(0, n), this.filledTo);
+      this.filledTo += n;
+      this.fdatasync(this.fd);
+      return true;
+    }
+    if (this.spareFilled < segBytes) {
+      if (this.spareFd < 0) {
+        const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC;
+        this.spareFd = fs.openSync(this.sparePath(), flags, 0o644);
+      }
+      const n = Math.min(this.zeros.length, segBytes - this.spareFilled);
+      writeFully(this.spareFd, this.zeros.subarray(0, n), this.spareFilled);
+      this.spareFilled += n;
+      this.fdatasync(this.spareFd);
+      return true;
+    }
+    return false;
+  }
+
+  /** fdatasync the old segment, install the spare as the next one, continue there. */
+  private rotate(): void {
+    if (this.unsynced) this.fdatasync(this.fd);
+    while (this.spareFilled < this.cfg.segmentBytes) this.prepareChunk();
+    fs.closeSync(this.spareFd);
+    this.spareFd = -1;
+    this.spareFilled = 0;
+    const header = { v: FORMAT_VERSION, db: this.cfg.dbId, seq: this.seq + 1, firstRev: this.lastRev + 1, prevCrc: this.lastCrc };
+    const next = installSegment(this.cfg.walDir, this.sparePath(), header);
+    fs.closeSync(this.fd);
+    this.fd = fs.openSync(next.path, fs.constants.O_WRONLY);
+    this.seq = header.seq;
+    this.offset = this.segmentStart = next.start;
+    this.filledTo = this.cfg.segmentBytes;
+    this.ring.stats[R.STAT_SEGMENT_SEQ] = this.seq;
+  }
+
+  private sleep(head: number): void {
+    const ctl = this.ring.ctl;
+    Atomics.store(ctl, R.SLEEPING, 1);
+    // Interval mode must wake to sync; otherwise wake for zero-filling work now and then.
+    const timeoutMs = this.unsynced && this.cfg.sync === "interval" ? this.cfg.syncIntervalMs : 1000;
+    if (Atomics.load(ctl, R.HEAD) === head) Atomics.wait(ctl, R.HEAD, head, timeoutMs);
+    Atomics.store(ctl, R.SLEEPING, 0);
+  }
+
+  private sparePath(): string {
+    return path.join(this.cfg.walDir, SPARE_NAME);
+  }
+
+  /** Fail-stop: no retry on the same file (fsyncgate); the main thread fails every pending write. */
+  private poison(err: unknown): void {
+    const code = (err as NodeJS.ErrnoException).code;
+    R.writeError(this.ring, `${(err as Error).message ?? String(err)}`);
+    Atomics.store(this.ring.ctl, R.FAILED, code === "ENOSPC" ? R.FAIL_NO_SPACE : R.FAIL_IO);
+    Atomics.notify(this.ring.ctl, R.ACKED);
+  }
+
+  private closeFiles(): void {
+    for (const fd of [this.fd, this.spareFd]) {
+      if (fd >= 0) {
+        try {
+          fs.closeSync(fd);
+        } catch {
+          // Closing after a failure may fail again; nothing depends on it.
+        }
+      }
+    }
+  }
+}
+
