@@ -324,7 +324,8 @@ export class Db {
 
   private submit(ops: Op[], conds: Write["conds"], isDelete: boolean): Promise<{ rev: number; deleted: boolean }> {
     const payload = payloadEncoder.encode(ops);
-    if (frameBytes(payload.length) > L.recordBytesMax) throw new ValueTooLargeError(payload.length, L.recordBytesMax);
+    const recordMax = this.limits.valueBytesMax + L.recordSlackBytes;
+    if (frameBytes(payload.length) > recordMax) throw new ValueTooLargeError(payload.length, recordMax);
     return new Promise((resolve, reject) => {
       const w: Write = { ops, payload, conds, isDelete: isDelete, resolve, reject };
       if (this.queued.length > this.queuedHead || !this.publish(w)) this.queued.push(w);
@@ -598,19 +599,21 @@ function resolveOptions(o: OpenOptions): Resolved {
   if (!Number.isSafeInteger(segmentBytes) || segmentBytes < L.segmentBytesMin || segmentBytes % 8 !== 0) {
     throw new InvalidArgumentError(`segmentBytes must be a multiple of 8, at least ${L.segmentBytesMin}`);
   }
-  const ringBytes = o.ringBytes ?? L.ringBytesDefault;
-  if ((ringBytes & (ringBytes - 1)) !== 0 || ringBytes < 2 * L.recordBytesMax) {
-    throw new InvalidArgumentError(`ringBytes must be a power of two of at least ${2 * L.recordBytesMax}`);
-  }
-  const commitDelayUs = o.commitDelayUs ?? L.commitDelayUsDefault;
-  if (!(commitDelayUs >= 0 && commitDelayUs <= L.commitDelayUsMax)) {
-    throw new InvalidArgumentError(`commitDelayUs must be in 0..${L.commitDelayUsMax}`);
-  }
   const limits: Limits = {
     keyBytesMax: Math.min(o.limits?.keyBytesMax ?? L.keyBytesMax, L.keyBytesMax),
     valueBytesMax: Math.min(o.limits?.valueBytesMax ?? L.valueBytesMax, L.valueBytesMax),
     batchOpsMax: Math.min(o.limits?.batchOpsMax ?? L.batchOpsMax, L.batchOpsMax),
   };
+  // The ring must hold two of the largest records, so one can be written while the next is framed.
+  const ringMin = 2 * (limits.valueBytesMax + L.recordSlackBytes);
+  const ringBytes = o.ringBytes ?? L.ringBytesDefault;
+  if ((ringBytes & (ringBytes - 1)) !== 0 || ringBytes < ringMin) {
+    throw new InvalidArgumentError(`ringBytes must be a power of two of at least ${ringMin}`);
+  }
+  const commitDelayUs = o.commitDelayUs ?? L.commitDelayUsDefault;
+  if (!(commitDelayUs >= 0 && commitDelayUs <= L.commitDelayUsMax)) {
+    throw new InvalidArgumentError(`commitDelayUs must be in 0..${L.commitDelayUsMax}`);
+  }
   return {
     sync,
     syncIntervalMs: o.syncIntervalMs ?? L.syncIntervalMsDefault,

@@ -11,8 +11,10 @@ export const keyBytesMax = 4 * KiB;
 export const valueBytesMax = 16 * MiB;
 /** Most operations in one db.batch. */
 export const batchOpsMax = 100_000;
-/** Largest framed record (one put, delete or batch): the largest value plus room for keys. */
-export const recordBytesMax = valueBytesMax + 1 * MiB;
+/** Room in a record beyond its largest value: keys, other ops of a batch, framing. */
+export const recordSlackBytes = 1 * MiB;
+/** Largest framed record (one put, delete or batch) the format allows. */
+export const recordBytesMax = valueBytesMax + recordSlackBytes;
 
 /** WAL segment size; segments are preallocated to this with real zeros. */
 export const segmentBytesDefault = 64 * MiB;

@@ -1,0 +1,195 @@
+// Shared benchmark helpers: temp dirs, timing, statistics, markdown tables and the raw disk baselines.
+
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { Db, Stats } from "../src/index.ts";
+
+export const KEY_BYTES = 16;
+export const VALUE_BYTES = 100;
+/** A raw baseline record: about what one 16 B key + 100 B value put frames to in the WAL. */
+export const RAW_RECORD_BYTES = 128;
+
+const MiB = 1024 * 1024;
+
+// ---- temp dirs ----
+
+/** Runs `fn` in a fresh directory under os.tmpdir() (honours TMPDIR), removed afterwards whatever happens. */
+export async function withTmpDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "harmonydb-bench-"));
+  try {
+    return await fn(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---- data ----
+
+/** The i-th key: 16 ASCII bytes, a fresh string on every call. */
+export function key(i: number): string {
+  return `k${i.toString().padStart(KEY_BYTES - 1, "0")}`;
+}
+
+export function bytesValue(seed = 1): Uint8Array {
+  const v = new Uint8Array(VALUE_BYTES);
+  for (let i = 0; i < v.length; i++) v[i] = (seed * 31 + i * 7) & 0xff;
+  return v;
+}
+
+export function stringValue(): string {
+  return "v".repeat(VALUE_BYTES);
+}
+
+/** xorshift32: a seeded, reproducible source of random indexes. */
+export function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 0x1_0000_0000;
+  };
+}
+
+// ---- timing and statistics ----
+
+export const nowNs = (): number => Bun.nanoseconds();
+
+/** The p-th percentile (0…1) of already sorted numbers, nearest rank. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+export function median(xs: readonly number[]): number {
+  return percentile([...xs].sort((a, b) => a - b), 0.5);
+}
+
+export function latencySummaryUs(ns: readonly number[]): { p50: number; p99: number } {
+  const s = [...ns].sort((a, b) => a - b);
+  return { p50: percentile(s, 0.5) / 1000, p99: percentile(s, 0.99) / 1000 };
+}
+
+export function fmt(n: number, digits = 0): string {
+  return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/** Against a target: "1.07 (target ≤ 1.2: ok)". */
+export function verdict(value: number, op: "≤" | "≥", target: number, digits = 2): string {
+  const ok = op === "≤" ? value <= target : value >= target;
+  return `${fmt(value, digits)} (target ${op} ${target}: ${ok ? "ok" : "MISSED"})`;
+}
+
+// ---- output ----
+
+export function table(headers: readonly string[], rows: readonly (readonly string[])[]): void {
+  const line = (cells: readonly string[]) => `| ${cells.join(" | ")} |`;
+  console.log(line(headers));
+  console.log(line(headers.map(() => "---")));
+  for (const r of rows) console.log(line(r));
+  console.log();
+}
+
+/** The last two lines of every scenario: how to reproduce it, and on what. */
+export function footer(): void {
+  const script = path.relative(process.cwd(), process.argv[1] ?? "bench/?.ts");
+  const cpus = os.cpus();
+  console.log(`reproduce: bun ${[script, ...process.argv.slice(2)].join(" ")}`);
+  console.log(
+    `machine: ${cpus.length} cpus (${cpus[0]?.model ?? "?"}), ${fmt(os.totalmem() / 2 ** 30)} GiB, ` +
+      `${os.type()} ${os.release()}, Bun ${Bun.version} (${Bun.revision.slice(0, 8)}), dir ${os.tmpdir()}, ${new Date().toISOString()}`,
+  );
+}
+
+export function flag(name: string): boolean {
+  return process.argv.includes(`--${name}`);
+}
+
+export function numberFlag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const n = Number(process.argv[i + 1]);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${name} needs a positive integer`);
+  return n;
+}
+
+// ---- the engine ----
+
+/**
+ * After open() the writer zero-fills the rest of the segment and a spare, 1 MiB and one fdatasync at a
+ * time, while it is idle. Waits for that to finish so a measurement sees the steady state; returns
+ * how long it took and how many fdatasyncs it cost.
+ */
+export async function settleWriter(db: Db, maxMs = 30_000): Promise<{ ms: number; fsyncs: number }> {
+  const t0 = performance.now();
+  const first = db.stats().wal.fsyncs;
+  let last = -1;
+  while (performance.now() - t0 < maxMs) {
+    const now = db.stats().wal.fsyncs;
+    if (now === last) break;
+    last = now;
+    await Bun.sleep(50);
+  }
+  return { ms: performance.now() - t0, fsyncs: db.stats().wal.fsyncs - first };
+}
+
+/** Records per fdatasync between two stats() readings (the lifetime figure includes zero-filling). */
+export function recordsPerFsync(before: Stats, after: Stats): number {
+  return (after.wal.records - before.wal.records) / Math.max(1, after.wal.fsyncs - before.wal.fsyncs);
+}
+
+// ---- raw baselines: node:fs on a file in the same directory as the database ----
+
+/** A file of `bytes` real zeros, written 1 MiB at a time and fdatasynced: how the WAL prepares segments. */
+export function zeroFilledFile(file: string, bytes: number): number {
+  const fd = fs.openSync(file, "w");
+  const zeros = new Uint8Array(MiB);
+  for (let at = 0; at < bytes; at += MiB) fs.writeSync(fd, zeros, 0, Math.min(MiB, bytes - at), at);
+  fs.fdatasyncSync(fd);
+  return fd;
+}
+
+export type RawMode = "append" | "overwrite";
+
+/** A raw WAL: `append` grows an empty file, `overwrite` writes over zeros prepared ahead of time. */
+export class RawLog {
+  private readonly fd: number;
+  private offset = 0;
+
+  constructor(file: string, readonly mode: RawMode, capacityBytes: number) {
+    this.fd = mode === "append" ? fs.openSync(file, "w") : zeroFilledFile(file, capacityBytes);
+  }
+
+  /** One write of `bytes` at the end of the log, then one fdatasync. */
+  commit(bytes: Uint8Array): void {
+    fs.writeSync(this.fd, bytes, 0, bytes.length, this.offset);
+    this.offset += bytes.length;
+    fs.fdatasyncSync(this.fd);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+/** Latency of `n` commits of one 128 B record each, in ns. */
+export function rawLatencyNs(log: RawLog, n: number): number[] {
+  const record = new Uint8Array(RAW_RECORD_BYTES).fill(0xab);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = nowNs();
+    log.commit(record);
+    out.push(nowNs() - t0);
+  }
+  return out;
+}
+
+/** The disk's group-commit limit: `records` 128 B records, `group` per write + fdatasync; records/s. */
+export function rawGroupRate(log: RawLog, records: number, group: number): number {
+  const batch = new Uint8Array(RAW_RECORD_BYTES * group).fill(0xab);
+  const t0 = nowNs();
+  for (let done = 0; done < records; done += group) log.commit(batch);
+  return (Math.ceil(records / group) * group) / ((nowNs() - t0) / 1e9);
+}

@@ -1,0 +1,70 @@
+// Fixture verbs for scenario tests: temp dirs, byte-level damage, WAL inspection.
+
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterEach } from "bun:test";
+import { readFrame } from "../../src/wal/decoder.ts";
+import { HEADER_FRAME_OFFSET, SEGMENT_NAME_RE } from "../../src/wal/format.ts";
+
+const made: string[] = [];
+
+/** A fresh temp dir, removed after the test that made it. */
+export function tmpDir(prefix = "harmonydb-test-"): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+afterEach(() => {
+  for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** The segment files of a database dir, in seq order, as full paths. */
+export function segments(dir: string): string[] {
+  const wal = path.join(dir, "wal");
+  return fs
+    .readdirSync(wal)
+    .filter((n) => SEGMENT_NAME_RE.test(n))
+    .sort()
+    .map((n) => path.join(wal, n));
+}
+
+export function lastSegment(dir: string): string {
+  const all = segments(dir);
+  const last = all[all.length - 1];
+  if (!last) throw new Error(`no segments in ${dir}`);
+  return last;
+}
+
+/** Offsets of every frame in a segment (the header first) and where the log ends. */
+export function frameOffsets(file: string): { offsets: number[]; end: number } {
+  const bytes = fs.readFileSync(file);
+  const offsets: number[] = [];
+  let off = HEADER_FRAME_OFFSET;
+  for (;;) {
+    const v = readFrame(bytes, off);
+    if (v.kind !== "frame") return { offsets, end: off };
+    offsets.push(off);
+    off = v.next;
+  }
+}
+
+/** Flips every bit of the byte at `offset`. */
+export function flipByte(file: string, offset: number): void {
+  corrupt(file, (bytes) => {
+    bytes[offset] = bytes[offset]! ^ 0xff;
+  });
+}
+
+/** The one corruption helper: read the file, let `damage` change the bytes, write them back. */
+export function corrupt(file: string, damage: (bytes: Uint8Array) => Uint8Array | void): void {
+  const bytes = new Uint8Array(fs.readFileSync(file));
+  const out = damage(bytes) ?? bytes;
+  fs.writeFileSync(file, out);
+}
+
+/** Cuts the file at `length` bytes. */
+export function truncateTo(file: string, length: number): void {
+  fs.truncateSync(file, length);
+}
