@@ -67,7 +67,10 @@ await B.withTmpDir(async (dir) => {
     "raw overwrite": `raw: write ${B.RAW_RECORD_BYTES} B + fdatasync, over preallocated zeros`,
     "db.put": "db.put, awaited one at a time",
   };
-  table(VARIANTS.map((v) => [describe[v], us(p50.get(v)!), us(p99.get(v)!)]));
+  B.table(
+    ["variant", "p50 µs", "p99 µs"],
+    VARIANTS.map((v) => [describe[v], B.fmt(B.median(p50.get(v)!)), B.fmt(B.median(p99.get(v)!))]),
+  );
   const vsAppend = B.median(ratio["raw append"]);
   const vsOverwrite = B.median(ratio["raw overwrite"]);
   console.log(`p50 ratio db.put / raw overwrite: ${B.verdict(vsOverwrite, "≤", 1.2)}`);
@@ -77,10 +80,3 @@ await B.withTmpDir(async (dir) => {
 });
 B.footer();
 
-function us(xs: number[]): string {
-  return B.fmt(B.median(xs));
-}
-
-function table(rows: string[][]): void {
-  B.table(["variant", "p50 µs", "p99 µs"], rows);
-}

@@ -89,7 +89,10 @@ export interface Stats {
   wal: {
     segmentSeq: number;
     records: number;
+    /** fdatasyncs that made records durable (group commits). */
     fsyncs: number;
+    /** fdatasyncs of zero-filled space ahead of the log. */
+    prepareFsyncs: number;
     writes: number;
     bytes: number;
     recordsPerFsync: number;
@@ -267,6 +270,7 @@ export class Db {
         segmentSeq: s[R.STAT_SEGMENT_SEQ]!,
         records: s[R.STAT_RECORDS]!,
         fsyncs,
+        prepareFsyncs: s[R.STAT_PREPARE_FSYNCS]!,
         writes: s[R.STAT_WRITES]!,
         bytes: s[R.STAT_BYTES]!,
         recordsPerFsync: fsyncs === 0 ? 0 : s[R.STAT_RECORDS]! / fsyncs,

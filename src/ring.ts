@@ -33,6 +33,7 @@ export const STAT_FSYNC_NS_MAX = 5;
 export const STAT_SEGMENT_SEQ = 6;
 export const STAT_LAST_REV = 7;
 export const STAT_SYNCED_REV = 8;
+export const STAT_PREPARE_FSYNCS = 9; // fdatasyncs of zero-filled space, not of records
 export const STAT_SLOTS = 16;
 
 const CTL_BYTES = CTL_SLOTS * 4;
