@@ -1,6 +1,8 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
-import { open } from "../src/index.ts";
+import { NoSpaceError, open } from "../src/index.ts";
 import { tmpDir } from "./helpers/index.ts";
 
 describe("group commit and backpressure", () => {
@@ -82,3 +84,39 @@ describe("process lifetime", () => {
     await db.close();
   });
 });
+
+describe("a full disk", () => {
+  // A real ENOSPC needs a small filesystem: a 3 MiB tmpfs (root only; skipped elsewhere).
+  const mountPoint = tmpDirOutsideCleanup();
+  const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mountPoint]).exitCode === 0;
+  afterAll(() => {
+    if (mounted) Bun.spawnSync(["umount", mountPoint]);
+    fs.rmSync(mountPoint, { recursive: true, force: true });
+  });
+
+  test.skipIf(!mounted)("fails writes with NoSpaceError, keeps serving reads, and loses nothing acknowledged", async () => {
+    const dir = path.join(mountPoint, "db");
+    const db = await open(dir, { segmentBytes: 1024 * 1024 });
+    const acked: string[] = [];
+    let failure: unknown = null;
+    for (let i = 0; i < 10_000 && failure === null; i++) {
+      await db.put(`k${i}`, "x".repeat(1000)).then(
+        () => acked.push(`k${i}`),
+        (e: unknown) => (failure = e),
+      );
+    }
+    expect(failure).toBeInstanceOf(NoSpaceError);
+    expect(acked.length).toBeGreaterThan(0);
+    expect(db.get(acked[0]!)).toBe("x".repeat(1000)); // reads go on
+    expect(db.stats().failed).toContain("ENOSPC");
+    await expect(db.put("later", 1)).rejects.toBeInstanceOf(NoSpaceError); // poisoned: no retry
+    await db.close();
+    const again = await open(dir, { segmentBytes: 1024 * 1024 });
+    for (const k of acked) expect(again.has(k)).toBe(true);
+    await again.close();
+  });
+});
+
+function tmpDirOutsideCleanup(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "harmonydb-tmpfs-"));
+}
