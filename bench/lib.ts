@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { Db, Stats } from "../src/index.ts";
+import type { Db } from "../src/index.ts";
 
 export const KEY_BYTES = 16;
 export const VALUE_BYTES = 100;
@@ -14,13 +14,25 @@ const MiB = 1024 * 1024;
 
 // ---- temp dirs ----
 
-/** Runs `fn` in a fresh directory under os.tmpdir() (honours TMPDIR), removed afterwards whatever happens. */
+/**
+ * Runs `fn` in a fresh directory under os.tmpdir() (honours TMPDIR), removed afterwards whatever
+ * happens, Ctrl-C and the runner's timeout (SIGTERM) included.
+ */
 export async function withTmpDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "harmonydb-bench-"));
+  const remove = () => fs.rmSync(dir, { recursive: true, force: true });
+  const onSignal = (signal: NodeJS.Signals) => {
+    remove();
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   try {
     return await fn(dir);
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    remove();
   }
 }
 
@@ -79,7 +91,7 @@ export function fmt(n: number, digits = 0): string {
 /** Against a target: "1.07 (target ≤ 1.2: ok)". */
 export function verdict(value: number, op: "≤" | "≥", target: number, digits = 2): string {
   const ok = op === "≤" ? value <= target : value >= target;
-  return `${fmt(value, digits)} (target ${op} ${target}: ${ok ? "ok" : "MISSED"})`;
+  return `${fmt(value, digits)} (target ${op} ${fmt(target, digits)}: ${ok ? "ok" : "MISSED"})`;
 }
 
 // ---- output ----
@@ -119,31 +131,38 @@ export function numberFlag(name: string, fallback: number): number {
 
 /**
  * After open() the writer zero-fills the rest of the segment and a spare, 1 MiB and one fdatasync at a
- * time, while it is idle. Waits for that to finish so a measurement sees the steady state; returns
- * how long it took and how many fdatasyncs it cost.
+ * time, while it is idle. Waits until that has been quiet for 250 ms, so that a measurement sees the
+ * steady state; returns how long it took and how many fdatasyncs it cost.
  */
 export async function settleWriter(db: Db, maxMs = 30_000): Promise<{ ms: number; fsyncs: number }> {
+  const count = () => db.stats().wal.prepareFsyncs;
   const t0 = performance.now();
-  const first = db.stats().wal.fsyncs;
-  let last = -1;
-  while (performance.now() - t0 < maxMs) {
-    const now = db.stats().wal.fsyncs;
-    if (now === last) break;
-    last = now;
-    await Bun.sleep(50);
+  const first = count();
+  let last = first;
+  let quietSince = t0;
+  while (performance.now() - quietSince < 250 && performance.now() - t0 < maxMs) {
+    await Bun.sleep(25);
+    if (count() !== last) {
+      last = count();
+      quietSince = performance.now();
+    }
   }
-  return { ms: performance.now() - t0, fsyncs: db.stats().wal.fsyncs - first };
+  return { ms: quietSince - t0, fsyncs: last - first };
 }
 
-/** Records per fdatasync between two stats() readings (the lifetime figure includes zero-filling). */
-export function recordsPerFsync(before: Stats, after: Stats): number {
-  return (after.wal.records - before.wal.records) / Math.max(1, after.wal.fsyncs - before.wal.fsyncs);
+/**
+ * Prints the footer and exits: db.close() leaves its 30 s worker-exit timeout pending, which would
+ * otherwise keep the process alive that long after the scenario is done.
+ */
+export function finish(): never {
+  footer();
+  process.exit(0);
 }
 
 // ---- raw baselines: node:fs on a file in the same directory as the database ----
 
 /** A file of `bytes` real zeros, written 1 MiB at a time and fdatasynced: how the WAL prepares segments. */
-export function zeroFilledFile(file: string, bytes: number): number {
+function zeroFilledFile(file: string, bytes: number): number {
   const fd = fs.openSync(file, "w");
   const zeros = new Uint8Array(MiB);
   for (let at = 0; at < bytes; at += MiB) fs.writeSync(fd, zeros, 0, Math.min(MiB, bytes - at), at);

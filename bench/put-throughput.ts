@@ -42,7 +42,6 @@ async function measure(dir: string, inflight: number): Promise<Result> {
   const keys = Array.from({ length: ROUNDS * n }, (_, i) => B.key(i));
   const value = B.bytesValue();
   const r = { db: [] as number[], append: [] as number[], overwrite: [] as number[], ra: [] as number[], ro: [] as number[] };
-  const before = db.stats();
   for (let round = 0; round < ROUNDS; round++) {
     r.append.push(B.rawGroupRate(append, n, inflight));
     r.overwrite.push(B.rawGroupRate(overwrite, n, inflight));
@@ -62,7 +61,7 @@ async function measure(dir: string, inflight: number): Promise<Result> {
     overwrite: B.median(r.overwrite),
     ratioAppend: B.median(r.ra),
     ratioOverwrite: B.median(r.ro),
-    recordsPerFsync: B.recordsPerFsync(before, after),
+    recordsPerFsync: after.wal.recordsPerFsync,
   };
 }
 
@@ -75,7 +74,7 @@ await B.withTmpDir(async (dir) => {
       `raw overwrite, db); medians over rounds. Ratio = db puts/s ÷ raw records/s, per round.\n`,
   );
   B.table(
-    ["in flight", "puts/round", "db puts/s", "raw append rec/s", "raw overwrite rec/s", "db/append", "db/overwrite", "db records/fdatasync"],
+    ["in flight", "puts/round", "db puts/s", "raw append rec/s", "raw overwrite rec/s", "db/append", "db/overwrite", "db.stats() records/fdatasync"],
     results.map((x) => [
       String(x.inflight),
       B.fmt(x.puts),
@@ -92,4 +91,4 @@ await B.withTmpDir(async (dir) => {
   console.log(`at ${main.inflight} in flight: db / raw append    ${B.verdict(main.ratioAppend, "≥", 0.6)}`);
   console.log(`at ${main.inflight} in flight: records per fdatasync ${B.verdict(main.recordsPerFsync, "≥", 64, 1)}\n`);
 });
-B.footer();
+B.finish();
