@@ -14,6 +14,7 @@ export const ACKED = 1; // written by worker: bytes acknowledged; main waits on 
 export const STATE = 2; // written by main: RUNNING or CLOSING
 export const FAILED = 3; // written by worker: 0, or an ErrorKind once the WAL is poisoned
 export const SLEEPING = 4; // written by worker: 1 while it is parked in Atomics.wait on HEAD
+export const CAPACITY = 5; // set once: ring capacity in bytes (a power of two)
 export const CTL_SLOTS = 8;
 
 export const RUNNING = 0;
@@ -48,24 +49,38 @@ export interface RingViews {
   ctl: Int32Array;
   stats: Float64Array;
   error: Uint8Array;
+  /** capacity + slack bytes: the main thread writes a frame contiguously from any position < capacity. */
   data: Uint8Array;
+  view: DataView;
+  capacity: number;
   mask: number;
 }
 
-export function createRing(capacityBytes: number): RingViews {
+/**
+ * A ring of `capacityBytes` plus `slackBytes` past its end. The producer writes each frame
+ * contiguously (into the slack when it runs past the end) and then mirrors the overflow to the
+ * start, so frames can be built in place and the consumer still sees a plain ring.
+ */
+export function createRing(capacityBytes: number, slackBytes: number): RingViews {
   assert(capacityBytes >= 1024 && (capacityBytes & (capacityBytes - 1)) === 0, "ring capacity is a power of two");
-  return ringViews(new SharedArrayBuffer(DATA_OFFSET + capacityBytes));
+  const sab = new SharedArrayBuffer(DATA_OFFSET + capacityBytes + slackBytes);
+  new Int32Array(sab, 0, CTL_SLOTS)[CAPACITY] = capacityBytes;
+  return ringViews(sab);
 }
 
 export function ringViews(sab: SharedArrayBuffer): RingViews {
+  const ctl = new Int32Array(sab, 0, CTL_SLOTS);
+  const capacity = ctl[CAPACITY]!;
   const data = new Uint8Array(sab, DATA_OFFSET);
   return {
     sab,
-    ctl: new Int32Array(sab, 0, CTL_SLOTS),
+    ctl,
     stats: new Float64Array(sab, STATS_OFFSET, STAT_SLOTS),
     error: new Uint8Array(sab, ERROR_OFFSET, ERROR_BYTES),
     data,
-    mask: data.length - 1,
+    view: new DataView(sab, DATA_OFFSET),
+    capacity,
+    mask: capacity - 1,
   };
 }
 
@@ -74,12 +89,9 @@ export function diff(a: number, b: number): number {
   return (a - b) | 0;
 }
 
-/** Copies `bytes` into the ring at counter `pos` (wrapping at the end). The caller has checked space. */
-export function copyIn(ring: RingViews, pos: number, bytes: Uint8Array): void {
-  const at = pos & ring.mask;
-  const first = Math.min(bytes.length, ring.data.length - at);
-  ring.data.set(first === bytes.length ? bytes : bytes.subarray(0, first), at);
-  if (first < bytes.length) ring.data.set(bytes.subarray(first), 0);
+/** After a frame was written contiguously at `at`, copies what ran into the slack to the start. */
+export function mirrorOverflow(ring: RingViews, at: number, size: number): void {
+  if (at + size > ring.capacity) ring.data.copyWithin(0, ring.capacity, at + size);
 }
 
 /** Reads the u32 at counter `pos`; `pos` is 4-aligned so the word never wraps. */

@@ -2,6 +2,7 @@
 // more than the input already holds.
 
 import { payloadDecoder } from "./cbor.ts";
+import { crc32 } from "./crc.ts";
 import type { Op, SegmentHeader } from "./encoder.ts";
 import {
   FRAME_ALIGN_BYTES,
@@ -20,40 +21,83 @@ export type FrameVerdict =
   | { kind: "incomplete"; reason: string }
   | { kind: "bad"; reason: string };
 
+/** A DataView over the whole of `bytes`, made once per segment and passed to readFrame. */
+export function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /** Reads the frame at `offset`. `bytes` is the whole segment; `offset` is 8-byte aligned. */
-export function readFrame(bytes: Uint8Array, offset: number): FrameVerdict {
+export function readFrame(bytes: Uint8Array, offset: number, view: DataView = viewOf(bytes)): FrameVerdict {
   if (offset + FRAME_HEADER_BYTES > bytes.length) {
     return allZero(bytes, offset, bytes.length) ? { kind: "end" } : { kind: "incomplete", reason: "short frame header" };
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, FRAME_HEADER_BYTES);
-  const crc = view.getUint32(0, true);
-  const len = view.getUint32(FRAME_LEN_OFFSET, true);
+  const crc = view.getUint32(offset, true);
+  const len = view.getUint32(offset + FRAME_LEN_OFFSET, true);
   if (crc === 0 && len === 0) return { kind: "end" };
   if (len === 0) return { kind: "bad", reason: "zero-length frame" };
   if (offset + FRAME_HEADER_BYTES + len > bytes.length) {
     return { kind: "incomplete", reason: `frame length ${len} runs past the end of the file` };
   }
-  const actual = Bun.hash.crc32(bytes.subarray(offset + FRAME_LEN_OFFSET, offset + FRAME_HEADER_BYTES + len));
+  const actual = crc32(bytes, offset + FRAME_LEN_OFFSET, offset + FRAME_HEADER_BYTES + len);
   if (actual !== crc) return { kind: "bad", reason: "crc mismatch" };
   const type = bytes[offset + FRAME_TYPE_OFFSET]!;
   if (type !== TYPE_HEADER && type !== TYPE_ENTRY) return { kind: "bad", reason: `unknown frame type ${type}` };
   const rev =
-    view.getUint32(FRAME_REV_OFFSET, true) +
-    view.getUint16(FRAME_REV_OFFSET + 4, true) * 0x1_0000_0000 +
+    view.getUint32(offset + FRAME_REV_OFFSET, true) +
+    view.getUint16(offset + FRAME_REV_OFFSET + 4, true) * 0x1_0000_0000 +
     bytes[offset + FRAME_REV_OFFSET + 6]! * 0x1_0000_0000_0000;
-  const payload = bytes.subarray(offset + FRAME_HEADER_BYTES, offset + FRAME_HEADER_BYTES + len);
+  // A view made with the constructor: subarray() on a Buffer goes through the species lookup.
+  const payload = new Uint8Array(bytes.buffer, bytes.byteOffset + offset + FRAME_HEADER_BYTES, len);
   return { kind: "frame", type, rev, crc, payload, next: offset + frameBytes(len) };
 }
 
-/** Decodes an entry payload; throws if it is not a well-formed op list (the caller names the place). */
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Decodes an entry payload by hand (the grammar in docs/wal-format.md: an array of [text] or
+ * [text, bytes]). Values are views into `payload`: a caller that keeps one copies it. Throws on
+ * anything else; the caller names the place.
+ */
 export function decodeOps(payload: Uint8Array): Op[] {
-  const ops: unknown = payloadDecoder.decode(payload);
-  if (!Array.isArray(ops) || ops.length === 0) throw new Error("entry payload is not a non-empty array");
-  for (const op of ops) {
-    if (!Array.isArray(op) || typeof op[0] !== "string") throw new Error("malformed op");
-    if (op.length === 2 ? !(op[1] instanceof Uint8Array) : op.length !== 1) throw new Error("malformed op");
+  const cur = { pos: 0 };
+  const n = readHead(payload, cur, 4);
+  if (n === 0) throw new Error("entry has no operations");
+  if (n > payload.length) throw new Error(`entry claims ${n} operations`);
+  const ops: Op[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const arity = readHead(payload, cur, 4);
+    if (arity !== 1 && arity !== 2) throw new Error(`operation with ${arity} fields`);
+    const keyLen = readHead(payload, cur, 3);
+    const key = utf8.decode(slice(payload, cur, keyLen));
+    if (arity === 1) {
+      ops[i] = [key];
+    } else {
+      const valueLen = readHead(payload, cur, 2);
+      ops[i] = [key, slice(payload, cur, valueLen)];
+    }
   }
-  return ops as Op[];
+  if (cur.pos !== payload.length) throw new Error("trailing bytes after the operations");
+  return ops;
+}
+
+/** Reads a CBOR head of major type `major` with a definite length; returns the length. */
+function readHead(b: Uint8Array, cur: { pos: number }, major: number): number {
+  const first = b[cur.pos++];
+  if (first === undefined || first >> 5 !== major) throw new Error(`expected CBOR major type ${major} at ${cur.pos - 1}`);
+  const info = first & 31;
+  if (info < 24) return info;
+  const bytes = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : 0;
+  if (bytes === 0 || cur.pos + bytes > b.length) throw new Error(`unsupported CBOR length at ${cur.pos - 1}`);
+  let n = 0;
+  for (let i = 0; i < bytes; i++) n = n * 256 + b[cur.pos++]!;
+  return n;
+}
+
+function slice(b: Uint8Array, cur: { pos: number }, n: number): Uint8Array {
+  if (cur.pos + n > b.length) throw new Error("string runs past the end of the entry");
+  const out = new Uint8Array(b.buffer, b.byteOffset + cur.pos, n);
+  cur.pos += n;
+  return out;
 }
 
 export function decodeHeader(payload: Uint8Array): SegmentHeader {

@@ -1,7 +1,10 @@
-// Record → framed bytes. The caller owns the returned buffer.
+// Record → framed bytes. Entry payloads are encoded by hand, straight into the caller's buffer (the
+// ring, on the hot path): the grammar is three CBOR types, and cbor-x's general encoder plus a copy
+// per layer cost more than the whole rest of a put.
 
 import { assert } from "../assert.ts";
 import { payloadEncoder } from "./cbor.ts";
+import { crc32 } from "./crc.ts";
 import {
   FORMAT_VERSION,
   FRAME_CRC_OFFSET,
@@ -17,7 +20,10 @@ import {
   frameBytes,
 } from "./format.ts";
 
-/** One operation of an entry: [key, encodedValue] puts, [key] deletes. */
+/**
+ * One operation of an entry: [key, value] puts, [key] deletes. `value` is the CBOR encoding of the
+ * user's value; whoever builds an Op hands that buffer over and must not change it afterwards.
+ */
 export type Op = [key: string, value: Uint8Array] | [key: string];
 
 export interface SegmentHeader {
@@ -28,25 +34,126 @@ export interface SegmentHeader {
   prevCrc: number;
 }
 
-/** Frames `payload` as one record; the checksum covers len, rev, type and payload. */
-export function encodeFrame(type: number, rev: number, payload: Uint8Array): Uint8Array {
+const MAJOR_BYTES = 2 << 5;
+const MAJOR_TEXT = 3 << 5;
+const MAJOR_ARRAY = 4 << 5;
+
+const utf8 = new TextEncoder();
+
+/** Bytes of a CBOR head (major type + length) for `n`. */
+function headBytes(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x1_0000_0000 ? 5 : 9;
+}
+
+function writeHead(buf: Uint8Array, pos: number, major: number, n: number): number {
+  if (n < 24) {
+    buf[pos] = major | n;
+    return pos + 1;
+  }
+  if (n < 0x100) {
+    buf[pos] = major | 24;
+    buf[pos + 1] = n;
+    return pos + 2;
+  }
+  if (n < 0x10000) {
+    buf[pos] = major | 25;
+    buf[pos + 1] = n >>> 8;
+    buf[pos + 2] = n & 0xff;
+    return pos + 3;
+  }
+  assert(n < 0x1_0000_0000, "CBOR lengths in entries fit 32 bits");
+  buf[pos] = major | 26;
+  buf[pos + 1] = n >>> 24;
+  buf[pos + 2] = (n >>> 16) & 0xff;
+  buf[pos + 3] = (n >>> 8) & 0xff;
+  buf[pos + 4] = n & 0xff;
+  return pos + 5;
+}
+
+/** UTF-8 length of a key: its length when it is ASCII (the common case), else counted. */
+export function utf8Bytes(s: string): number {
+  const n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return Buffer.byteLength(s, "utf8");
+  }
+  return n;
+}
+
+/** Payload size of an entry: the CBOR array of ops. `keyBytes[i]` is utf8Bytes(ops[i][0]). */
+export function entryPayloadBytes(ops: Op[], keyBytes: number[]): number {
+  let n = headBytes(ops.length);
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    const k = keyBytes[i]!;
+    n += 1 + headBytes(k) + k;
+    if (op.length === 2) n += headBytes(op[1].length) + op[1].length;
+  }
+  return n;
+}
+
+/** Writes the entry payload at `pos` of `buf`; returns the end. The caller sized it with entryPayloadBytes. */
+export function writeEntryPayload(buf: Uint8Array, pos: number, ops: Op[], keyBytes: number[]): number {
+  pos = writeHead(buf, pos, MAJOR_ARRAY, ops.length);
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    buf[pos++] = MAJOR_ARRAY | op.length;
+    pos = writeText(buf, pos, op[0], keyBytes[i]!);
+    if (op.length === 2) {
+      pos = writeHead(buf, pos, MAJOR_BYTES, op[1].length);
+      buf.set(op[1], pos);
+      pos += op[1].length;
+    }
+  }
+  return pos;
+}
+
+function writeText(buf: Uint8Array, pos: number, s: string, bytes: number): number {
+  pos = writeHead(buf, pos, MAJOR_TEXT, bytes);
+  if (bytes === s.length) {
+    for (let i = 0; i < s.length; i++) buf[pos + i] = s.charCodeAt(i);
+  } else {
+    const r = utf8.encodeInto(s, buf.subarray(pos, pos + bytes));
+    assert(r.written === bytes, "key encoded to its measured UTF-8 length");
+  }
+  return pos + bytes;
+}
+
+/**
+ * Fills in the frame header in front of a payload already at `at + 16` of `buf`: len, rev, type,
+ * then the CRC over them and the payload. Zeroes the padding. Returns the frame's total size.
+ */
+export function sealFrame(buf: Uint8Array, view: DataView, at: number, type: number, rev: number, len: number): number {
   assert(Number.isSafeInteger(rev) && rev >= 0 && rev <= REV_MAX, `rev ${rev} in range`);
-  assert(payload.length > 0, "payload is never empty");
+  assert(len > 0, "payload is never empty");
+  view.setUint32(at + FRAME_LEN_OFFSET, len, true);
+  view.setUint32(at + FRAME_REV_OFFSET, rev % 0x1_0000_0000, true);
+  view.setUint16(at + FRAME_REV_OFFSET + 4, Math.floor(rev / 0x1_0000_0000) & 0xffff, true);
+  buf[at + FRAME_REV_OFFSET + 6] = Math.floor(rev / 0x1_0000_0000_0000) & 0xff;
+  buf[at + FRAME_TYPE_OFFSET] = type;
+  const size = frameBytes(len);
+  buf.fill(0, at + FRAME_HEADER_BYTES + len, at + size);
+  view.setUint32(at + FRAME_CRC_OFFSET, crc32(buf, at + FRAME_LEN_OFFSET, at + FRAME_HEADER_BYTES + len), true);
+  return size;
+}
+
+/** Frames `payload` as one record in a buffer of its own. */
+export function encodeFrame(type: number, rev: number, payload: Uint8Array): Uint8Array {
   const frame = new Uint8Array(frameBytes(payload.length));
-  const view = new DataView(frame.buffer);
-  view.setUint32(FRAME_LEN_OFFSET, payload.length, true);
-  view.setUint32(FRAME_REV_OFFSET, rev % 0x1_0000_0000, true);
-  view.setUint16(FRAME_REV_OFFSET + 4, Math.floor(rev / 0x1_0000_0000) & 0xffff, true);
-  frame[FRAME_REV_OFFSET + 6] = Math.floor(rev / 0x1_0000_0000_0000) & 0xff;
-  frame[FRAME_TYPE_OFFSET] = type;
   frame.set(payload, FRAME_HEADER_BYTES);
-  const crc = Bun.hash.crc32(frame.subarray(FRAME_LEN_OFFSET, FRAME_HEADER_BYTES + payload.length));
-  view.setUint32(FRAME_CRC_OFFSET, crc, true);
+  sealFrame(frame, new DataView(frame.buffer), 0, type, rev, payload.length);
   return frame;
 }
 
+/** An entry in a buffer of its own (tests, tools, the golden file); the hot path writes into the ring. */
 export function encodeEntry(rev: number, ops: Op[]): Uint8Array {
-  return encodeFrame(TYPE_ENTRY, rev, payloadEncoder.encode(ops));
+  const keyBytes = ops.map((op) => utf8Bytes(op[0]));
+  const len = entryPayloadBytes(ops, keyBytes);
+  const frame = new Uint8Array(frameBytes(len));
+  const end = writeEntryPayload(frame, FRAME_HEADER_BYTES, ops, keyBytes);
+  assert(end === FRAME_HEADER_BYTES + len, "payload size as measured");
+  sealFrame(frame, new DataView(frame.buffer), 0, TYPE_ENTRY, rev, len);
+  return frame;
 }
 
 /** Magic + header frame: the first bytes of every segment. */
@@ -57,9 +164,4 @@ export function encodeSegmentStart(header: SegmentHeader): Uint8Array {
   out.set(MAGIC, 0);
   out.set(frame, MAGIC_BYTES);
   return out;
-}
-
-/** The CRC field of a frame that starts at `offset` of `bytes`. */
-export function frameCrc(bytes: Uint8Array, offset: number): number {
-  return new DataView(bytes.buffer, bytes.byteOffset + offset, 4).getUint32(0, true);
 }

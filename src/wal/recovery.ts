@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError, WalFailedError } from "../errors.ts";
-import { allZero, decodeHeader, decodeOps, findValidFrameAfter, readFrame } from "./decoder.ts";
+import { allZero, decodeHeader, decodeOps, findValidFrameAfter, readFrame, viewOf } from "./decoder.ts";
 import type { Op, SegmentHeader } from "./encoder.ts";
 import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, hex16 } from "./format.ts";
 import { fsyncDir, listSegments, writeFully, type SegmentFile } from "./segment.ts";
@@ -137,8 +137,9 @@ function checkHeader(file: string, bytes: Uint8Array, seg: SegmentFile, cur: Cur
  */
 function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: number; damage: string | null } {
   let off = cur.start;
+  const view = viewOf(bytes);
   for (;;) {
-    const v = readFrame(bytes, off);
+    const v = readFrame(bytes, off, view);
     if (v.kind === "end") {
       const clean = allZero(bytes, off, bytes.length);
       return { end: off, damage: clean ? null : "non-zero bytes after the end of the log" };

@@ -146,11 +146,12 @@ export class WalWriter {
   private writeGroup(g: Group): void {
     const at = this.tail & this.ring.mask;
     const data = this.ring.data;
-    if (at + g.bytes <= data.length) {
+    const cap = this.ring.capacity;
+    if (at + g.bytes <= cap) {
       writeFully(this.fd, data.subarray(at, at + g.bytes), this.offset);
     } else {
-      const first = data.length - at;
-      writeFully(this.fd, data.subarray(at), this.offset);
+      const first = cap - at;
+      writeFully(this.fd, data.subarray(at, cap), this.offset);
       writeFully(this.fd, data.subarray(0, g.bytes - first), this.offset + first);
     }
     this.ring.stats[R.STAT_WRITES]! += 1;
@@ -236,6 +237,8 @@ export class WalWriter {
 
   private sleep(head: number): void {
     const ctl = this.ring.ctl;
+    const spinUntil = performance.now() + L.writerSpinUs / 1000;
+    while (performance.now() < spinUntil) if (Atomics.load(ctl, R.HEAD) !== head) return;
     Atomics.store(ctl, R.SLEEPING, 1);
     // Interval mode must wake to sync; otherwise wake for zero-filling work now and then.
     const timeoutMs = this.unsynced && this.cfg.sync === "interval" ? this.cfg.syncIntervalMs : 1000;
