@@ -25,7 +25,7 @@ import { valueEncoder } from "./wal/cbor.ts";
 import { entryPayloadBytes, sealFrame, utf8Bytes, writeEntryPayload, type Op } from "./wal/encoder.ts";
 import { FORMAT_VERSION, FRAME_HEADER_BYTES, TYPE_ENTRY, frameBytes } from "./wal/format.ts";
 import { recover, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
-import { installSegment } from "./wal/segment.ts";
+import { fsyncDir, installSegment } from "./wal/segment.ts";
 import type { SyncMode, WriterConfig } from "./wal/writer.ts";
 
 export interface Limits {
@@ -142,8 +142,9 @@ export class Db {
   private pendingHead = 0;
   private readonly queued: Write[] = [];
   private queuedHead = 0;
-  private head = 0;
-  private seenAcked = 0;
+  private head = R.START_POS;
+  private seenAcked = R.START_POS;
+  private workerExited = false;
   private nextRev: number;
   private durableRev: number;
   private state: "open" | "closing" | "closed" = "open";
@@ -169,7 +170,13 @@ export class Db {
     this.worker.unref();
     this.worker.on("error", (err: Error) => this.poison(new WalFailedError(`writer worker crashed: ${err.message}`, { cause: err })));
     this.worker.on("exit", (code) => {
-      if (this.state === "open") this.poison(new WalFailedError(`writer worker exited unexpectedly (code ${code})`));
+      this.workerExited = true;
+      // Whatever the worker made durable before it went is settled first; the rest fails, with
+      // the worker's own error when it reported one (a full disk must say NO_SPACE).
+      if (Atomics.load(this.ring.ctl, R.FAILED) !== R.FAIL_NONE) this.poison(failureFromRing(this.ring));
+      else if (this.state === "open" || this.pendingCount() > 0 || this.queued.length > this.queuedHead) {
+        this.poison(new WalFailedError(`writer worker exited unexpectedly (code ${code})`));
+      }
     });
     void this.dispatch();
   }
@@ -292,6 +299,7 @@ export class Db {
       await new Promise<void>((r) => setTimeout(r, 1));
     }
     const closed = new Promise<void>((resolve) => {
+      if (this.workerExited) return resolve(); // it stopped on a failure already
       this.worker.once("exit", () => resolve());
       this.worker.once("message", (m: { type?: string }) => m?.type === "closed" && resolve());
     });
@@ -303,7 +311,7 @@ export class Db {
     clearTimeout(timer);
     await this.worker.terminate();
     this.state = "closed";
-    Atomics.notify(this.ring.ctl, R.ACKED); // ends dispatch()
+    Atomics.notify(this.ring.ctl, R.EVENTS); // ends dispatch()
     this.lock.release();
   }
 
@@ -317,9 +325,14 @@ export class Db {
   /** The value's CBOR encoding, in a buffer of its own (so later changes by the caller do not matter). */
   private encodeValue(value: unknown): Uint8Array {
     if (value === undefined) throw new InvalidValueError("value is undefined (use delete to remove a key)");
+    if (typeof value === "string" && !value.isWellFormed()) {
+      throw new InvalidValueError("string value has a lone UTF-16 surrogate (it would not read back the same)");
+    }
     let bytes: Uint8Array;
     try {
-      bytes = fastEncode(value) ?? valueEncoder.encode(value);
+      // cbor-x returns a view into its reusable buffer (which grows to the largest value ever
+      // encoded): copy it, or one small value would keep that whole buffer alive.
+      bytes = fastEncode(value) ?? Uint8Array.prototype.slice.call(valueEncoder.encode(value));
     } catch (cause) {
       throw new InvalidValueError(`value cannot be encoded as CBOR: ${(cause as Error).message}`, { cause });
     }
@@ -370,7 +383,7 @@ export class Db {
     writeEntryPayload(ring.data, at + FRAME_HEADER_BYTES, w.ops, w.keyBytes);
     sealFrame(ring.data, ring.view, at, TYPE_ENTRY, rev, w.payloadBytes);
     R.mirrorOverflow(ring, at, size);
-    this.head = (this.head + size) >>> 0;
+    this.head = R.advance(this.head, size);
     if (this.newestValid) for (const op of w.ops) this.newest.set(op[0], op.length === 2 ? rev : -rev);
     this.enqueuePending({ end: this.head, rev, ops: w.ops, hints: w.hints, deleted: w.isDelete, resolve: w.resolve, reject: w.reject });
     // Published at once, so the writer starts its write and fdatasync while we frame the next
@@ -418,6 +431,8 @@ export class Db {
   private async dispatch(): Promise<void> {
     const ctl = this.ring.ctl;
     while (this.state !== "closed") {
+      // Read EVENTS before looking: a change after this point makes the wait return at once.
+      const events = Atomics.load(ctl, R.EVENTS);
       const acked = Atomics.load(ctl, R.ACKED);
       if (acked !== this.seenAcked) {
         this.seenAcked = acked;
@@ -429,7 +444,7 @@ export class Db {
         this.poison(failureFromRing(this.ring));
         continue;
       }
-      const w = Atomics.waitAsync(ctl, R.ACKED, acked);
+      const w = Atomics.waitAsync(ctl, R.EVENTS, events);
       if (w.async) await w.value;
     }
   }
@@ -480,6 +495,12 @@ export class Db {
   /** The WAL failed: every write in flight and every later one fails; reads go on. */
   private poison(err: HarmonyError): void {
     if (this.failure) return;
+    // Writes the worker acknowledged before it failed are durable: they resolve, not fail.
+    const acked = Atomics.load(this.ring.ctl, R.ACKED);
+    if (acked !== this.seenAcked) {
+      this.seenAcked = acked;
+      this.settle(acked);
+    }
     this.failure = err;
     for (let i = this.pendingHead; i < this.pending.length; i++) this.pending[i]!.reject(err);
     for (let i = this.queuedHead; i < this.queued.length; i++) this.queued[i]!.reject(err);
@@ -500,6 +521,7 @@ const PRIMITIVES = new Set(["string", "number", "boolean", "bigint"]);
 
 /** Immutable values can be kept as they are; for anything else the index keeps the bytes. */
 function hintOf(value: unknown): unknown {
+  if (Object.is(value, -0)) return undefined; // read back as CBOR encodes it, as after a restart
   return value === null || PRIMITIVES.has(typeof value) ? value : undefined;
 }
 
@@ -546,6 +568,8 @@ function checkKeyType(key: unknown): asserts key is string {
 function checkKey(key: unknown, limits: Limits): asserts key is string {
   checkKeyType(key);
   if (key.length === 0) throw new InvalidKeyError("key must not be empty");
+  // A lone surrogate has no UTF-8 form: two such keys would become one after a restart.
+  if (!key.isWellFormed()) throw new InvalidKeyError("key has a lone UTF-16 surrogate (not valid Unicode)");
   // Cheap bound first: a UTF-8 byte is at most 3 per UTF-16 unit.
   if (key.length * 3 > limits.keyBytesMax) {
     const bytes = utf8Bytes(key);
@@ -600,7 +624,13 @@ function failureFromRing(ring: R.RingViews): HarmonyError {
 
 export async function openDb(dir: string, options: OpenOptions = {}): Promise<Db> {
   const o = resolveOptions(options);
+  const created = !fs.existsSync(path.join(dir, "wal"));
   fs.mkdirSync(path.join(dir, "wal"), { recursive: true });
+  if (created) {
+    // The new directories must survive a crash as much as the segments in them.
+    fsyncDir(dir);
+    fsyncDir(path.dirname(path.resolve(dir)));
+  }
   const lock = lockDir(dir);
   try {
     return await start(dir, o, lock);
@@ -630,8 +660,8 @@ function resolveOptions(o: OpenOptions): Resolved {
   // The ring must hold two of the largest records, so one can be written while the next is framed.
   const ringMin = 2 * (limits.valueBytesMax + L.recordSlackBytes);
   const ringBytes = o.ringBytes ?? L.ringBytesDefault;
-  if ((ringBytes & (ringBytes - 1)) !== 0 || ringBytes < ringMin) {
-    throw new InvalidArgumentError(`ringBytes must be a power of two of at least ${ringMin}`);
+  if (!Number.isSafeInteger(ringBytes) || (ringBytes & (ringBytes - 1)) !== 0 || ringBytes < ringMin || ringBytes > L.ringBytesMax) {
+    throw new InvalidArgumentError(`ringBytes must be a power of two from ${ringMin} to ${L.ringBytesMax}`);
   }
   const commitDelayUs = o.commitDelayUs ?? L.commitDelayUsDefault;
   if (!(commitDelayUs >= 0 && commitDelayUs <= L.commitDelayUsMax)) {

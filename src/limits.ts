@@ -24,6 +24,8 @@ export const spareChunkBytes = 1 * MiB;
 
 /** The SharedArrayBuffer ring between the main thread and the writer: twice the largest record. */
 export const ringBytesDefault = 64 * MiB;
+/** Ring positions are int32 counters: the ring must stay far below 2^31. */
+export const ringBytesMax = 1024 * MiB;
 
 /** Group commit caps, as LevelDB/RocksDB: ~1 MiB, or the first record + 128 KiB when it is small. */
 export const groupBytesMax = 1 * MiB;

@@ -1,6 +1,8 @@
 // The SharedArrayBuffer ring between the main thread (producer) and the writer worker (consumer).
 //
-// Protocol. Positions are free-running u32 byte counters (they wrap at 2^32; compare with `diff`).
+// Protocol. Positions are free-running int32 byte counters (they wrap from 2^31−1 to −2^31; compare
+// with `diff`, step with `advance`). They start 64 KiB before that wrap, so every database crosses it
+// early and every test exercises it.
 // The main thread copies whole frames to data[head & mask] and then stores HEAD; the worker owns
 // [ACKED, HEAD), writes it to the WAL, and stores ACKED once those bytes are acknowledged (after the
 // fdatasync with sync "always"). Only then may the main thread reuse the space and resolve the writes.
@@ -15,6 +17,7 @@ export const STATE = 2; // written by main: RUNNING or CLOSING
 export const FAILED = 3; // written by worker: 0, or an ErrorKind once the WAL is poisoned
 export const SLEEPING = 4; // written by worker: 1 while it is parked in Atomics.wait on HEAD
 export const CAPACITY = 5; // set once: ring capacity in bytes (a power of two)
+export const EVENTS = 6; // written by worker: bumped after every ACKED store and on failure; main waits on it
 export const CTL_SLOTS = 8;
 
 export const RUNNING = 0;
@@ -64,7 +67,9 @@ export interface RingViews {
 export function createRing(capacityBytes: number, slackBytes: number): RingViews {
   assert(capacityBytes >= 1024 && (capacityBytes & (capacityBytes - 1)) === 0, "ring capacity is a power of two");
   const sab = new SharedArrayBuffer(DATA_OFFSET + capacityBytes + slackBytes);
-  new Int32Array(sab, 0, CTL_SLOTS)[CAPACITY] = capacityBytes;
+  const ctl = new Int32Array(sab, 0, CTL_SLOTS);
+  ctl[CAPACITY] = capacityBytes;
+  ctl[HEAD] = ctl[ACKED] = START_POS;
   return ringViews(sab);
 }
 
@@ -84,9 +89,17 @@ export function ringViews(sab: SharedArrayBuffer): RingViews {
   };
 }
 
-/** a − b for u32 counters, as a signed distance (valid while they are within 2^31 of each other). */
+/** Where HEAD and ACKED start: 64 KiB before the int32 wrap. */
+export const START_POS = 0x7fff_0000;
+
+/** a − b for the int32 counters, as a signed distance (valid while they are within 2^31 of each other). */
 export function diff(a: number, b: number): number {
   return (a - b) | 0;
+}
+
+/** The counter `bytes` after `pos`, wrapped as Atomics.load would return it. */
+export function advance(pos: number, bytes: number): number {
+  return (pos + bytes) | 0;
 }
 
 /** After a frame was written contiguously at `at`, copies what ran into the slack to the start. */

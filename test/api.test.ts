@@ -177,6 +177,23 @@ describe("bad input gets a typed error and the database keeps working", () => {
       expect(db.stats().wal.records).toBe(1);
     }));
 
+  test("lone surrogates: refused in keys (they would merge after a restart) and in string values", () =>
+    withDb(async (db) => {
+      await expect(db.put("\uD800", 1)).rejects.toBeInstanceOf(InvalidKeyError);
+      await expect(db.put("a\uDC00b", 1)).rejects.toMatchObject({ code: "INVALID_KEY" });
+      await expect(db.put("k", "x\uD800y")).rejects.toBeInstanceOf(InvalidValueError);
+      expect(await db.put("\u{1F600}", "\u{1F600}")).toBe(1); // a surrogate pair is fine
+      expect(db.get("\u{1F600}")).toBe("\u{1F600}");
+    }));
+
+  test("a small value stored after a huge one does not keep the encoder's big buffer alive", () =>
+    withDb(async (db) => {
+      await db.put("huge", { blob: new Uint8Array(8 * 1024 * 1024) });
+      await db.put("small", { i: 1 });
+      const index = (db as unknown as { index: { get(k: string): { b: Uint8Array | null } | undefined } }).index;
+      expect(index.get("small")!.b!.buffer.byteLength).toBeLessThan(1024);
+    }));
+
   test("values: unencodable, undefined, too large", () =>
     withDb(async (db) => {
       await expect(db.put("f", () => 1)).rejects.toBeInstanceOf(InvalidValueError);

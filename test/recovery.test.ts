@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError, LockedError, open, type OpenOptions } from "../src/index.ts";
+import { encodeEntry } from "../src/wal/encoder.ts";
 import { corrupt, flipByte, frameOffsets, lastSegment, segments, tmpDir } from "./helpers/index.ts";
 
 const small: OpenOptions = { segmentBytes: 64 * 1024, log: () => {} };
@@ -168,6 +169,19 @@ describe("damage on open", () => {
     expect(db.rev).toBe(5);
     expect(db.stats().recovery.tornTail?.offset).toBe(end);
     await db.close();
+  });
+
+  test("a whole record with a revision gap at the end is corruption, not a torn tail", async () => {
+    const dir = await seeded(5);
+    const file = lastSegment(dir);
+    const { end } = frameOffsets(file);
+    // A frame with a valid checksum was written whole: dropping it could drop acknowledged data.
+    const stray = encodeEntry(7, [["k999", new Uint8Array([1])]]);
+    corrupt(file, (b) => b.set(stray, end));
+    const err = await reopen(dir).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CorruptionError);
+    expect((err as CorruptionError).offset).toBe(end);
+    expect((err as CorruptionError).message).toContain("revision gap");
   });
 
   test("a bad record in the middle refuses to open, naming file, offset and revision", async () => {

@@ -65,8 +65,10 @@ export function recover(
     const bytes = readSegment(file);
     checkHeader(file, bytes, seg, cur);
     const start = cur.start;
-    const { end, damage } = replayFrames(bytes, cur, apply);
+    const { end, damage, complete } = replayFrames(bytes, cur, apply);
     if (damage) {
+      // A frame whose checksum holds was written whole: no crash tears it, so it is never a torn tail.
+      if (complete) throw new CorruptionError(damage, file, end, cur.lastRev + 1);
       const validAfter = findValidFrameAfter(bytes, end + 8, cur.lastRev);
       if (i !== segments.length - 1 || validAfter >= 0) {
         const why = validAfter >= 0 ? `a valid record follows at offset ${validAfter}` : "later segments follow";
@@ -135,25 +137,24 @@ function checkHeader(file: string, bytes: Uint8Array, seg: SegmentFile, cur: Cur
  * Applies every entry from the header on; stops at the clean end or at the first damaged frame.
  * Returns where the log ends (the writer's next offset) and, if it ended in damage, why.
  */
-function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: number; damage: string | null } {
+function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: number; damage: string | null; complete: boolean } {
   let off = cur.start;
   const view = viewOf(bytes);
   for (;;) {
     const v = readFrame(bytes, off, view);
     if (v.kind === "end") {
       const clean = allZero(bytes, off, bytes.length);
-      return { end: off, damage: clean ? null : "non-zero bytes after the end of the log" };
+      return { end: off, damage: clean ? null : "non-zero bytes after the end of the log", complete: false };
     }
-    if (v.kind !== "frame") return { end: off, damage: `${v.kind} frame: ${v.reason}` };
-    if (v.type !== TYPE_ENTRY) return { end: off, damage: "segment header in the middle of a segment" };
-    if (v.rev !== cur.lastRev + 1) return { end: off, damage: `revision gap: rev ${v.rev} after rev ${cur.lastRev}` };
-    let ops: Op[];
+    if (v.kind !== "frame") return { end: off, damage: `${v.kind} frame: ${v.reason}`, complete: false };
+    const bad = (damage: string) => ({ end: off, damage, complete: true });
+    if (v.type !== TYPE_ENTRY) return bad("segment header in the middle of a segment");
+    if (v.rev !== cur.lastRev + 1) return bad(`revision gap: rev ${v.rev} after rev ${cur.lastRev}`);
     try {
-      ops = decodeOps(v.payload);
+      apply(v.rev, decodeOps(v.payload));
     } catch (cause) {
-      return { end: off, damage: `undecodable entry: ${(cause as Error).message}` };
+      return bad(`undecodable entry: ${(cause as Error).message}`);
     }
-    apply(v.rev, ops);
     cur.lastRev = v.rev;
     cur.lastCrc = v.crc;
     cur.records++;

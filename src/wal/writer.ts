@@ -107,7 +107,7 @@ export class WalWriter {
     if (this.cfg.sync === "always") s[R.STAT_SYNCED_REV] = g.lastRev;
     this.tail = g.end;
     Atomics.store(this.ring.ctl, R.ACKED, g.end);
-    Atomics.notify(this.ring.ctl, R.ACKED);
+    this.signal();
     if (++this.groupsSincePrepare >= L.prepareEveryGroups) this.prepareChunk();
   }
 
@@ -130,7 +130,7 @@ export class WalWriter {
       g.lastRev = rev;
       g.lastCrc = R.readU32(this.ring, g.end);
       g.bytes += size;
-      g.end = (g.end + size) >>> 0;
+      g.end = R.advance(g.end, size);
       g.records++;
     }
     return g;
@@ -255,7 +255,13 @@ export class WalWriter {
     const code = (err as NodeJS.ErrnoException).code;
     R.writeError(this.ring, `${(err as Error).message ?? String(err)}`);
     Atomics.store(this.ring.ctl, R.FAILED, code === "ENOSPC" ? R.FAIL_NO_SPACE : R.FAIL_IO);
-    Atomics.notify(this.ring.ctl, R.ACKED);
+    this.signal();
+  }
+
+  /** Wakes the main thread's dispatcher: it waits on EVENTS, so neither an ack nor a failure is missed. */
+  private signal(): void {
+    Atomics.add(this.ring.ctl, R.EVENTS, 1);
+    Atomics.notify(this.ring.ctl, R.EVENTS);
   }
 
   private closeFiles(): void {
