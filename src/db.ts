@@ -332,7 +332,7 @@ export class Db {
     try {
       // cbor-x returns a view into its reusable buffer (which grows to the largest value ever
       // encoded): copy it, or one small value would keep that whole buffer alive.
-      bytes = fastEncode(value) ?? Uint8Array.prototype.slice.call(valueEncoder.encode(value));
+      bytes = fastEncode(value) ?? new Uint8Array(valueEncoder.encode(value));
     } catch (cause) {
       throw new InvalidValueError(`value cannot be encoded as CBOR: ${(cause as Error).message}`, { cause });
     }
@@ -477,7 +477,7 @@ export class Db {
   }
 
   private apply(rev: number, ops: Op[], hints: unknown[] | undefined): void {
-    this.index.apply(rev, ops, true, hints);
+    this.index.apply(rev, ops, hints);
     this.durableRev = rev;
   }
 
@@ -683,7 +683,7 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
   const walDir = path.join(dir, "wal");
   const t0 = performance.now();
   const index = new KeyIndex();
-  const rec = recover(walDir, (rev, ops) => index.apply(rev, ops, false), o.onProgress, o.log);
+  const rec = recover(walDir, (rev, segment, start, end) => index.applyEncoded(rev, segment, start, end), o.onProgress, o.log);
   if (verifyEnabled) index.verify(rec.lastRev);
   const dbId = rec.dbId ?? hyperid({ urlSafe: true })();
   let tail = rec.tail;

@@ -3,6 +3,7 @@
 import BTree from "sorted-btree";
 import { assert } from "./assert.ts";
 import { valueDecoder } from "./wal/cbor.ts";
+import { visitOps, type Encoded, type OpVisitor } from "./wal/decoder.ts";
 import type { Op } from "./wal/encoder.ts";
 
 /** How a value is kept: decoded (immutable primitives), raw bytes (Uint8Array), or CBOR (the rest). */
@@ -53,26 +54,40 @@ export class KeyIndex {
   }
 
   /**
-   * Applies one entry. `owned`: the value buffers are ours to keep (the live path made them);
-   * otherwise (replay) they are views into a segment buffer and must be copied. `hints[i]`, when given,
-   * is the original value of a primitive put, which saves decoding it again.
+   * Applies one entry from the live path: the value buffers in `ops` are ours to keep. `hints[i]`,
+   * when given, is the original value of a primitive put, which saves decoding it again.
    */
-  apply(rev: number, ops: Op[], owned: boolean, hints?: unknown[]): void {
+  apply(rev: number, ops: Op[], hints?: unknown[]): void {
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
-      const key = op[0];
-      if (op.length === 1) {
-        if (this.map.delete(key)) this.tree.delete(key);
-        continue;
-      }
-      const prev = this.map.get(key);
-      const s = storedValue(op[1], owned, hints?.[i]);
-      s.rev = rev;
-      s.createRev = prev ? prev.createRev : rev;
-      s.version = prev ? prev.version + 1 : 1;
-      this.map.set(key, s);
-      this.tree.set(key, s);
+      if (op.length === 1) this.remove(op[0]);
+      else this.store(op[0], rev, storedValue(op[1], 0, op[1].length, true, undefined, hints?.[i]));
     }
+  }
+
+  /** Applies one entry from replay: its payload is bytes [start, end) of a segment buffer. */
+  applyEncoded(rev: number, segment: Encoded, start: number, end: number): void {
+    this.replayRev = rev;
+    visitOps(segment, start, end, this.replayVisitor);
+  }
+
+  private replayRev = 0;
+  private readonly replayVisitor: OpVisitor = {
+    put: (key, e, s, end) => this.store(key, this.replayRev, storedValue(e.bytes, s, end, false, e.text)),
+    delete: (key) => this.remove(key),
+  };
+
+  private store(key: string, rev: number, s: Stored): void {
+    const prev = this.map.get(key);
+    s.rev = rev;
+    s.createRev = prev ? prev.createRev : rev;
+    s.version = prev ? prev.version + 1 : 1;
+    this.map.set(key, s);
+    this.tree.set(key, s);
+  }
+
+  private remove(key: string): void {
+    if (this.map.delete(key)) this.tree.delete(key);
   }
 
   /** HARMONYDB_VERIFY=1: both structures agree and every entry is consistent. */
@@ -88,28 +103,32 @@ export class KeyIndex {
 
 const TAG_UINT8ARRAY_0 = 0xd8;
 const TAG_UINT8ARRAY_1 = 0x40;
-const text = new TextDecoder("utf-8", { fatal: true });
 
-/** Classifies a value's CBOR encoding; see Stored. */
-function storedValue(cbor: Uint8Array, owned: boolean, hint: unknown): Stored {
+/**
+ * Classifies a value's CBOR encoding, bytes [start, end) of `b` (a plain Uint8Array); see Stored.
+ * `owned`: `b` is a buffer of the value's own that may be kept; otherwise (a segment) what is kept is
+ * copied. `text` is a Buffer over the same memory, for decoding strings; the live path has none and
+ * passes the original string as `hint` instead.
+ */
+function storedValue(b: Uint8Array, start: number, end: number, owned: boolean, text: Buffer | undefined, hint?: unknown): Stored {
   const s: Stored = { kind: KIND_CBOR, v: undefined, b: null, rev: 0, createRev: 0, version: 0 };
-  const first = cbor[0]!;
+  const first = b[start]!;
   const major = first >> 5;
-  if (first === TAG_UINT8ARRAY_0 && cbor[1] === TAG_UINT8ARRAY_1 && cbor[2]! >> 5 === 2) {
-    const start = 2 + bytesHeadLength(cbor[2]!);
+  if (first === TAG_UINT8ARRAY_0 && b[start + 1] === TAG_UINT8ARRAY_1 && b[start + 2]! >> 5 === 2) {
     s.kind = KIND_BYTES;
     // An exact copy, not a view: a view reads `.buffer`, which makes JSC materialise an
     // ArrayBuffer per small array (a quarter of a put's time, measured), and an exact array
     // copies fastest on every get (`new Uint8Array(b)`).
-    s.b = cbor.slice(start);
+    s.b = b.slice(start + 2 + bytesHeadLength(b[start + 2]!), end);
   } else if (major === 3 && first < 0x7b) {
     s.kind = KIND_PRIMITIVE;
-    s.v = typeof hint === "string" ? hint : text.decode(cbor.subarray(1 + textHeadExtra(first)));
+    const from = start + 1 + textHeadExtra(first);
+    s.v = typeof hint === "string" ? hint : text ? text.toString("utf8", from, end) : valueDecoder.decode(b.slice(start, end));
   } else if (major === 0 || major === 1 || (major === 7 && first !== 0xf7 && first !== 0xff)) {
     s.kind = KIND_PRIMITIVE;
-    s.v = hint !== undefined ? hint : valueDecoder.decode(cbor);
+    s.v = hint !== undefined ? hint : valueDecoder.decode(b.slice(start, end));
   } else {
-    s.b = owned ? cbor : cbor.slice();
+    s.b = owned && start === 0 && end === b.length ? b : b.slice(start, end);
   }
   return s;
 }

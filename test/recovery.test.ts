@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError, LockedError, open, type OpenOptions } from "../src/index.ts";
 import { encodeEntry } from "../src/wal/encoder.ts";
-import { corrupt, flipByte, frameOffsets, lastSegment, segments, tmpDir } from "./helpers/index.ts";
+import { corrupt, flipByte, frameOffsets, lastSegment, segments, tmpDir, writeAt } from "./helpers/index.ts";
 
 const small: OpenOptions = { segmentBytes: 64 * 1024, log: () => {} };
 
@@ -164,7 +164,7 @@ describe("damage on open", () => {
     const dir = await seeded(5);
     const file = lastSegment(dir);
     const { end } = frameOffsets(file);
-    corrupt(file, (b) => b.fill(0xab, end, end + 11));
+    writeAt(file, end, new Uint8Array(11).fill(0xab));
     const db = await reopen(dir);
     expect(db.rev).toBe(5);
     expect(db.stats().recovery.tornTail?.offset).toBe(end);
@@ -177,7 +177,7 @@ describe("damage on open", () => {
     const { end } = frameOffsets(file);
     // A frame with a valid checksum was written whole: dropping it could drop acknowledged data.
     const stray = encodeEntry(7, [["k999", new Uint8Array([1])]]);
-    corrupt(file, (b) => b.set(stray, end));
+    writeAt(file, end, stray);
     const err = await reopen(dir).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CorruptionError);
     expect((err as CorruptionError).offset).toBe(end);

@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { open } from "../src/index.ts";
-import { decodeHeader, decodeOps, readFrame } from "../src/wal/decoder.ts";
+import { decodeHeader, decodeOps, payloadOf, readFrame } from "../src/wal/decoder.ts";
 import { FRAME_HEADER_BYTES, HEADER_FRAME_OFFSET, MAGIC, TYPE_ENTRY, TYPE_HEADER, segmentName } from "../src/wal/format.ts";
 import { GOLDEN_DB_ID, goldenSegment } from "./fixtures/golden.ts";
 import { tmpDir } from "./helpers/index.ts";
@@ -19,7 +19,7 @@ test("the golden segment reads as the spec describes it", () => {
   if (h.kind !== "frame") throw new Error(`header verdict ${h.kind}`);
   expect(h.type).toBe(TYPE_HEADER);
   expect(h.rev).toBe(0);
-  expect(decodeHeader(h.payload)).toEqual({ v: 1, db: GOLDEN_DB_ID, seq: 1, firstRev: 1, prevCrc: 0 });
+  expect(decodeHeader(payloadOf(golden, h))).toEqual({ v: 1, db: GOLDEN_DB_ID, seq: 1, firstRev: 1, prevCrc: 0 });
   const revs: number[] = [];
   let off = h.next;
   for (;;) {
@@ -27,7 +27,7 @@ test("the golden segment reads as the spec describes it", () => {
     if (v.kind !== "frame") break;
     expect(v.type).toBe(TYPE_ENTRY);
     expect(off % 8).toBe(0);
-    expect(decodeOps(v.payload).length).toBeGreaterThan(0);
+    expect(decodeOps(payloadOf(golden, v)).length).toBeGreaterThan(0);
     revs.push(v.rev);
     off = v.next;
   }
@@ -35,7 +35,7 @@ test("the golden segment reads as the spec describes it", () => {
   expect(off).toBe(golden.length);
   // Field positions from docs/wal-format.md: len at +4, rev at +8 (56 bits), type at +15.
   const view = new DataView(golden.buffer);
-  expect(view.getUint32(HEADER_FRAME_OFFSET + 4, true)).toBe(h.payload.length);
+  expect(view.getUint32(HEADER_FRAME_OFFSET + 4, true)).toBe(h.len);
   expect(golden[HEADER_FRAME_OFFSET + 15]).toBe(TYPE_HEADER);
   expect(FRAME_HEADER_BYTES).toBe(16);
 });

@@ -16,7 +16,7 @@ import {
 } from "./format.ts";
 
 export type FrameVerdict =
-  | { kind: "frame"; type: number; rev: number; crc: number; payload: Uint8Array; next: number }
+  | { kind: "frame"; type: number; rev: number; crc: number; start: number; len: number; next: number }
   | { kind: "end" } // crc = len = 0: zeros, the end of what was written
   | { kind: "incomplete"; reason: string }
   | { kind: "bad"; reason: string };
@@ -46,58 +46,101 @@ export function readFrame(bytes: Uint8Array, offset: number, view: DataView = vi
     view.getUint32(offset + FRAME_REV_OFFSET, true) +
     view.getUint16(offset + FRAME_REV_OFFSET + 4, true) * 0x1_0000_0000 +
     bytes[offset + FRAME_REV_OFFSET + 6]! * 0x1_0000_0000_0000;
-  // A view made with the constructor: subarray() on a Buffer goes through the species lookup.
-  const payload = new Uint8Array(bytes.buffer, bytes.byteOffset + offset + FRAME_HEADER_BYTES, len);
-  return { kind: "frame", type, rev, crc, payload, next: offset + frameBytes(len) };
+  // The payload is returned as offsets, not a view: JSC registers every view of an ArrayBuffer with
+  // it, and a view per record made replay several times slower (measured with bench/replay.ts).
+  return { kind: "frame", type, rev, crc, start: offset + FRAME_HEADER_BYTES, len, next: offset + frameBytes(len) };
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** The payload of a frame as a view (headers, tools, tests; replay uses visitOps on offsets). */
+export function payloadOf(bytes: Uint8Array, f: { start: number; len: number }): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset + f.start, f.len);
+}
 
 /**
- * Decodes an entry payload by hand (the grammar in docs/wal-format.md: an array of [text] or
- * [text, bytes]). Values are views into `payload`: a caller that keeps one copies it. Throws on
+ * A buffer of encoded records seen two ways over the same memory: `bytes`, a plain Uint8Array (JSC
+ * indexes and slices those fastest; a Buffer's slice goes through its species constructor), and
+ * `text`, a Buffer for its native latin1/utf8 string decoding. Made once per segment.
+ */
+export interface Encoded {
+  bytes: Uint8Array;
+  text: Buffer;
+}
+
+export function encoded(bytes: Uint8Array): Encoded {
+  const plain = bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { bytes: plain, text: Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength) };
+}
+
+/** What visitOps reports for each operation of an entry, in order. */
+export interface OpVisitor {
+  /** A put; the value's CBOR encoding is bytes [start, end) of `e` (the caller copies what it keeps). */
+  put(key: string, e: Encoded, start: number, end: number): void;
+  delete(key: string): void;
+}
+
+/**
+ * Walks an entry payload, bytes [start, end) of `b`, by hand (the grammar in docs/wal-format.md: an
+ * array of [text] or [text, bytes]), without making a view or an array per operation. Throws on
  * anything else; the caller names the place.
  */
-export function decodeOps(payload: Uint8Array): Op[] {
-  const cur = { pos: 0 };
-  const n = readHead(payload, cur, 4);
+export function visitOps(e: Encoded, start: number, end: number, visit: OpVisitor): void {
+  const b = e.bytes;
+  const cur = { pos: start, end };
+  const n = readHead(b, cur, 4);
   if (n === 0) throw new Error("entry has no operations");
-  if (n > payload.length) throw new Error(`entry claims ${n} operations`);
-  const ops: Op[] = new Array(n);
+  if (n > end - start) throw new Error(`entry claims ${n} operations`);
   for (let i = 0; i < n; i++) {
-    const arity = readHead(payload, cur, 4);
+    const arity = readHead(b, cur, 4);
     if (arity !== 1 && arity !== 2) throw new Error(`operation with ${arity} fields`);
-    const keyLen = readHead(payload, cur, 3);
-    const key = utf8.decode(slice(payload, cur, keyLen));
+    const keyLen = readHead(b, cur, 3);
+    const key = readKey(e, skip(cur, keyLen), cur.pos);
     if (arity === 1) {
-      ops[i] = [key];
+      visit.delete(key);
     } else {
-      const valueLen = readHead(payload, cur, 2);
-      ops[i] = [key, slice(payload, cur, valueLen)];
+      const valueLen = readHead(b, cur, 2);
+      const valueStart = skip(cur, valueLen);
+      visit.put(key, e, valueStart, cur.pos);
     }
   }
-  if (cur.pos !== payload.length) throw new Error("trailing bytes after the operations");
+  if (cur.pos !== end) throw new Error("trailing bytes after the operations");
+}
+
+/** Decodes an entry payload into Ops with copied values (tools and tests; replay uses visitOps). */
+export function decodeOps(payload: Uint8Array): Op[] {
+  const ops: Op[] = [];
+  visitOps(encoded(payload), 0, payload.length, {
+    put: (key, e, s, end) => ops.push([key, e.bytes.slice(s, end)]),
+    delete: (key) => ops.push([key]),
+  });
   return ops;
 }
 
+/** Keys are ASCII almost always: latin1 then is a plain byte-to-char copy, the cheapest decode. */
+function readKey(e: Encoded, start: number, end: number): string {
+  const b = e.bytes;
+  for (let i = start; i < end; i++) if (b[i]! >= 0x80) return e.text.toString("utf8", start, end);
+  return e.text.toString("latin1", start, end);
+}
+
 /** Reads a CBOR head of major type `major` with a definite length; returns the length. */
-function readHead(b: Uint8Array, cur: { pos: number }, major: number): number {
-  const first = b[cur.pos++];
+function readHead(b: Uint8Array, cur: { pos: number; end: number }, major: number): number {
+  const first = cur.pos < cur.end ? b[cur.pos++] : undefined;
   if (first === undefined || first >> 5 !== major) throw new Error(`expected CBOR major type ${major} at ${cur.pos - 1}`);
   const info = first & 31;
   if (info < 24) return info;
   const bytes = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : 0;
-  if (bytes === 0 || cur.pos + bytes > b.length) throw new Error(`unsupported CBOR length at ${cur.pos - 1}`);
+  if (bytes === 0 || cur.pos + bytes > cur.end) throw new Error(`unsupported CBOR length at ${cur.pos - 1}`);
   let n = 0;
   for (let i = 0; i < bytes; i++) n = n * 256 + b[cur.pos++]!;
   return n;
 }
 
-function slice(b: Uint8Array, cur: { pos: number }, n: number): Uint8Array {
-  if (cur.pos + n > b.length) throw new Error("string runs past the end of the entry");
-  const out = new Uint8Array(b.buffer, b.byteOffset + cur.pos, n);
+/** Steps over `n` bytes; returns where they start. */
+function skip(cur: { pos: number; end: number }, n: number): number {
+  if (cur.pos + n > cur.end) throw new Error("string runs past the end of the entry");
+  const at = cur.pos;
   cur.pos += n;
-  return out;
+  return at;
 }
 
 export function decodeHeader(payload: Uint8Array): SegmentHeader {

@@ -3,8 +3,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError, WalFailedError } from "../errors.ts";
-import { allZero, decodeHeader, decodeOps, findValidFrameAfter, readFrame, viewOf } from "./decoder.ts";
-import type { Op, SegmentHeader } from "./encoder.ts";
+import { allZero, decodeHeader, encoded, findValidFrameAfter, payloadOf, readFrame, viewOf, type Encoded } from "./decoder.ts";
+import type { SegmentHeader } from "./encoder.ts";
 import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, hex16 } from "./format.ts";
 import { fsyncDir, listSegments, writeFully, type SegmentFile } from "./segment.ts";
 
@@ -37,7 +37,8 @@ export interface RecoveryResult {
   tornTail: TornTail | null;
 }
 
-type Apply = (rev: number, ops: Op[]) => void;
+/** Applies one entry: its payload is bytes [start, end) of the segment (see visitOps). */
+export type Apply = (rev: number, segment: Encoded, start: number, end: number) => void;
 
 interface Cursor {
   dbId: string | null;
@@ -96,7 +97,8 @@ export function recover(
 
 function readSegment(file: string): Uint8Array {
   try {
-    return fs.readFileSync(file);
+    const b = fs.readFileSync(file);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } catch (cause) {
     // EIO and friends: refuse to open, and never truncate what could not be read.
     throw new WalFailedError(`cannot read ${file}: ${(cause as Error).message}`, { cause });
@@ -114,7 +116,7 @@ function checkHeader(file: string, bytes: Uint8Array, seg: SegmentFile, cur: Cur
   const frame = v as Extract<typeof v, { kind: "frame" }>;
   let h: SegmentHeader;
   try {
-    h = decodeHeader(frame.payload);
+    h = decodeHeader(payloadOf(bytes, frame));
   } catch (cause) {
     return fail(`undecodable segment header: ${(cause as Error).message}`);
   }
@@ -140,6 +142,7 @@ function checkHeader(file: string, bytes: Uint8Array, seg: SegmentFile, cur: Cur
 function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: number; damage: string | null; complete: boolean } {
   let off = cur.start;
   const view = viewOf(bytes);
+  const segment = encoded(bytes);
   for (;;) {
     const v = readFrame(bytes, off, view);
     if (v.kind === "end") {
@@ -151,7 +154,7 @@ function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: numb
     if (v.type !== TYPE_ENTRY) return bad("segment header in the middle of a segment");
     if (v.rev !== cur.lastRev + 1) return bad(`revision gap: rev ${v.rev} after rev ${cur.lastRev}`);
     try {
-      apply(v.rev, decodeOps(v.payload));
+      apply(v.rev, segment, v.start, v.start + v.len);
     } catch (cause) {
       return bad(`undecodable entry: ${(cause as Error).message}`);
     }

@@ -64,6 +64,16 @@ export function corrupt(file: string, damage: (bytes: Uint8Array) => Uint8Array 
   fs.writeFileSync(file, out);
 }
 
+/** Writes `bytes` at `offset`, growing the file if it is shorter (segments are zero-filled lazily). */
+export function writeAt(file: string, offset: number, bytes: Uint8Array): void {
+  corrupt(file, (b) => {
+    const out = new Uint8Array(Math.max(b.length, offset + bytes.length));
+    out.set(b);
+    out.set(bytes, offset);
+    return out;
+  });
+}
+
 /** Cuts the file at `length` bytes. */
 export function truncateTo(file: string, length: number): void {
   fs.truncateSync(file, length);
