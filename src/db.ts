@@ -113,7 +113,8 @@ interface Write {
   conds: { key: string; ifRev: number }[];
   /** A delete; of a key that does not exist, it writes nothing. */
   isDelete: boolean;
-  resolve: (r: { rev: number; deleted: boolean }) => void;
+  /** Called with the revision, or with { rev, deleted } for a delete. */
+  resolve: (r: unknown) => void;
   reject: (e: unknown) => void;
 }
 
@@ -122,8 +123,9 @@ interface Pending {
   rev: number;
   ops: Op[] | null;
   hints: unknown[] | undefined;
-  deleted: boolean;
-  resolve: (r: { rev: number; deleted: boolean }) => void;
+  /** null: resolve with the revision; else a delete, resolved with { rev, deleted }. */
+  deleted: boolean | null;
+  resolve: (r: unknown) => void;
   reject: (e: unknown) => void;
 }
 
@@ -226,22 +228,41 @@ export class Db {
     };
   }
 
-  async put(key: string, value: unknown, opts: WriteOptions = {}): Promise<number> {
-    this.checkWritable();
-    checkKey(key, this.limits);
-    const conds = condition(key, opts.ifRev);
-    const op: Op = [key, this.encodeValue(value)];
-    return (await this.submit([op], conds, false, [hintOf(value)])).rev;
+  // put/delete/batch are plain functions returning the write's own promise (not async functions
+  // wrapping it): one promise per write instead of two. Every error still arrives as a rejection.
+
+  put(key: string, value: unknown, opts: WriteOptions = {}): Promise<number> {
+    try {
+      this.checkWritable();
+      checkKey(key, this.limits);
+      const conds = condition(key, opts.ifRev);
+      const hint = hintOf(value);
+      return this.submit([[key, this.encodeValue(value)]], conds, false, hint === undefined ? undefined : [hint]) as Promise<number>;
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
-  async delete(key: string, opts: WriteOptions = {}): Promise<{ rev: number; deleted: boolean }> {
-    this.checkWritable();
-    checkKey(key, this.limits);
-    return this.submit([[key]], condition(key, opts.ifRev), true, undefined);
+  delete(key: string, opts: WriteOptions = {}): Promise<{ rev: number; deleted: boolean }> {
+    try {
+      this.checkWritable();
+      checkKey(key, this.limits);
+      return this.submit([[key]], condition(key, opts.ifRev), true, undefined) as Promise<{ rev: number; deleted: boolean }>;
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** All operations in one WAL record: after a crash they are all there or all gone. */
-  async batch(ops: BatchOp[]): Promise<number> {
+  batch(ops: BatchOp[]): Promise<number> {
+    try {
+      return this.submit(...this.batchWrite(ops)) as Promise<number>;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private batchWrite(ops: BatchOp[]): [Op[], Write["conds"], boolean, unknown[]] {
     this.checkWritable();
     if (!Array.isArray(ops) || ops.length === 0) throw new InvalidArgumentError("batch needs a non-empty array of operations");
     if (ops.length > this.limits.batchOpsMax) {
@@ -258,7 +279,7 @@ export class Db {
       else throw new InvalidArgumentError(`batch op type must be "put" or "delete", got ${JSON.stringify((op as { type: unknown }).type)}`);
       hints.push(op.type === "put" ? hintOf(op.value) : undefined);
     }
-    return (await this.submit(out, conds, false, hints)).rev;
+    return [out, conds, false, hints];
   }
 
   stats(): Stats {
@@ -345,8 +366,8 @@ export class Db {
     conds: Write["conds"],
     isDelete: boolean,
     hints: unknown[] | undefined,
-  ): Promise<{ rev: number; deleted: boolean }> {
-    const keyBytes = ops.map((op) => utf8Bytes(op[0]));
+  ): Promise<unknown> {
+    const keyBytes = ops.length === 1 ? [utf8Bytes(ops[0]![0])] : ops.map((op) => utf8Bytes(op[0]));
     const payloadBytes = entryPayloadBytes(ops, keyBytes);
     const recordMax = this.limits.valueBytesMax + L.recordSlackBytes;
     if (frameBytes(payloadBytes) > recordMax) throw new ValueTooLargeError(payloadBytes, recordMax);
@@ -385,7 +406,7 @@ export class Db {
     R.mirrorOverflow(ring, at, size);
     this.head = R.advance(this.head, size);
     if (this.newestValid) for (const op of w.ops) this.newest.set(op[0], op.length === 2 ? rev : -rev);
-    this.enqueuePending({ end: this.head, rev, ops: w.ops, hints: w.hints, deleted: w.isDelete, resolve: w.resolve, reject: w.reject });
+    this.enqueuePending({ end: this.head, rev, ops: w.ops, hints: w.hints, deleted: w.isDelete ? true : null, resolve: w.resolve, reject: w.reject });
     // Published at once, so the writer starts its write and fdatasync while we frame the next
     // writes (pipelining); it is woken only if it is parked, which it says in SLEEPING.
     Atomics.store(ring.ctl, R.HEAD, this.head);
@@ -473,7 +494,7 @@ export class Db {
       this.newestValid = false;
     }
     // Visible in the index before any of these promises resolves, never before it is durable.
-    for (const p of done) p.resolve({ rev: p.rev, deleted: p.deleted });
+    for (const p of done) p.resolve(p.deleted === null ? p.rev : { rev: p.rev, deleted: p.deleted });
   }
 
   private apply(rev: number, ops: Op[], hints: unknown[] | undefined): void {
