@@ -24,8 +24,9 @@ import * as R from "./ring.ts";
 import { valueEncoder } from "./wal/cbor.ts";
 import { entryPayloadBytes, sealFrame, utf8Bytes, writeEntryPayload, type Op } from "./wal/encoder.ts";
 import { FORMAT_VERSION, FRAME_HEADER_BYTES, TYPE_ENTRY, frameBytes } from "./wal/format.ts";
-import { recover, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
-import { fsyncDir, installSegment } from "./wal/segment.ts";
+import { nodeIO } from "./wal/file-io.ts";
+import { recover, type Apply, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
+import { installSegment } from "./wal/segment.ts";
 import type { SyncMode, WriterConfig } from "./wal/writer.ts";
 
 export interface Limits {
@@ -48,6 +49,8 @@ export interface OpenOptions {
   onProgress?: (p: ReplayProgress) => void;
   /** Where recovery and the writer report events (torn tails). Default: console.warn. */
   log?: (line: string) => void;
+  /** @internal tests only: replace the writer's file I/O (see WriterConfig.ioModule). */
+  writerIO?: { path: string; options: unknown };
 }
 
 export interface Entry<V = unknown> {
@@ -649,8 +652,8 @@ export async function openDb(dir: string, options: OpenOptions = {}): Promise<Db
   fs.mkdirSync(path.join(dir, "wal"), { recursive: true });
   if (created) {
     // The new directories must survive a crash as much as the segments in them.
-    fsyncDir(dir);
-    fsyncDir(path.dirname(path.resolve(dir)));
+    nodeIO.fsyncDir(dir);
+    nodeIO.fsyncDir(path.dirname(path.resolve(dir)));
   }
   const lock = lockDir(dir);
   try {
@@ -661,9 +664,10 @@ export async function openDb(dir: string, options: OpenOptions = {}): Promise<Db
   }
 }
 
-type Resolved = Required<Omit<OpenOptions, "onProgress" | "limits">> & {
+type Resolved = Required<Omit<OpenOptions, "onProgress" | "limits" | "writerIO">> & {
   limits: Limits;
   onProgress: OpenOptions["onProgress"];
+  writerIO: OpenOptions["writerIO"];
 };
 
 function resolveOptions(o: OpenOptions): Resolved {
@@ -697,6 +701,7 @@ function resolveOptions(o: OpenOptions): Resolved {
     limits,
     onProgress: o.onProgress,
     log: o.log ?? ((line) => console.warn(line)),
+    writerIO: o.writerIO,
   };
 }
 
@@ -704,13 +709,14 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
   const walDir = path.join(dir, "wal");
   const t0 = performance.now();
   const index = new KeyIndex();
-  const rec = recover(walDir, (rev, segment, start, end) => index.applyEncoded(rev, segment, start, end), o.onProgress, o.log);
+  const apply: Apply = (rev, segment, start, end) => index.applyEncoded(rev, segment, start, end);
+  const rec = recover(walDir, apply, { onProgress: o.onProgress, log: o.log });
   if (verifyEnabled) index.verify(rec.lastRev);
   const dbId = rec.dbId ?? hyperid({ urlSafe: true })();
   let tail = rec.tail;
   if (!tail) {
     const header = { v: FORMAT_VERSION, db: dbId, seq: 1, firstRev: 1, prevCrc: 0 };
-    const seg = installSegment(walDir, path.join(walDir, "first.tmp"), header);
+    const seg = installSegment(nodeIO, walDir, path.join(walDir, "first.tmp"), header);
     tail = { path: seg.path, seq: 1, offset: seg.start, start: seg.start };
   }
   const ring = R.createRing(o.ringBytes, o.limits.valueBytesMax + L.recordSlackBytes);
@@ -728,6 +734,7 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
     sync: o.sync,
     syncIntervalMs: o.syncIntervalMs,
     commitDelayUs: o.commitDelayUs,
+    ...(o.writerIO ? { ioModule: o.writerIO } : {}),
   };
   const worker = await startWorker(cfg);
   const recovery = { records: rec.records, segments: rec.segments, ms: performance.now() - t0, tornTail: rec.tornTail };

@@ -1,12 +1,12 @@
 // The recovery table of DESIGN.md §3, in code: replay every segment, repair a torn tail, refuse the rest.
 
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError, WalFailedError } from "../errors.ts";
 import { allZero, decodeHeader, encoded, findValidFrameAfter, payloadOf, readFrame, viewOf, type Encoded } from "./decoder.ts";
 import type { SegmentHeader } from "./encoder.ts";
 import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, hex16 } from "./format.ts";
-import { fsyncDir, listSegments, writeFully, type SegmentFile } from "./segment.ts";
+import { nodeIO, type FileIO } from "./file-io.ts";
+import { listSegments, type SegmentFile } from "./segment.ts";
 
 export interface ReplayProgress {
   phase: "wal";
@@ -50,20 +50,26 @@ interface Cursor {
   start: number;
 }
 
-export function recover(
-  walDir: string,
-  apply: Apply,
-  onProgress: (p: ReplayProgress) => void = () => {},
-  log: (line: string) => void = (l) => console.warn(l),
-): RecoveryResult {
-  const segments = listSegments(walDir);
+export interface RecoverOptions {
+  onProgress?: (p: ReplayProgress) => void;
+  log?: (line: string) => void;
+  /** false: only read (tools' verify/dump). A torn tail is then reported, not repaired. */
+  repair?: boolean;
+  io?: FileIO;
+}
+
+export function recover(walDir: string, apply: Apply, opts: RecoverOptions = {}): RecoveryResult {
+  const io = opts.io ?? nodeIO;
+  const repair = opts.repair ?? true;
+  const log = opts.log ?? ((l: string) => console.warn(l));
+  const segments = listSegments(io, walDir, repair);
   const cur: Cursor = { dbId: null, lastRev: 0, lastCrc: 0, lastSeq: 0, records: 0, start: 0 };
   let tail: RecoveryResult["tail"] = null;
   let tornTail: TornTail | null = null;
   for (let i = 0; i < segments.length; i++) {
     const seg = segments[i]!;
     const file = path.join(walDir, seg.name);
-    const bytes = readSegment(file);
+    const bytes = readSegment(io, file);
     checkHeader(file, bytes, seg, cur);
     const start = cur.start;
     const { end, damage, complete } = replayFrames(bytes, cur, apply);
@@ -75,14 +81,17 @@ export function recover(
         const why = validAfter >= 0 ? `a valid record follows at offset ${validAfter}` : "later segments follow";
         throw new CorruptionError(`${damage}; ${why}`, file, end, cur.lastRev + 1);
       }
-      tornTail = repairTornTail(file, bytes, end, damage, cur.lastRev);
-      log(
-        `harmonydb: wal: torn tail in ${file} at offset ${end} (${damage}): dropped ${tornTail.bytesDropped} ` +
-          `bytes after rev ${cur.lastRev}; copy kept in ${tornTail.brokenCopy}`,
-      );
+      tornTail = tornTailAt(file, bytes, end, damage, cur.lastRev);
+      if (repair) {
+        repairTornTail(io, bytes, tornTail);
+        log(
+          `harmonydb: wal: torn tail in ${file} at offset ${end} (${damage}): dropped ${tornTail.bytesDropped} ` +
+            `bytes after rev ${cur.lastRev}; copy kept in ${tornTail.brokenCopy}`,
+        );
+      }
     }
     tail = { path: file, seq: seg.seq, offset: end, start };
-    onProgress({ phase: "wal", segment: i + 1, segments: segments.length, records: cur.records, rev: cur.lastRev });
+    opts.onProgress?.({ phase: "wal", segment: i + 1, segments: segments.length, records: cur.records, rev: cur.lastRev });
   }
   return {
     dbId: cur.dbId,
@@ -95,10 +104,9 @@ export function recover(
   };
 }
 
-function readSegment(file: string): Uint8Array {
+function readSegment(io: FileIO, file: string): Uint8Array {
   try {
-    const b = fs.readFileSync(file);
-    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    return io.readFile(file);
   } catch (cause) {
     // EIO and friends: refuse to open, and never truncate what could not be read.
     throw new WalFailedError(`cannot read ${file}: ${(cause as Error).message}`, { cause });
@@ -165,31 +173,35 @@ function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: numb
   }
 }
 
-/**
- * Keeps a `.broken` copy of the bytes from `offset` to the last non-zero byte, zeroes them in the
- * segment and fdatasyncs: nothing there was acknowledged (no valid record follows).
- */
-function repairTornTail(file: string, bytes: Uint8Array, offset: number, reason: string, lastGoodRev: number): TornTail {
+/** What a torn tail at `offset` would drop: up to the last non-zero byte of the segment. */
+function tornTailAt(file: string, bytes: Uint8Array, offset: number, reason: string, lastGoodRev: number): TornTail {
   let last = bytes.length;
   const step = 64 * 1024;
   while (last > offset && allZero(bytes, Math.max(offset, last - step), last)) last = Math.max(offset, last - step);
   while (last > offset && bytes[last - 1] === 0) last--;
   const brokenCopy = `${file}.${hex16(offset)}.broken`;
-  // The copy is durable before the original is touched, so a crash here loses nothing.
-  const copyFd = fs.openSync(brokenCopy, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644);
-  try {
-    writeFully(copyFd, bytes.subarray(offset, last), 0);
-    fs.fsyncSync(copyFd);
-  } finally {
-    fs.closeSync(copyFd);
-  }
-  fsyncDir(path.dirname(file));
-  const fd = fs.openSync(file, fs.constants.O_WRONLY);
-  try {
-    writeFully(fd, new Uint8Array(last - offset), offset);
-    fs.fdatasyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
   return { file, offset, bytesDropped: last - offset, lastGoodRev, reason, brokenCopy };
+}
+
+/**
+ * Keeps a `.broken` copy of the dropped bytes, zeroes them in the segment and fdatasyncs: nothing
+ * there was acknowledged (no valid record follows). The copy is durable before the segment changes.
+ */
+function repairTornTail(io: FileIO, bytes: Uint8Array, t: TornTail): void {
+  const dropped = bytes.subarray(t.offset, t.offset + t.bytesDropped);
+  const copyFd = io.openWrite(t.brokenCopy, { create: true, truncate: true });
+  try {
+    io.pwrite(copyFd, dropped, 0);
+    io.fsync(copyFd);
+  } finally {
+    io.close(copyFd);
+  }
+  io.fsyncDir(path.dirname(t.file));
+  const fd = io.openWrite(t.file);
+  try {
+    io.pwrite(fd, new Uint8Array(t.bytesDropped), t.offset);
+    io.fdatasync(fd);
+  } finally {
+    io.close(fd);
+  }
 }

@@ -1,9 +1,9 @@
-// Segment files: naming, listing, creating (temp + fdatasync + rename + dir fsync), zero-filling.
+// Segment files: naming, listing, creating (temp + fdatasync + rename + dir fsync).
 
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError } from "../errors.ts";
 import { encodeSegmentStart, type SegmentHeader } from "./encoder.ts";
+import type { FileIO } from "./file-io.ts";
 import { SEGMENT_NAME_RE, SPARE_NAME, segmentName } from "./format.ts";
 
 export interface SegmentFile {
@@ -13,17 +13,18 @@ export interface SegmentFile {
 }
 
 /**
- * The segments in `walDir`, ordered by seq. Leftover spares and temp files are removed (they never
- * hold records); `.broken` copies are kept for the operator; anything else is refused.
+ * The segments in `walDir`, ordered by seq. With `tidy`, leftover spares and temp files are
+ * removed (they never hold records). `.broken` copies are kept for the operator; anything else is
+ * refused.
  */
-export function listSegments(walDir: string): SegmentFile[] {
+export function listSegments(io: FileIO, walDir: string, tidy: boolean): SegmentFile[] {
   const segments: SegmentFile[] = [];
-  for (const name of fs.readdirSync(walDir)) {
+  for (const name of io.readdir(walDir)) {
     const m = SEGMENT_NAME_RE.exec(name);
     if (m) {
       segments.push({ name, seq: parseInt(m[1]!, 16), firstRev: parseInt(m[2]!, 16) });
     } else if (name === SPARE_NAME || name.endsWith(".tmp")) {
-      fs.rmSync(path.join(walDir, name), { force: true });
+      if (tidy) io.unlink(path.join(walDir, name));
     } else if (!name.endsWith(".broken")) {
       throw new CorruptionError(`unexpected file in the wal directory`, path.join(walDir, name), 0, 0);
     }
@@ -36,37 +37,21 @@ export function listSegments(walDir: string): SegmentFile[] {
  * fdatasync, rename, fsync of the directory. When it returns, the segment survives a crash.
  */
 export function installSegment(
+  io: FileIO,
   walDir: string,
   tmpPath: string,
   header: SegmentHeader,
 ): { path: string; start: number } {
   const finalPath = path.join(walDir, segmentName(header.seq, header.firstRev));
   const start = encodeSegmentStart(header);
-  const fd = fs.openSync(tmpPath, fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o644);
+  const fd = io.openWrite(tmpPath, { create: true });
   try {
-    writeFully(fd, start, 0);
-    fs.fdatasyncSync(fd);
+    io.pwrite(fd, start, 0);
+    io.fdatasync(fd);
   } finally {
-    fs.closeSync(fd);
+    io.close(fd);
   }
-  fs.renameSync(tmpPath, finalPath);
-  fsyncDir(walDir);
+  io.rename(tmpPath, finalPath);
+  io.fsyncDir(walDir);
   return { path: finalPath, start: start.length };
-}
-
-/** Writes all of `bytes` at `position` (pwrite may write less than asked). */
-export function writeFully(fd: number, bytes: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < bytes.length) {
-    done += fs.writeSync(fd, bytes, done, bytes.length - done, position + done);
-  }
-}
-
-export function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }

@@ -1,12 +1,12 @@
 // The writer's loop over src/wal/*: take every pending frame from the ring, one write, one fdatasync.
 
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert } from "../assert.ts";
 import * as L from "../limits.ts";
 import * as R from "../ring.ts";
 import { FORMAT_VERSION, FRAME_HEADER_BYTES, SPARE_NAME, frameBytes } from "./format.ts";
-import { installSegment, writeFully } from "./segment.ts";
+import { nodeIO, type FileIO } from "./file-io.ts";
+import { installSegment } from "./segment.ts";
 
 export type SyncMode = "always" | "interval" | "never";
 
@@ -26,6 +26,11 @@ export interface WriterConfig {
   sync: SyncMode;
   syncIntervalMs: number;
   commitDelayUs: number;
+  /**
+   * Tests only: a module whose default export `(options) => FileIO` replaces node:fs in the worker
+   * (fault injection through the real worker). Absent in production.
+   */
+  ioModule?: { path: string; options: unknown };
 }
 
 interface Group {
@@ -54,10 +59,13 @@ export class WalWriter {
   private groupsSincePrepare = 0;
   private readonly zeros = new Uint8Array(L.spareChunkBytes);
 
-  constructor(private readonly cfg: WriterConfig) {
+  constructor(
+    private readonly cfg: WriterConfig,
+    private readonly io: FileIO = nodeIO,
+  ) {
     this.ring = R.ringViews(cfg.sab);
-    this.fd = fs.openSync(cfg.segmentPath, fs.constants.O_WRONLY);
-    this.filledTo = fs.fstatSync(this.fd).size;
+    this.fd = io.openWrite(cfg.segmentPath);
+    this.filledTo = io.size(this.fd);
     this.seq = cfg.seq;
     this.offset = cfg.offset;
     this.segmentStart = cfg.segmentStart;
@@ -148,11 +156,11 @@ export class WalWriter {
     const data = this.ring.data;
     const cap = this.ring.capacity;
     if (at + g.bytes <= cap) {
-      writeFully(this.fd, data.subarray(at, at + g.bytes), this.offset);
+      this.io.pwrite(this.fd, data.subarray(at, at + g.bytes), this.offset);
     } else {
       const first = cap - at;
-      writeFully(this.fd, data.subarray(at, cap), this.offset);
-      writeFully(this.fd, data.subarray(0, g.bytes - first), this.offset + first);
+      this.io.pwrite(this.fd, data.subarray(at, cap), this.offset);
+      this.io.pwrite(this.fd, data.subarray(0, g.bytes - first), this.offset + first);
     }
     this.ring.stats[R.STAT_WRITES]! += 1;
     this.offset += g.bytes;
@@ -161,7 +169,7 @@ export class WalWriter {
 
   private fdatasync(fd: number, prepare = false): void {
     const t0 = performance.now();
-    fs.fdatasyncSync(fd);
+    this.io.fdatasync(fd);
     const ns = (performance.now() - t0) * 1e6;
     const s = this.ring.stats;
     if (prepare) {
@@ -199,18 +207,15 @@ export class WalWriter {
     const segBytes = this.cfg.segmentBytes;
     if (this.filledTo < segBytes) {
       const n = Math.min(this.zeros.length, segBytes - this.filledTo);
-      writeFully(this.fd, this.zeros.subarray(0, n), this.filledTo);
+      this.io.pwrite(this.fd, this.zeros.subarray(0, n), this.filledTo);
       this.filledTo += n;
       this.fdatasync(this.fd, true);
       return true;
     }
     if (this.spareFilled < segBytes) {
-      if (this.spareFd < 0) {
-        const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC;
-        this.spareFd = fs.openSync(this.sparePath(), flags, 0o644);
-      }
+      if (this.spareFd < 0) this.spareFd = this.io.openWrite(this.sparePath(), { create: true, truncate: true });
       const n = Math.min(this.zeros.length, segBytes - this.spareFilled);
-      writeFully(this.spareFd, this.zeros.subarray(0, n), this.spareFilled);
+      this.io.pwrite(this.spareFd, this.zeros.subarray(0, n), this.spareFilled);
       this.spareFilled += n;
       this.fdatasync(this.spareFd, true);
       return true;
@@ -222,13 +227,13 @@ export class WalWriter {
   private rotate(): void {
     if (this.unsynced) this.fdatasync(this.fd);
     while (this.spareFilled < this.cfg.segmentBytes) this.prepareChunk();
-    fs.closeSync(this.spareFd);
+    this.io.close(this.spareFd);
     this.spareFd = -1;
     this.spareFilled = 0;
     const header = { v: FORMAT_VERSION, db: this.cfg.dbId, seq: this.seq + 1, firstRev: this.lastRev + 1, prevCrc: this.lastCrc };
-    const next = installSegment(this.cfg.walDir, this.sparePath(), header);
-    fs.closeSync(this.fd);
-    this.fd = fs.openSync(next.path, fs.constants.O_WRONLY);
+    const next = installSegment(this.io, this.cfg.walDir, this.sparePath(), header);
+    this.io.close(this.fd);
+    this.fd = this.io.openWrite(next.path);
     this.seq = header.seq;
     this.offset = this.segmentStart = next.start;
     this.filledTo = this.cfg.segmentBytes;
@@ -268,7 +273,7 @@ export class WalWriter {
     for (const fd of [this.fd, this.spareFd]) {
       if (fd >= 0) {
         try {
-          fs.closeSync(fd);
+          this.io.close(fd);
         } catch {
           // Closing after a failure may fail again; nothing depends on it.
         }

@@ -1,0 +1,57 @@
+// The one interface all WAL file I/O goes through, so tests can swap in a fault-injecting one
+// (test/helpers/fault-io.ts) that loses unsynced bytes on "power loss" and fails calls on demand.
+
+import * as fs from "node:fs";
+
+/**
+ * Synchronous file operations, as the writer (a blocking loop in its worker) and recovery use them.
+ * Buffers passed in are only read during the call; the caller keeps ownership.
+ */
+export interface FileIO {
+  /** Opens for writing (pwrite); `create` makes the file if missing, `truncate` empties it. */
+  openWrite(path: string, opts?: { create?: boolean; truncate?: boolean }): number;
+  /** Writes all of `bytes` at `position`. */
+  pwrite(fd: number, bytes: Uint8Array, position: number): void;
+  fdatasync(fd: number): void;
+  fsync(fd: number): void;
+  close(fd: number): void;
+  size(fd: number): number;
+  readFile(path: string): Uint8Array;
+  rename(from: string, to: string): void;
+  /** fsync of a directory: makes creates, renames and unlinks in it durable. */
+  fsyncDir(dir: string): void;
+  readdir(dir: string): string[];
+  unlink(path: string): void;
+}
+
+export const nodeIO: FileIO = {
+  openWrite(path, opts = {}) {
+    const c = fs.constants;
+    const flags = c.O_WRONLY | (opts.create ? c.O_CREAT : 0) | (opts.truncate ? c.O_TRUNC : 0);
+    return fs.openSync(path, flags, 0o644);
+  },
+  pwrite(fd, bytes, position) {
+    let done = 0;
+    // pwrite may write less than asked (a signal, a near-full disk): loop until all is written.
+    while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, position + done);
+  },
+  fdatasync: (fd) => fs.fdatasyncSync(fd),
+  fsync: (fd) => fs.fsyncSync(fd),
+  close: (fd) => fs.closeSync(fd),
+  size: (fd) => fs.fstatSync(fd).size,
+  readFile(path) {
+    const b = fs.readFileSync(path);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  },
+  rename: (from, to) => fs.renameSync(from, to),
+  fsyncDir(dir) {
+    const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  },
+  readdir: (dir) => fs.readdirSync(dir),
+  unlink: (path) => fs.rmSync(path, { force: true }),
+};
