@@ -22,8 +22,8 @@ import { KeyIndex, materialize } from "./key-index.ts";
 import { lockDir, type DirLock } from "./lock.ts";
 import * as R from "./ring.ts";
 import { valueEncoder } from "./wal/cbor.ts";
-import { entryPayloadBytes, sealFrame, utf8Bytes, writeEntryPayload, type Op } from "./wal/encoder.ts";
-import { FORMAT_VERSION, FRAME_HEADER_BYTES, TYPE_ENTRY, frameBytes } from "./wal/format.ts";
+import { entryPayloadBytes, utf8Bytes, type Op } from "./wal/encoder.ts";
+import { FORMAT_VERSION, frameBytes } from "./wal/format.ts";
 import { nodeIO } from "./wal/file-io.ts";
 import { recover, type Apply, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
 import { installSegment } from "./wal/segment.ts";
@@ -403,11 +403,7 @@ export class Db {
     }
     const rev = this.nextRev++;
     // The frame is built in place: payload first, then the header with its CRC over both.
-    const at = this.head & ring.mask;
-    writeEntryPayload(ring.data, at + FRAME_HEADER_BYTES, w.ops, w.keyBytes);
-    sealFrame(ring.data, ring.view, at, TYPE_ENTRY, rev, w.payloadBytes);
-    R.mirrorOverflow(ring, at, size);
-    this.head = R.advance(this.head, size);
+    this.head = R.putEntry(ring, this.head, rev, w.ops, w.keyBytes, w.payloadBytes);
     if (this.newestValid) for (const op of w.ops) this.newest.set(op[0], op.length === 2 ? rev : -rev);
     this.enqueuePending({ end: this.head, rev, ops: w.ops, hints: w.hints, deleted: w.isDelete ? true : null, resolve: w.resolve, reject: w.reject });
     // Published at once, so the writer starts its write and fdatasync while we frame the next

@@ -9,6 +9,8 @@
 // The plain writes to `data` before an Atomics.store are visible after the Atomics.load that reads it.
 
 import { assert } from "./assert.ts";
+import { sealFrame, writeEntryPayload, type Op } from "./wal/encoder.ts";
+import { FRAME_HEADER_BYTES, TYPE_ENTRY, frameBytes } from "./wal/format.ts";
 
 /** Int32 slots at the start of the buffer. */
 export const HEAD = 0; // written by main: bytes published
@@ -100,6 +102,19 @@ export function diff(a: number, b: number): number {
 /** The counter `bytes` after `pos`, wrapped as Atomics.load would return it. */
 export function advance(pos: number, bytes: number): number {
   return (pos + bytes) | 0;
+}
+
+/**
+ * Builds the entry frame for `ops` in place at counter `head` and returns the counter after it. The
+ * caller has checked there is room (frameBytes(payloadBytes) ≤ capacity − used) and stores HEAD.
+ */
+export function putEntry(ring: RingViews, head: number, rev: number, ops: Op[], keyBytes: number[], payloadBytes: number): number {
+  const at = head & ring.mask;
+  const size = frameBytes(payloadBytes);
+  writeEntryPayload(ring.data, at + FRAME_HEADER_BYTES, ops, keyBytes);
+  sealFrame(ring.data, ring.view, at, TYPE_ENTRY, rev, payloadBytes);
+  mirrorOverflow(ring, at, size);
+  return advance(head, size);
 }
 
 /** After a frame was written contiguously at `at`, copies what ran into the slack to the start. */

@@ -79,19 +79,49 @@ export class WalWriter {
 
   /** Runs until the main thread asks to close, or the WAL fails. */
   run(): void {
-    try {
-      for (;;) {
-        const head = Atomics.load(this.ring.ctl, R.HEAD);
-        if (head !== this.tail) this.commitGroup(head);
-        else if (Atomics.load(this.ring.ctl, R.STATE) === R.CLOSING) break;
-        else if (!this.idleWork()) this.sleep(head);
+    for (;;) {
+      const head = Atomics.load(this.ring.ctl, R.HEAD);
+      if (head === this.tail && Atomics.load(this.ring.ctl, R.STATE) === R.CLOSING) break;
+      if (!this.step(head)) {
+        if (this.failed) break;
+        this.sleep(head);
       }
-      if (this.unsynced) this.fdatasync(this.fd);
+    }
+    this.finish();
+  }
+
+  /**
+   * One unit of work, never blocking: a group commit when frames wait in the ring, else one idle
+   * task. Returns whether it did anything. A failed write or fdatasync poisons the writer here.
+   * (The simulator in test/ drives the writer through this, in its own thread.)
+   */
+  step(head: number = Atomics.load(this.ring.ctl, R.HEAD)): boolean {
+    if (this.failed) return false;
+    try {
+      if (head !== this.tail) {
+        this.commitGroup(head);
+        return true;
+      }
+      return this.idleWork();
+    } catch (err) {
+      this.poison(err);
+      return false;
+    }
+  }
+
+  /** Makes what was written durable (unless poisoned: never fsync again after a failure) and closes. */
+  finish(): void {
+    try {
+      if (this.unsynced && !this.failed) this.fdatasync(this.fd);
     } catch (err) {
       this.poison(err);
     } finally {
       this.closeFiles();
     }
+  }
+
+  get failed(): boolean {
+    return Atomics.load(this.ring.ctl, R.FAILED) !== R.FAIL_NONE;
   }
 
   private commitGroup(head: number): void {
