@@ -1,0 +1,38 @@
+// Loaded by the writer worker in fail-stop tests (OpenOptions.writerIO): the real disk, except that
+// once the trigger file exists, every call of one operation fails with the given errno.
+
+import * as fs from "node:fs";
+import { nodeIO, type FileIO } from "../../src/wal/file-io.ts";
+
+export interface FailingOptions {
+  op: "pwrite" | "fdatasync" | "openWrite";
+  code: "EIO" | "ENOSPC";
+  /** Armed once this file exists; the test creates it when the failure should start. */
+  trigger: string;
+}
+
+export default function failingIO(options: unknown): FileIO {
+  const o = options as FailingOptions;
+  const check = (op: FailingOptions["op"]) => {
+    if (op === o.op && fs.existsSync(o.trigger)) {
+      const e = new Error(`${o.code}: injected on ${op}`) as NodeJS.ErrnoException;
+      e.code = o.code;
+      throw e;
+    }
+  };
+  return {
+    ...nodeIO,
+    openWrite(p, opts) {
+      check("openWrite");
+      return nodeIO.openWrite(p, opts);
+    },
+    pwrite(fd, bytes, position) {
+      check("pwrite");
+      nodeIO.pwrite(fd, bytes, position);
+    },
+    fdatasync(fd) {
+      check("fdatasync");
+      nodeIO.fdatasync(fd);
+    },
+  };
+}
