@@ -1,8 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { CorruptionError, LockedError, open, type OpenOptions } from "../src/index.ts";
-import { encodeEntry } from "../src/wal/encoder.ts";
+import { CorruptionError, LockedError, WalFailedError, open, type OpenOptions } from "../src/index.ts";
+import { payloadEncoder } from "../src/wal/cbor.ts";
+import { encodeEntry, encodeFrame } from "../src/wal/encoder.ts";
+import { nodeIO, type FileIO } from "../src/wal/file-io.ts";
+import { MAGIC, TYPE_HEADER, segmentName } from "../src/wal/format.ts";
+import { recover } from "../src/wal/recovery.ts";
 import { corrupt, flipByte, frameOffsets, lastSegment, segments, tmpDir, writeAt } from "./helpers/index.ts";
 
 const small: OpenOptions = { segmentBytes: 64 * 1024, log: () => {} };
@@ -235,6 +239,46 @@ describe("damage on open", () => {
     fs.rmSync(path.join(dir, "wal", "notes.txt"));
     fs.writeFileSync(path.join(dir, "wal", "0000000000000002-0000000000000003.wal"), "garbage");
     await expect(reopen(dir)).rejects.toBeInstanceOf(CorruptionError);
+  });
+});
+
+describe("the rest of the recovery table", () => {
+  test("an unknown format version refuses to open", async () => {
+    const dir = tmpDir();
+    fs.mkdirSync(path.join(dir, "wal"), { recursive: true });
+    const header = payloadEncoder.encode({ v: 2, db: "future", seq: 1, firstRev: 1, prevCrc: 0 });
+    const frame = encodeFrame(TYPE_HEADER, 0, header);
+    fs.writeFileSync(path.join(dir, "wal", segmentName(1, 1)), Buffer.concat([MAGIC, frame]));
+    await expect(reopen(dir)).rejects.toThrow(/unknown format version 2/);
+  });
+
+  test("segments in the wrong order refuse to open", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    for (let i = 0; i < 80; i++) await db.put(`k${i}`, "v".repeat(1500));
+    await db.close();
+    const [first, second] = segments(dir);
+    const a = fs.readFileSync(first!);
+    fs.writeFileSync(first!, fs.readFileSync(second!));
+    fs.writeFileSync(second!, a);
+    await expect(reopen(dir)).rejects.toBeInstanceOf(CorruptionError);
+  });
+
+  test("EIO while reading refuses to open and changes nothing", async () => {
+    const dir = await seeded(10);
+    const file = lastSegment(dir);
+    const { end } = frameOffsets(file);
+    writeAt(file, end, new Uint8Array(5).fill(0xcd)); // a torn tail that open would normally repair
+    const before = fs.readFileSync(file);
+    const failingRead: FileIO = {
+      ...nodeIO,
+      readFile: () => {
+        throw Object.assign(new Error("EIO: i/o error, read"), { code: "EIO" });
+      },
+    };
+    expect(() => recover(path.join(dir, "wal"), () => {}, { io: failingRead, log: () => {} })).toThrow(WalFailedError);
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+    expect(fs.readdirSync(path.join(dir, "wal")).some((n) => n.endsWith(".broken"))).toBe(false);
   });
 });
 
