@@ -164,6 +164,20 @@ describe("damage on open", () => {
     await again.close();
   });
 
+  test("a second torn tail at the same offset keeps both .broken copies", async () => {
+    const dir = await seeded(5);
+    const file = lastSegment(dir);
+    const { end } = frameOffsets(file);
+    writeAt(file, end, new Uint8Array(9).fill(0xab));
+    await (await reopen(dir)).close();
+    writeAt(file, end, new Uint8Array(9).fill(0xcd));
+    const db = await reopen(dir);
+    const copies = fs.readdirSync(path.dirname(file)).filter((n) => n.endsWith(".broken")).sort();
+    expect(copies.length).toBe(2);
+    expect(db.stats().recovery.tornTail?.brokenCopy).toEndWith(".1.broken");
+    await db.close();
+  });
+
   test("garbage after the last record (a partial frame header) is a torn tail", async () => {
     const dir = await seeded(5);
     const file = lastSegment(dir);

@@ -81,7 +81,7 @@ export function recover(walDir: string, apply: Apply, opts: RecoverOptions = {})
         const why = validAfter >= 0 ? `a valid record follows at offset ${validAfter}` : "later segments follow";
         throw new CorruptionError(`${damage}; ${why}`, file, end, cur.lastRev + 1);
       }
-      tornTail = tornTailAt(file, bytes, end, damage, cur.lastRev);
+      tornTail = tornTailAt(io, file, bytes, end, damage, cur.lastRev);
       if (repair) {
         repairTornTail(io, bytes, tornTail);
         log(
@@ -174,13 +174,31 @@ function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: numb
 }
 
 /** What a torn tail at `offset` would drop: up to the last non-zero byte of the segment. */
-function tornTailAt(file: string, bytes: Uint8Array, offset: number, reason: string, lastGoodRev: number): TornTail {
-  let last = bytes.length;
+function tornTailAt(io: FileIO, file: string, bytes: Uint8Array, offset: number, reason: string, lastGoodRev: number): TornTail {
+  const brokenCopy = unusedBrokenPath(io, `${file}.${hex16(offset)}`);
+  return { file, offset, bytesDropped: dataEnd(bytes, offset) - offset, lastGoodRev, reason, brokenCopy };
+}
+
+/** The end of the non-zero bytes at or after `from` (a segment is mostly preallocated zeros). */
+export function dataEnd(bytes: Uint8Array, from: number): number {
   const step = 64 * 1024;
-  while (last > offset && allZero(bytes, Math.max(offset, last - step), last)) last = Math.max(offset, last - step);
-  while (last > offset && bytes[last - 1] === 0) last--;
-  const brokenCopy = `${file}.${hex16(offset)}.broken`;
-  return { file, offset, bytesDropped: last - offset, lastGoodRev, reason, brokenCopy };
+  let last = bytes.length;
+  while (last > from && allZero(bytes, Math.max(from, last - step), last)) last = Math.max(from, last - step);
+  while (last > from && bytes[last - 1] === 0) last--;
+  return last;
+}
+
+/** Most `.broken` copies of one name kept side by side. */
+export const brokenCopiesMax = 1000;
+
+/** `<base>.broken`, or `<base>.<n>.broken` if that exists: a copy never replaces an older one. */
+export function unusedBrokenPath(io: FileIO, base: string): string {
+  const taken = new Set(io.readdir(path.dirname(base)));
+  for (let i = 0; i < brokenCopiesMax; i++) {
+    const candidate = i === 0 ? `${base}.broken` : `${base}.${i}.broken`;
+    if (!taken.has(path.basename(candidate))) return candidate;
+  }
+  throw new WalFailedError(`${brokenCopiesMax} copies of ${base}.broken exist already; clear some out`);
 }
 
 /**

@@ -1,0 +1,193 @@
+#!/usr/bin/env bun
+// `harmonydb verify | dump | repair`: the operator's command line; the logic lives in src/tools/*.ts.
+
+import { parseArgs } from "node:util";
+import { HarmonyError } from "../errors.ts";
+import { dump } from "./dump.ts";
+import { formatPointInTime, formatTruncateTail, pointInTime, truncateTail } from "./repair.ts";
+import { EXIT_CORRUPT, formatVerify, verify, verifyExitCode } from "./verify.ts";
+
+/** Bad command line (sysexits EX_USAGE): kept apart from 1 and 2, which describe the log. */
+export const EXIT_USAGE = 64;
+
+const EXIT_CODES = `exit codes:
+  0   the log is clean (or was repaired)
+  1   corruption open() refuses, a refused repair, or an error (locked, unreadable, not a data dir)
+  2   a torn tail open() would truncate (verify, dump)
+  64  bad command line
+`;
+
+const HELP = `harmonydb: operator tools for a HarmonyDB data directory
+
+usage:
+  harmonydb verify <dir>                      check every segment, change nothing
+  harmonydb dump <dir> [--from-rev N] [--json]  print every record in order
+  harmonydb repair <dir> --truncate-tail      drop a torn tail, as open() would
+  harmonydb repair <dir> --point-in-time      keep the log up to the first damaged record
+  harmonydb <command> --help                  more about one command
+
+${EXIT_CODES}`;
+
+const HELP_VERIFY = `harmonydb verify <dir>
+
+Reads every segment in <dir>/wal with the checks open() makes (magic, headers, the segment chain,
+checksums, contiguous revisions, entry grammar) and writes nothing, not even the LOCK.
+Clean: one line, "ok: <segments> segments, <records> records, last rev <n>, db <id>".
+Otherwise the first problem, with its file, offset and revision, and the repair that fits it.
+Safe on a running database, though a record being written at that moment can show as a torn tail.
+
+${EXIT_CODES}`;
+
+const HELP_DUMP = `harmonydb dump <dir> [--from-rev N] [--json]
+
+One record per entry, in revision order, then its operations:
+  rev=<n> seg=<segment file> off=<frame offset> ops=<k>
+    put "<key>" <value, as JSON, cut to 80 characters>
+    delete "<key>"
+  --from-rev N  start at revision N (earlier records are still checked)
+  --json        one JSON object per line: {rev, segment, offset, ops: [{op:"put", key, value} |
+                {op:"delete", key}]}; bytes are {"$bytes": base64}, bigints {"$bigint": "..."},
+                Map {"$map": [[k, v], ...]}, Set {"$set": [...]}, undefined {"$undefined": true}
+Records go to stdout up to the first problem; the problem goes to stderr, as verify reports it.
+
+${EXIT_CODES}`;
+
+const HELP_REPAIR = `harmonydb repair <dir> --truncate-tail | --point-in-time
+
+Takes the directory LOCK first: a running database makes it refuse.
+  --truncate-tail  drops a torn tail exactly as open() would: the bytes after the last good record
+                   of the last segment are copied to <segment>.<offset>.broken and zeroed. Refuses
+                   (exit 1, nothing changed) when the damage is anywhere else.
+  --point-in-time  for corruption in the middle: keeps every record before the first damaged one.
+                   The rest of that segment is copied to <segment>.<offset>.broken and zeroed; every
+                   later segment is renamed to <segment>.broken (kept, ignored by open()). Prints the
+                   revisions lost, then verifies.
+Both print exactly what was dropped; nothing is ever deleted.
+
+${EXIT_CODES}`;
+
+interface Io {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+/** Runs one command line (without the `bun cli.ts` part); returns the exit code. */
+export function main(argv: string[], io: Io): number {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    (command === undefined ? io.err : io.out)(HELP);
+    return command === undefined ? EXIT_USAGE : 0;
+  }
+  const run = COMMANDS[command];
+  if (!run) return usage(io, `unknown command ${JSON.stringify(command)}`, HELP);
+  try {
+    return run(rest, io);
+  } catch (err) {
+    if (err instanceof UsageError) return usage(io, err.message, err.help);
+    // Errors for the world (locked, unreadable, not a data directory) carry their own message.
+    io.err(err instanceof HarmonyError ? err.message : `harmonydb: ${String((err as Error)?.stack ?? err)}`);
+    return EXIT_CORRUPT;
+  }
+}
+
+const COMMANDS: Record<string, (args: string[], io: Io) => number> = {
+  verify(args, io) {
+    const { dir, values } = parse(args, {}, HELP_VERIFY);
+    if (values.help) return help(io, HELP_VERIFY);
+    const r = verify(dir);
+    for (const line of formatVerify(r, dir)) (r.kind === "clean" ? io.out : io.err)(line);
+    return verifyExitCode(r);
+  },
+
+  dump(args, io) {
+    const { dir, values } = parse(args, { "from-rev": { type: "string" }, json: { type: "boolean" } }, HELP_DUMP);
+    if (values.help) return help(io, HELP_DUMP);
+    const raw = values["from-rev"];
+    const fromRev = typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : raw === undefined ? 0 : -1;
+    if (!Number.isSafeInteger(fromRev) || fromRev < 0) throw new UsageError("--from-rev takes a revision (0, 1, 2, ...)", HELP_DUMP);
+    const r = dump(dir, { fromRev, json: values.json === true }, io.out);
+    if (r.kind !== "clean") for (const line of formatVerify(r, dir)) io.err(line);
+    return verifyExitCode(r);
+  },
+
+  repair(args, io) {
+    const opts: Options = { "truncate-tail": { type: "boolean" }, "point-in-time": { type: "boolean" } };
+    const { dir, values } = parse(args, opts, HELP_REPAIR);
+    if (values.help) return help(io, HELP_REPAIR);
+    const tail = values["truncate-tail"] === true;
+    const pit = values["point-in-time"] === true;
+    if (tail === pit) throw new UsageError("give exactly one of --truncate-tail and --point-in-time", HELP_REPAIR);
+    if (tail) {
+      const r = truncateTail(dir);
+      for (const line of formatTruncateTail(r, dir)) (r.kind === "refused" ? io.err : io.out)(line);
+      return r.kind === "refused" ? EXIT_CORRUPT : 0;
+    }
+    const r = pointInTime(dir);
+    const ok = r.kind === "clean" || (r.kind === "repaired" && r.after.kind === "clean");
+    for (const line of formatPointInTime(r)) (ok ? io.out : io.err)(line);
+    return ok ? 0 : EXIT_CORRUPT;
+  },
+};
+
+class UsageError extends Error {
+  constructor(message: string, readonly help: string) {
+    super(message);
+  }
+}
+
+type Options = Record<string, { type: "string" | "boolean" }>;
+
+/** Parses `<dir> [flags]`: exactly one positional, known flags only, `--help` always allowed. */
+function parse(args: string[], options: Options, helpText: string): { dir: string; values: Record<string, string | boolean | undefined> } {
+  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true }) as typeof parsed;
+  } catch (err) {
+    throw new UsageError((err as Error).message, helpText);
+  }
+  const dir = parsed.positionals[0];
+  if (!parsed.values.help && (dir === undefined || parsed.positionals.length > 1)) {
+    throw new UsageError("give one data directory", helpText);
+  }
+  return { dir: dir ?? "", values: parsed.values };
+}
+
+function help(io: Io, text: string): number {
+  io.out(text);
+  return 0;
+}
+
+function usage(io: Io, message: string, text: string): number {
+  io.err(`harmonydb: ${message}\n`);
+  io.err(text);
+  return EXIT_USAGE;
+}
+
+if (import.meta.main) {
+  // Lines are gathered and written in chunks; the process then ends by itself (no process.exit), so
+  // everything written reaches a pipe before it closes.
+  const chunkCharsMax = 64 * 1024;
+  let pending: string[] = [];
+  let pendingChars = 0;
+  const flush = () => {
+    if (pending.length > 0) process.stdout.write(pending.join(""));
+    pending = [];
+    pendingChars = 0;
+  };
+  const out = (line: string) => {
+    pending.push(line.endsWith("\n") ? line : `${line}\n`);
+    pendingChars += line.length + 1;
+    if (pendingChars >= chunkCharsMax) flush();
+  };
+  const err = (line: string) => {
+    flush(); // keep stdout and stderr in order on a terminal
+    process.stderr.write(line.endsWith("\n") ? line : `${line}\n`);
+  };
+  // `harmonydb dump … | head`: a reader that went away is the end of the output, not an error.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+    process.exit(typeof process.exitCode === "number" ? process.exitCode : 0);
+  });
+  process.exitCode = main(process.argv.slice(2), { out, err });
+  flush();
+}
