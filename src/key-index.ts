@@ -129,6 +129,9 @@ function storedValue(b: Uint8Array, start: number, end: number, owned: boolean, 
     s.v = hint !== undefined ? hint : valueDecoder.decode(b.slice(start, end));
   } else {
     s.b = owned && start === 0 && end === b.length ? b : b.slice(start, end);
+    // From the log (not owned), a value must decode now: a checksum-valid frame with an
+    // undecodable value is corruption at open, never an error on some later get.
+    if (!owned) valueDecoder.decode(s.b);
   }
   return s;
 }

@@ -6,6 +6,7 @@ import { payloadEncoder } from "../src/wal/cbor.ts";
 import { encodeEntry, encodeFrame } from "../src/wal/encoder.ts";
 import { nodeIO, type FileIO } from "../src/wal/file-io.ts";
 import { MAGIC, TYPE_HEADER, segmentName } from "../src/wal/format.ts";
+import { crc32Js } from "../src/wal/crc.ts";
 import { recover } from "../src/wal/recovery.ts";
 import { corrupt, flipByte, frameOffsets, lastSegment, segments, tmpDir, writeAt } from "./helpers/index.ts";
 
@@ -200,6 +201,29 @@ describe("damage on open", () => {
     expect(err).toBeInstanceOf(CorruptionError);
     expect((err as CorruptionError).offset).toBe(end);
     expect((err as CorruptionError).message).toContain("revision gap");
+  });
+
+  test("a whole frame of an unknown type, or with a value that does not decode, is corruption", async () => {
+    for (const damage of ["type", "value"] as const) {
+      const dir = tmpDir();
+      const db = await open(dir, small);
+      await db.put("a", 1);
+      await db.put("k", { a: "hello" });
+      await db.close();
+      const file = lastSegment(dir);
+      const { offsets } = frameOffsets(file);
+      const last = offsets[offsets.length - 1]!;
+      corrupt(file, (b) => {
+        const len = new DataView(b.buffer).getUint32(last + 4, true);
+        if (damage === "type") b[last + 15] = 3;
+        else b[last + 16 + 5] = 0xff; // inside the nested value: [["k", h'<value>']] → value's first byte
+        // Re-seal: a checksum that holds means the frame was written whole, so no torn tail.
+        new DataView(b.buffer).setUint32(last, crc32Js(b, last + 4, last + 16 + len), true);
+      });
+      const err = await reopen(dir).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CorruptionError);
+      expect((err as CorruptionError).offset).toBe(last);
+    }
   });
 
   test("a bad record in the middle refuses to open, naming file, offset and revision", async () => {

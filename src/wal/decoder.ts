@@ -19,7 +19,17 @@ export type FrameVerdict =
   | { kind: "frame"; type: number; rev: number; crc: number; start: number; len: number; next: number }
   | { kind: "end" } // crc = len = 0: zeros, the end of what was written
   | { kind: "incomplete"; reason: string }
-  | { kind: "bad"; reason: string };
+  /** `whole`: the checksum holds, so the frame was written whole (it is never a torn tail). */
+  | { kind: "bad"; reason: string; whole?: boolean };
+
+/** The revision field of the frame at `offset` (not yet checked). */
+function frameRev(bytes: Uint8Array, view: DataView, offset: number): number {
+  return (
+    view.getUint32(offset + FRAME_REV_OFFSET, true) +
+    view.getUint16(offset + FRAME_REV_OFFSET + 4, true) * 0x1_0000_0000 +
+    bytes[offset + FRAME_REV_OFFSET + 6]! * 0x1_0000_0000_0000
+  );
+}
 
 /** A DataView over the whole of `bytes`, made once per segment and passed to readFrame. */
 export function viewOf(bytes: Uint8Array): DataView {
@@ -41,11 +51,8 @@ export function readFrame(bytes: Uint8Array, offset: number, view: DataView = vi
   const actual = crc32(bytes, offset + FRAME_LEN_OFFSET, offset + FRAME_HEADER_BYTES + len);
   if (actual !== crc) return { kind: "bad", reason: "crc mismatch" };
   const type = bytes[offset + FRAME_TYPE_OFFSET]!;
-  if (type !== TYPE_HEADER && type !== TYPE_ENTRY) return { kind: "bad", reason: `unknown frame type ${type}` };
-  const rev =
-    view.getUint32(offset + FRAME_REV_OFFSET, true) +
-    view.getUint16(offset + FRAME_REV_OFFSET + 4, true) * 0x1_0000_0000 +
-    bytes[offset + FRAME_REV_OFFSET + 6]! * 0x1_0000_0000_0000;
+  if (type !== TYPE_HEADER && type !== TYPE_ENTRY) return { kind: "bad", reason: `unknown frame type ${type}`, whole: true };
+  const rev = frameRev(bytes, view, offset);
   // The payload is returned as offsets, not a view: JSC registers every view of an ArrayBuffer with
   // it, and a view per record made replay several times slower (measured with bench/replay.ts).
   return { kind: "frame", type, rev, crc, start: offset + FRAME_HEADER_BYTES, len, next: offset + frameBytes(len) };
@@ -162,11 +169,16 @@ export function decodeHeader(payload: Uint8Array): SegmentHeader {
 export function findValidFrameAfter(bytes: Uint8Array, from: number, afterRev: number): number {
   const end = bytes.length - FRAME_HEADER_BYTES;
   const revMax = afterRev + Math.ceil((bytes.length - from) / FRAME_ALIGN_BYTES);
+  const view = viewOf(bytes);
   for (let off = from; off <= end; off += FRAME_ALIGN_BYTES) {
     const type = bytes[off + FRAME_TYPE_OFFSET];
     if (type !== TYPE_ENTRY && type !== TYPE_HEADER) continue;
-    const v = readFrame(bytes, off);
-    if (v.kind === "frame" && v.rev > afterRev && v.rev <= revMax) return off;
+    // The revision must be plausible before a CRC over a claimed length is worth computing:
+    // without this, structured garbage (many fake headers) made the scan quadratic.
+    const rev = frameRev(bytes, view, off);
+    if (rev <= afterRev || rev > revMax) continue;
+    const v = readFrame(bytes, off, view);
+    if (v.kind === "frame") return off;
   }
   return -1;
 }

@@ -157,7 +157,7 @@ function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: numb
       const clean = allZero(bytes, off, bytes.length);
       return { end: off, damage: clean ? null : "non-zero bytes after the end of the log", complete: false };
     }
-    if (v.kind !== "frame") return { end: off, damage: `${v.kind} frame: ${v.reason}`, complete: false };
+    if (v.kind !== "frame") return { end: off, damage: `${v.kind} frame: ${v.reason}`, complete: v.kind === "bad" && v.whole === true };
     const bad = (damage: string) => ({ end: off, damage, complete: true });
     if (v.type !== TYPE_ENTRY) return bad("segment header in the middle of a segment");
     if (v.rev !== cur.lastRev + 1) return bad(`revision gap: rev ${v.rev} after rev ${cur.lastRev}`);
