@@ -23,10 +23,9 @@ import { lockDir, type DirLock } from "./lock.ts";
 import * as R from "./ring.ts";
 import { valueEncoder } from "./wal/cbor.ts";
 import { entryPayloadBytes, utf8Bytes, type Op } from "./wal/encoder.ts";
-import { FORMAT_VERSION, frameBytes } from "./wal/format.ts";
+import { frameBytes } from "./wal/format.ts";
 import { nodeIO } from "./wal/file-io.ts";
-import { recover, type Apply, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
-import { installSegment } from "./wal/segment.ts";
+import { openLog, type Apply, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
 import type { SyncMode, WriterConfig } from "./wal/writer.ts";
 
 export interface Limits {
@@ -706,15 +705,9 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
   const t0 = performance.now();
   const index = new KeyIndex();
   const apply: Apply = (rev, segment, start, end) => index.applyEncoded(rev, segment, start, end);
-  const rec = recover(walDir, apply, { onProgress: o.onProgress, log: o.log });
+  const rec = openLog(walDir, apply, { onProgress: o.onProgress, log: o.log, newDbId: () => hyperid({ urlSafe: true })() });
   if (verifyEnabled) index.verify(rec.lastRev);
-  const dbId = rec.dbId ?? hyperid({ urlSafe: true })();
-  let tail = rec.tail;
-  if (!tail) {
-    const header = { v: FORMAT_VERSION, db: dbId, seq: 1, firstRev: 1, prevCrc: 0 };
-    const seg = installSegment(nodeIO, walDir, path.join(walDir, "first.tmp"), header);
-    tail = { path: seg.path, seq: 1, offset: seg.start, start: seg.start };
-  }
+  const { dbId, tail } = rec;
   const ring = R.createRing(o.ringBytes, o.limits.valueBytesMax + L.recordSlackBytes);
   const cfg: WriterConfig = {
     sab: ring.sab,

@@ -6,7 +6,7 @@ import { allZero, decodeHeader, encoded, findValidFrameAfter, payloadOf, readFra
 import type { SegmentHeader } from "./encoder.ts";
 import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, hex16 } from "./format.ts";
 import { nodeIO, type FileIO } from "./file-io.ts";
-import { listSegments, type SegmentFile } from "./segment.ts";
+import { installSegment, listSegments, type SegmentFile } from "./segment.ts";
 
 export interface ReplayProgress {
   phase: "wal";
@@ -102,6 +102,22 @@ export function recover(walDir: string, apply: Apply, opts: RecoverOptions = {})
     segments: segments.length,
     tornTail,
   };
+}
+
+/** A recovered log that has a segment to append to. */
+export type OpenLog = RecoveryResult & { dbId: string; tail: NonNullable<RecoveryResult["tail"]> };
+
+/**
+ * Recovers the log and, for a new database, creates its first segment (id from `newDbId`): where
+ * open() and the simulator start the writer from.
+ */
+export function openLog(walDir: string, apply: Apply, opts: RecoverOptions & { newDbId: () => string }): OpenLog {
+  const rec = recover(walDir, apply, opts);
+  if (rec.dbId !== null && rec.tail !== null) return { ...rec, dbId: rec.dbId, tail: rec.tail };
+  const dbId = opts.newDbId();
+  const header = { v: FORMAT_VERSION, db: dbId, seq: 1, firstRev: 1, prevCrc: 0 };
+  const seg = installSegment(opts.io ?? nodeIO, walDir, path.join(walDir, "first.tmp"), header);
+  return { ...rec, dbId, tail: { path: seg.path, seq: 1, offset: seg.start, start: seg.start } };
 }
 
 function readSegment(io: FileIO, file: string): Uint8Array {

@@ -4,9 +4,8 @@
 import * as R from "../../src/ring.ts";
 import { visitOps } from "../../src/wal/decoder.ts";
 import { entryPayloadBytes, utf8Bytes, type Op } from "../../src/wal/encoder.ts";
-import { FORMAT_VERSION, frameBytes } from "../../src/wal/format.ts";
-import { recover } from "../../src/wal/recovery.ts";
-import { installSegment } from "../../src/wal/segment.ts";
+import { frameBytes } from "../../src/wal/format.ts";
+import { openLog, type Apply } from "../../src/wal/recovery.ts";
 import { WalWriter } from "../../src/wal/writer.ts";
 import { FaultIO, type LossMode } from "./fault-io.ts";
 
@@ -27,21 +26,16 @@ export class SimLife {
   ackedRev: number;
 
   constructor(readonly io: FaultIO) {
-    const rec = recover(WAL, (rev, seg, start, end) => applyTo(this.state, seg, start, end), { io, log: () => {} });
-    let tail = rec.tail;
-    const db = rec.dbId ?? "sim-db";
-    if (!tail) {
-      const header = { v: FORMAT_VERSION, db, seq: 1, firstRev: 1, prevCrc: 0 };
-      const seg = installSegment(io, WAL, `${WAL}/first.tmp`, header);
-      tail = { path: seg.path, seq: 1, offset: seg.start, start: seg.start };
-    }
+    const apply: Apply = (rev, seg, start, end) => applyTo(this.state, seg, start, end);
+    const rec = openLog(WAL, apply, { io, log: () => {}, newDbId: () => "sim-db" });
+    const { tail } = rec;
     this.recoveredRev = this.ackedRev = rec.lastRev;
     this.nextRev = rec.lastRev + 1;
     this.writer = new WalWriter(
       {
         sab: this.ring.sab,
         walDir: WAL,
-        dbId: db,
+        dbId: rec.dbId,
         segmentPath: tail.path,
         seq: tail.seq,
         offset: tail.offset,
