@@ -20,6 +20,7 @@ import {
 import * as L from "./limits.ts";
 import { KeyIndex, materialize } from "./key-index.ts";
 import { lockDir, type DirLock } from "./lock.ts";
+import { checkWatchOptions, historyEvents, keyFilter, Watcher, type WatchEvent, type WatchOptions } from "./watch.ts";
 import * as R from "./ring.ts";
 import { valueEncoder } from "./wal/cbor.ts";
 import { entryPayloadBytes, utf8Bytes, type Op } from "./wal/encoder.ts";
@@ -81,6 +82,14 @@ export interface WriteOptions {
   ifRev?: number;
 }
 
+/** Per-bucket counts (not cumulative): counts[i] values were ≤ le[i] and above le[i − 1]. */
+export interface Histogram {
+  le: number[];
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
 export interface Stats {
   rev: number;
   keys: number;
@@ -101,7 +110,13 @@ export interface Stats {
     fsyncMsAvg: number;
     fsyncMsMax: number;
     syncedRev: number;
+    /** fdatasyncs of group commits by latency in µs. */
+    fsyncLatencyUs: Histogram;
+    /** Group commits by the number of records they carried. */
+    batchRecords: Histogram;
   };
+  /** Open watch() iterators. */
+  watchers: number;
   recovery: { records: number; segments: number; ms: number; tornTail: TornTail | null };
 }
 
@@ -142,6 +157,7 @@ export class Db {
    */
   private readonly newest = new Map<string, number>();
   private newestValid = false;
+  private readonly watchers = new Set<Watcher>();
   private readonly pending: Pending[] = [];
   private pendingHead = 0;
   private readonly queued: Write[] = [];
@@ -230,6 +246,22 @@ export class Db {
     };
   }
 
+  /**
+   * Changes to keys matching `opts`, in revision order, durable ones only: from `fromRev` (read from
+   * the WAL while it reaches back that far, else CompactedError), then live. A consumer that falls
+   * `bufferMax` events behind is cut off with WatchOverflowError; `return()` cancels.
+   */
+  watch(opts: WatchOptions = {}): AsyncIterableIterator<WatchEvent> {
+    checkWatchOptions(opts);
+    if (this.state !== "open") throw new ClosedError();
+    const upTo = this.durableRev;
+    const fromRev = opts.fromRev ?? upTo + 1;
+    const history = fromRev <= upTo ? historyEvents(path.join(this.dir, "wal"), fromRev, upTo, keyFilter(opts)) : null;
+    const w = new Watcher(opts, history, (x) => this.watchers.delete(x));
+    this.watchers.add(w);
+    return w;
+  }
+
   // put/delete/batch are plain functions returning the write's own promise (not async functions
   // wrapping it): one promise per write instead of two. Every error still arrives as a rejection.
 
@@ -305,7 +337,10 @@ export class Db {
         fsyncMsAvg: fsyncs === 0 ? 0 : s[R.STAT_FSYNC_NS_TOTAL]! / fsyncs / 1e6,
         fsyncMsMax: s[R.STAT_FSYNC_NS_MAX]! / 1e6,
         syncedRev: s[R.STAT_SYNCED_REV]!,
+        fsyncLatencyUs: histogram(s, R.STAT_FSYNC_HIST, R.FSYNC_US_BOUNDS, s[R.STAT_FSYNC_NS_TOTAL]! / 1000),
+        batchRecords: histogram(s, R.STAT_BATCH_HIST, R.BATCH_RECORDS_BOUNDS, s[R.STAT_RECORDS]!),
       },
+      watchers: this.watchers.size,
       recovery: this.recoveryStats,
     };
   }
@@ -334,6 +369,7 @@ export class Db {
     clearTimeout(timer);
     await this.worker.terminate();
     this.state = "closed";
+    for (const w of [...this.watchers]) w.fail(new ClosedError());
     Atomics.notify(this.ring.ctl, R.EVENTS); // ends dispatch()
     this.lock.release();
   }
@@ -474,7 +510,10 @@ export class Db {
       const p = this.pending[this.pendingHead]!;
       if (R.diff(acked, p.end) < 0) break;
       this.pendingHead++;
-      if (p.ops) this.apply(p.rev, p.ops, p.hints);
+      if (p.ops) {
+        this.apply(p.rev, p.ops, p.hints);
+        if (this.watchers.size > 0) this.fanOut(p.rev, p.ops);
+      }
       done.push(p);
     }
     if (this.pendingHead === this.pending.length) {
@@ -498,6 +537,14 @@ export class Db {
   private apply(rev: number, ops: Op[], hints: unknown[] | undefined): void {
     this.index.apply(rev, ops, hints);
     this.durableRev = rev;
+  }
+
+  private fanOut(rev: number, ops: Op[]): void {
+    for (const op of ops) {
+      const key = op[0];
+      const stored = op.length === 2 ? (this.index.get(key) ?? null) : null;
+      for (const w of this.watchers) if (w.matches(key)) w.push(rev, key, stored);
+    }
   }
 
   private drainQueue(): void {
@@ -631,6 +678,11 @@ function rangeBounds(o: RangeOptions): Bounds {
     reverse: o.reverse === true,
     limit,
   };
+}
+
+function histogram(stats: Float64Array, base: number, bounds: readonly number[], sum: number): Histogram {
+  const counts = Array.from({ length: bounds.length }, (_, i) => stats[base + i]!);
+  return { le: [...bounds], counts, sum, count: counts.reduce((a, b) => a + b, 0) };
 }
 
 function failureFromRing(ring: R.RingViews): HarmonyError {

@@ -12,7 +12,8 @@ export type ErrorCode =
   | "CONFLICT"
   | "WAL_FAILED"
   | "COMPACTED"
-  | "NO_SPACE";
+  | "NO_SPACE"
+  | "WATCH_OVERFLOW";
 
 export class HarmonyError extends Error {
   readonly code: ErrorCode;
@@ -125,5 +126,13 @@ export class CompactedError extends HarmonyError {
   override name = "CompactedError";
   constructor(readonly rev: number, readonly oldestRev: number) {
     super("COMPACTED", `harmonydb: revision ${rev} is compacted; the oldest available is ${oldestRev}`);
+  }
+}
+
+/** A watcher fell further behind than its buffer allows and was cut off (as etcd cancels slow watchers). */
+export class WatchOverflowError extends HarmonyError {
+  override name = "WatchOverflowError";
+  constructor(readonly bufferMax: number, readonly rev: number) {
+    super("WATCH_OVERFLOW", `harmonydb: watcher fell more than ${bufferMax} events behind at rev ${rev}; watch again from rev ${rev}`);
   }
 }

@@ -2,10 +2,11 @@
 
 import { Db, openDb, type OpenOptions } from "./db.ts";
 
-export type { BatchOp, Entry, Limits, OpenOptions, RangeOptions, Stats, WriteOptions } from "./db.ts";
+export type { BatchOp, Entry, Histogram, Limits, OpenOptions, RangeOptions, Stats, WriteOptions } from "./db.ts";
 export type { ReplayProgress, TornTail } from "./wal/recovery.ts";
 export type { SyncMode } from "./wal/writer.ts";
 export type { ErrorCode } from "./errors.ts";
+export type { WatchEvent, WatchOptions } from "./watch.ts";
 export {
   ClosedError,
   CompactedError,
@@ -20,6 +21,7 @@ export {
   NoSpaceError,
   ValueTooLargeError,
   WalFailedError,
+  WatchOverflowError,
 } from "./errors.ts";
 export { Db };
 

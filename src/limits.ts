@@ -48,6 +48,9 @@ export const writerSpinUs = 50;
 /** While busy, the writer zero-fills one chunk ahead after this many group commits. */
 export const prepareEveryGroups = 8;
 
+/** Live events held for one slow watcher before it is cut off (etcd cancels slow watchers too). */
+export const watchBufferEventsMax = 10_000;
+
 /** How long open() waits for the writer worker to start and report. */
 export const workerStartMsMax = 30_000;
 

@@ -40,7 +40,23 @@ export const STAT_SEGMENT_SEQ = 6;
 export const STAT_LAST_REV = 7;
 export const STAT_SYNCED_REV = 8;
 export const STAT_PREPARE_FSYNCS = 9; // fdatasyncs of zero-filled space, not of records
-export const STAT_SLOTS = 16;
+export const STAT_BATCHES = 10; // group commits
+/** Histograms: per-bucket counts (not cumulative); bucket i counts values ≤ the i-th bound. */
+export const STAT_FSYNC_HIST = 16;
+export const STAT_BATCH_HIST = 32;
+export const HIST_BUCKETS = 16;
+export const STAT_SLOTS = 48;
+/** fdatasync latency buckets, µs: 64, 128, … 2^20 (~1 s), then +Inf. */
+export const FSYNC_US_BOUNDS: readonly number[] = [...Array.from({ length: HIST_BUCKETS - 1 }, (_, i) => 64 * 2 ** i), Infinity];
+/** Records per group commit buckets: 1, 2, 4, … 2^14, then +Inf. */
+export const BATCH_RECORDS_BOUNDS: readonly number[] = [...Array.from({ length: HIST_BUCKETS - 1 }, (_, i) => 2 ** i), Infinity];
+
+/** Counts `value` into the histogram whose buckets start at slot `base`. */
+export function observe(stats: Float64Array, base: number, bounds: readonly number[], value: number): void {
+  let i = 0;
+  while (value > bounds[i]!) i++;
+  stats[base + i]! += 1;
+}
 
 const CTL_BYTES = CTL_SLOTS * 4;
 const STATS_OFFSET = CTL_BYTES;

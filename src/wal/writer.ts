@@ -141,6 +141,8 @@ export class WalWriter {
     const s = this.ring.stats;
     s[R.STAT_RECORDS]! += g.records;
     s[R.STAT_BYTES]! += g.bytes;
+    s[R.STAT_BATCHES]! += 1;
+    R.observe(s, R.STAT_BATCH_HIST, R.BATCH_RECORDS_BOUNDS, g.records);
     s[R.STAT_LAST_REV] = g.lastRev;
     if (this.cfg.sync === "always") s[R.STAT_SYNCED_REV] = g.lastRev;
     this.tail = g.end;
@@ -208,6 +210,7 @@ export class WalWriter {
     }
     s[R.STAT_FSYNCS]! += 1;
     s[R.STAT_FSYNC_NS_TOTAL]! += ns;
+    R.observe(s, R.STAT_FSYNC_HIST, R.FSYNC_US_BOUNDS, ns / 1000);
     if (ns > s[R.STAT_FSYNC_NS_MAX]!) s[R.STAT_FSYNC_NS_MAX] = ns;
     if (fd === this.fd) {
       this.unsynced = false;
