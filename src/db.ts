@@ -171,6 +171,8 @@ export class Db {
   private failure: HarmonyError | null = null;
   private workerRefd = false;
   private closePromise: Promise<void> | null = null;
+  /** close() waiting for the writes in flight; called once nothing is pending or queued. */
+  private onIdle: (() => void) | null = null;
 
   /** @internal use open() */
   constructor(
@@ -353,9 +355,8 @@ export class Db {
 
   private async doClose(): Promise<void> {
     this.state = "closing";
-    while (this.pendingCount() > 0 || this.queued.length > this.queuedHead) {
-      await new Promise<void>((r) => setTimeout(r, 1));
-    }
+    // Every write accepted before close() lands (or fails) first.
+    if (!this.idle()) await new Promise<void>((resolve) => (this.onIdle = resolve));
     const closed = new Promise<void>((resolve) => {
       if (this.workerExited) return resolve(); // it stopped on a failure already
       this.worker.once("exit", () => resolve());
@@ -480,6 +481,18 @@ export class Db {
     return this.pending.length - this.pendingHead;
   }
 
+  private idle(): boolean {
+    return this.pendingCount() === 0 && this.queued.length === this.queuedHead;
+  }
+
+  private notifyIfIdle(): void {
+    if (this.onIdle && this.idle()) {
+      const f = this.onIdle;
+      this.onIdle = null;
+      f();
+    }
+  }
+
   // ---- durable side ----
 
   /** The one waiter on ACKED: applies what became durable, resolves it, refills the ring. */
@@ -493,6 +506,7 @@ export class Db {
         this.seenAcked = acked;
         this.settle(acked);
         this.drainQueue();
+        this.notifyIfIdle();
         continue;
       }
       if (Atomics.load(ctl, R.FAILED) !== R.FAIL_NONE && !this.failure) {
@@ -578,6 +592,7 @@ export class Db {
       this.worker.unref();
       this.workerRefd = false;
     }
+    this.notifyIfIdle();
   }
 }
 
