@@ -1,103 +1,57 @@
-// Scenario: random get throughput on 100k and 1M keys, with lmdb-js on the same data as a reference.
+// Scenario: random point gets on 100k and 1M keys, every engine on the same data.
 
-import * as path from "node:path";
-import { open } from "../src/index.ts";
+import { engines, type Store } from "./engines/index.ts";
+import * as D from "./dataset.ts";
 import * as B from "./lib.ts";
+import * as R from "./report.ts";
 
-const SIZES = [100_000, 1_000_000];
-const GETS = B.numberFlag("gets", 1_000_000);
-const WARMUP = 100_000;
-const BATCH_OPS = 1000;
-
-type Kind = "bytes" | "string";
-type Get = (key: string) => unknown;
-interface Store {
-  get: Get;
-  close: () => Promise<void>;
+/**
+ * Gets/s of uniformly random existing keys from a pre-generated pool, `runs` timed runs of `ms` after
+ * READ_WARMUP_MS untimed. Every get must hit.
+ */
+export function measureGets(store: Store, keys: number, runs: number, ms: number): number[] {
+  const queries = D.queries(keys);
+  let misses = 0;
+  const get = (i: number) => {
+    if (store.get(queries[i & D.QUERY_MASK]!) === undefined) misses++;
+  };
+  B.syncRate(get, D.READ_WARMUP_MS);
+  const out = Array.from({ length: runs }, () => B.syncRate(get, ms));
+  if (misses > 0) throw new Error(`get missed ${misses} keys that were loaded`);
+  return out;
 }
 
-const lmdb = await import("lmdb").catch((err: unknown) => err as Error);
-
-/** WARMUP untimed gets (for the JIT), then the probe's gets timed; every key is present, so each must hit. */
-function getsPerSecond(get: Get, queries: string[], probe: Uint32Array): number {
-  let hits = 0;
-  for (let i = 0; i < WARMUP; i++) if (get(queries[probe[i]!]!) !== undefined) hits++;
-  Bun.gc(true); // loading left garbage: collect it now, not in the middle of the timed gets
-  const t0 = B.nowNs();
-  for (let i = WARMUP; i < probe.length; i++) if (get(queries[probe[i]!]!) !== undefined) hits++;
-  const s = (B.nowNs() - t0) / 1e9;
-  if (hits !== probe.length) throw new Error(`get missed ${probe.length - hits} keys`);
-  return (probe.length - WARMUP) / s;
-}
-
-/** HarmonyDB loaded through batch() of 1000 puts, sync "never" (loading is not what is measured). */
-async function openHarmony(dir: string, keys: string[], value: unknown): Promise<Store> {
-  const db = await open(dir, { sync: "never" });
-  for (let i = 0; i < keys.length; i += BATCH_OPS) {
-    await db.batch(keys.slice(i, i + BATCH_OPS).map((key) => ({ type: "put" as const, key, value })));
-  }
-  return { get: (k) => db.get(k), close: () => db.close() };
-}
-
-async function openLmdb(dir: string, keys: string[], value: unknown): Promise<Store> {
-  if (lmdb instanceof Error) throw lmdb;
-  const db = lmdb.open({ path: dir, noSync: true });
-  for (let i = 0; i < keys.length; i += 10_000) {
-    db.transactionSync(() => {
-      for (const k of keys.slice(i, i + 10_000)) void db.put(k, value);
-    });
-  }
-  return { get: (k) => db.get(k), close: () => db.close() };
-}
-
-interface Row {
-  keys: number;
-  kind: Kind;
-  harmony: number;
-  lmdb: number | string;
-}
-
-await B.withTmpDir(async (dir) => {
-  const rows: Row[] = [];
-  for (const n of SIZES) {
-    const keys = Array.from({ length: n }, (_, i) => B.key(i));
-    // Separate string objects from the stored keys, as a request would bring; charCodeAt makes each
-    // one flat now rather than inside the timed loop.
-    const queries = Array.from({ length: n }, (_, i) => B.key(i));
-    for (const q of queries) q.charCodeAt(0);
-    const random = B.rng(n);
-    const probe = Uint32Array.from({ length: WARMUP + GETS }, () => Math.floor(random() * n));
-    for (const kind of ["bytes", "string"] as const) {
-      const value = kind === "bytes" ? B.bytesValue() : B.stringValue();
-      const h = await openHarmony(path.join(dir, `h-${n}-${kind}`), keys, value);
-      const harmony = getsPerSecond(h.get, queries, probe);
-      await h.close();
-      let ref: number | string;
+if (import.meta.main) {
+  const runs = B.numberFlag("runs", D.READ_RUNS);
+  const ms = B.numberFlag("ms", 500);
+  const kind = B.flag("string") ? "string" : "bytes";
+  const vals = D.values(kind);
+  const list = D.readers(await engines());
+  const measures: R.Measure[] = [];
+  await B.withTmpDir(async (root) => {
+    for (const e of list) {
+      let workload = "get@100k";
       try {
-        const l = await openLmdb(path.join(dir, `l-${n}-${kind}`), keys, value);
-        ref = getsPerSecond(l.get, queries, probe);
-        await l.close();
+        const store = await e.open(D.storeDir(root, e), { bulk: true, values: kind });
+        await store.load(0, D.KEYS_SMALL, vals);
+        measures.push(R.measured(workload, e, measureGets(store, D.KEYS_SMALL, runs, ms)));
+        workload = "get@1M";
+        await store.load(D.KEYS_SMALL, D.KEYS, vals);
+        measures.push(R.measured(workload, e, measureGets(store, D.KEYS, runs, ms)));
+        await store.close();
       } catch (err) {
-        ref = `failed: ${(err as Error).message}`;
+        measures.push(R.failed(workload, e, err));
       }
-      rows.push({ keys: n, kind, harmony, lmdb: ref });
     }
+  });
+  console.log(`## random get (${B.KEY_BYTES} B keys, ${B.VALUE_BYTES} B ${kind === "bytes" ? "Uint8Array" : "string"} values)\n`);
+  console.log(`${runs} runs of ${ms} ms each, keys drawn uniformly from a pre-generated pool of ${B.fmt(D.QUERY_MASK + 1)}, after a ${D.READ_WARMUP_MS} ms warm-up.\n`);
+  R.printWorkloads(measures);
+  R.printTargets(measures);
+  const small = measures.find((m) => m.workload === "get@100k" && m.engine === R.SUBJECT);
+  if (small !== undefined && small.runs.length > 0) {
+    console.log(`HarmonyDB, 100k keys, ${kind} values: ${B.verdict(B.median(small.runs), "≥", 1_000_000, 0)} gets/s\n`);
   }
-  console.log(`## random get (${B.KEY_BYTES} B keys, ${B.VALUE_BYTES} B values)\n`);
-  console.log(`${B.fmt(GETS)} timed gets of uniformly random keys from a pre-generated array, after ${B.fmt(WARMUP)} untimed ones.\n`);
-  B.table(
-    ["keys", "value", "HarmonyDB gets/s", "lmdb-js gets/s", "HarmonyDB / lmdb-js"],
-    rows.map((r) => [
-      B.fmt(r.keys),
-      r.kind === "bytes" ? `Uint8Array(${B.VALUE_BYTES})` : `${B.VALUE_BYTES}-char string`,
-      B.fmt(r.harmony),
-      typeof r.lmdb === "number" ? B.fmt(r.lmdb) : r.lmdb,
-      typeof r.lmdb === "number" ? B.fmt(r.harmony / r.lmdb, 2) : "-",
-    ]),
-  );
-  for (const r of rows.filter((x) => x.keys === 100_000)) {
-    console.log(`100k keys, ${r.kind} values: ${B.verdict(r.harmony, "≥", 1_000_000, 0)} gets/s`);
-  }
-  console.log();
-});
-B.finish();
+  R.writeJson(measures);
+  B.finish();
+}

@@ -53,6 +53,19 @@ export function stringValue(): string {
   return "v".repeat(VALUE_BYTES);
 }
 
+/**
+ * `count` different values of VALUE_BYTES each, from a seeded generator: random bytes, or random
+ * letters for strings. Different from key to key, so an engine that compresses (LevelDB: snappy)
+ * stores about what real data would cost, not a run of copies.
+ */
+export function valuePool(count: number, kind: "bytes" | "string" = "bytes", seed = 7): (Uint8Array | string)[] {
+  const random = rng(seed);
+  return Array.from({ length: count }, () => {
+    const v = Uint8Array.from({ length: VALUE_BYTES }, () => Math.floor(random() * 256));
+    return kind === "bytes" ? v : String.fromCharCode(...v.map((b) => 97 + (b % 26)));
+  });
+}
+
 /** xorshift32: a seeded, reproducible source of random indexes. */
 export function rng(seed: number): () => number {
   let x = seed >>> 0 || 1;
@@ -104,15 +117,20 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   console.log();
 }
 
+/** CPUs, memory, kernel, Bun, the directory measured and the date, on one line. */
+export function machine(): string {
+  const cpus = os.cpus();
+  return (
+    `${cpus.length} cpus (${cpus[0]?.model ?? "?"}), ${fmt(os.totalmem() / 2 ** 30)} GiB, ` +
+    `${os.type()} ${os.release()}, Bun ${Bun.version} (${Bun.revision.slice(0, 8)}), dir ${os.tmpdir()}, ${new Date().toISOString()}`
+  );
+}
+
 /** The last two lines of every scenario: how to reproduce it, and on what. */
 export function footer(): void {
   const script = path.relative(process.cwd(), process.argv[1] ?? "bench/?.ts");
-  const cpus = os.cpus();
   console.log(`reproduce: bun ${[script, ...process.argv.slice(2)].join(" ")}`);
-  console.log(
-    `machine: ${cpus.length} cpus (${cpus[0]?.model ?? "?"}), ${fmt(os.totalmem() / 2 ** 30)} GiB, ` +
-      `${os.type()} ${os.release()}, Bun ${Bun.version} (${Bun.revision.slice(0, 8)}), dir ${os.tmpdir()}, ${new Date().toISOString()}`,
-  );
+  console.log(`machine: ${machine()}`);
 }
 
 export function flag(name: string): boolean {
@@ -177,12 +195,14 @@ export class RawLog {
   private readonly fd: number;
   private offset = 0;
 
-  constructor(file: string, readonly mode: RawMode, capacityBytes: number) {
+  /** `overwrite` wraps around to offset 0 at `capacityBytes`: still overwriting, like a reused segment. */
+  constructor(file: string, readonly mode: RawMode, private readonly capacityBytes: number) {
     this.fd = mode === "append" ? fs.openSync(file, "w") : zeroFilledFile(file, capacityBytes);
   }
 
   /** One write of `bytes` at the end of the log, then one fdatasync. */
   commit(bytes: Uint8Array): void {
+    if (this.mode === "overwrite" && this.offset + bytes.length > this.capacityBytes) this.offset = 0;
     fs.writeSync(this.fd, bytes, 0, bytes.length, this.offset);
     this.offset += bytes.length;
     fs.fdatasyncSync(this.fd);
@@ -211,4 +231,114 @@ export function rawGroupRate(log: RawLog, records: number, group: number): numbe
   const t0 = nowNs();
   for (let done = 0; done < records; done += group) log.commit(batch);
   return (Math.ceil(records / group) * group) / ((nowNs() - t0) / 1e9);
+}
+
+/** The group-commit limit measured for `ms`: `group` 128 B records per write + fdatasync; records/s. */
+export function rawGroupRateFor(log: RawLog, group: number, ms: number): number {
+  const batch = new Uint8Array(RAW_RECORD_BYTES * group).fill(0xab);
+  const t0 = nowNs();
+  let commits = 0;
+  do {
+    log.commit(batch);
+    commits++;
+  } while (nowNs() - t0 < ms * 1e6);
+  return (commits * group) / ((nowNs() - t0) / 1e9);
+}
+
+// ---- drivers ----
+
+/**
+ * Calls `put(i)` for i = 0, 1, … keeping exactly `inflight` promises outstanding, until `maxPuts` have
+ * been issued or `ms` have passed (whichever comes first); returns puts/s over all that completed.
+ */
+export async function drivePuts(
+  put: (i: number) => Promise<unknown>,
+  inflight: number,
+  limit: { maxPuts?: number; ms?: number },
+): Promise<{ puts: number; perSecond: number }> {
+  const maxPuts = limit.maxPuts ?? Number.MAX_SAFE_INTEGER;
+  const deadline = limit.ms === undefined ? Infinity : nowNs() + limit.ms * 1e6;
+  let next = 0;
+  const lane = async () => {
+    while (next < maxPuts && nowNs() < deadline) await put(next++);
+  };
+  const t0 = nowNs();
+  await Promise.all(Array.from({ length: inflight }, lane));
+  return { puts: next, perSecond: next / ((nowNs() - t0) / 1e9) };
+}
+
+/** Calls `step(i)` for i = 0, 1, … in chunks of `chunk` until `ms` have passed; returns calls/s. */
+export function syncRate(step: (i: number) => void, ms: number, chunk = 1024): number {
+  const t0 = nowNs();
+  const end = t0 + ms * 1e6;
+  let i = 0;
+  do {
+    for (const stop = i + chunk; i < stop; i++) step(i);
+  } while (nowNs() < end);
+  return i / ((nowNs() - t0) / 1e9);
+}
+
+// ---- statistics over runs ----
+
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export function spread(xs: readonly number[]): Spread {
+  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
+}
+
+/** 1234567 → "1.23M": for min–max ranges, where three digits say enough. */
+export function fmtShort(n: number): string {
+  const abs = Math.abs(n);
+  if (abs < 1e4) return fmt(n, abs < 10 ? 1 : 0);
+  const [d, s] = abs >= 1e9 ? [1e9, "G"] : abs >= 1e6 ? [1e6, "M"] : [1e3, "k"];
+  return `${(n / d).toLocaleString("en-US", { maximumSignificantDigits: 3 })}${s}`;
+}
+
+// ---- footprint ----
+
+/** Bytes allocated on disk under `dir` (st_blocks × 512: preallocated zeros count, holes do not). */
+export function diskBytes(dir: string): number {
+  let total = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    total += entry.isDirectory() ? diskBytes(p) : fs.statSync(p).blocks * 512;
+  }
+  return total;
+}
+
+/** This process's peak resident set size so far, in bytes (getrusage ru_maxrss). */
+export function peakRssBytes(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+// ---- flags, versions, machine-readable results ----
+
+export function stringFlag(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return undefined;
+  const v = process.argv[i + 1];
+  if (v === undefined || v.startsWith("--")) throw new Error(`--${name} needs a value`);
+  return v;
+}
+
+const ROOT = path.join(import.meta.dir, "..");
+
+/** The installed version of a package in node_modules, or "not installed". */
+export function packageVersion(name: string): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(ROOT, "node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+  } catch {
+    return "not installed";
+  }
+}
+
+/** The commit the working tree is at, with "+dirty" when it has changes. */
+export function gitDescribe(): string {
+  const run = (args: string[]) => Bun.spawnSync(["git", ...args], { cwd: ROOT }).stdout.toString().trim();
+  const head = run(["rev-parse", "--short", "HEAD"]) || "unknown";
+  return run(["status", "--porcelain"]) === "" ? head : `${head}+dirty`;
 }

@@ -10,13 +10,7 @@ const INFLIGHT = B.flag("sweep") ? [1, 16, 256] : [B.numberFlag("inflight", 256)
 
 /** Puts keys[from, from + n) keeping exactly `inflight` promises outstanding; returns puts/s. */
 async function drive(db: Db, keys: string[], from: number, n: number, inflight: number, value: Uint8Array): Promise<number> {
-  let next = from;
-  const lane = async () => {
-    while (next < from + n) await db.put(keys[next++]!, value);
-  };
-  const t0 = B.nowNs();
-  await Promise.all(Array.from({ length: inflight }, lane));
-  return n / ((B.nowNs() - t0) / 1e9);
+  return (await B.drivePuts((i) => db.put(keys[from + i]!, value), inflight, { maxPuts: n })).perSecond;
 }
 
 interface Result {
