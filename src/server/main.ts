@@ -1,60 +1,133 @@
 // `bun run server`: flags, Bun.serve, signals. Listens at once; KV routes answer 503 until replay is done.
 
-import { parseArgs } from "node:util";
-import { open } from "../index.ts";
-import type { SyncMode } from "../wal/writer.ts";
+import * as path from "node:path";
+import { open, type Db } from "../index.ts";
+import { HELP, isLoopback, parseConfig, type ServerConfig } from "./config.ts";
 import { createHandler, type ServerState } from "./http.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
+import { createMonitor } from "./monitor.ts";
+import { endStreams } from "./sse.ts";
 
-const HELP = `harmonydb server
+/** Shutdown waits this long for in-flight requests before it closes their connections. */
+const drainMsMax = 10_000;
+const monitorEveryMs = 1000;
 
-  --dir <path>    data directory            (HARMONYDB_DIR, default ./data)
-  --host <addr>   listen address            (HARMONYDB_HOST, default 127.0.0.1)
-  --port <n>      listen port, 0 for any    (HARMONYDB_PORT, default 7070)
-  --sync <mode>   always | interval | never (HARMONYDB_SYNC, default always)
-  --help          this text
-`;
-
-const { values } = parseArgs({
-  options: {
-    dir: { type: "string" },
-    host: { type: "string" },
-    port: { type: "string" },
-    sync: { type: "string" },
-    help: { type: "boolean" },
-  },
-});
-if (values.help) {
+const parsed = parseConfig(process.argv.slice(2), process.env);
+if ("help" in parsed) {
   process.stdout.write(HELP);
   process.exit(0);
 }
-const env = process.env;
-const dir = values.dir ?? env.HARMONYDB_DIR ?? "./data";
-const host = values.host ?? env.HARMONYDB_HOST ?? "127.0.0.1";
-const port = Number(values.port ?? env.HARMONYDB_PORT ?? 7070);
-const sync = (values.sync ?? env.HARMONYDB_SYNC ?? "always") as SyncMode;
-
-const state: ServerState = { db: null, progress: null };
-const server = Bun.serve({ hostname: host, port, fetch: createHandler(state) });
-console.log(`harmonydb: listening on http://${server.hostname}:${server.port}, data in ${dir}`);
-
-try {
-  const t0 = performance.now();
-  state.db = await open(dir, { sync, onProgress: (p) => (state.progress = p) });
-  console.log(`harmonydb: ready at rev ${state.db.rev} after ${(performance.now() - t0).toFixed(0)} ms`);
-} catch (err) {
-  console.error(`harmonydb: cannot open ${dir}: ${(err as Error).message}`);
-  server.stop(true);
-  process.exit(1);
+if ("error" in parsed) {
+  process.stderr.write(`harmonydb: ${parsed.error}\n\n${HELP}`);
+  process.exit(2);
 }
+const cfg = parsed.config;
+// A closed stdout or stderr (EPIPE) must not bring the server down; log.ts drops the lines instead.
+process.stdout.on("error", () => {});
+process.stderr.on("error", () => {});
+const log = createLogger(cfg.logLevel);
+if (!isLoopback(cfg.host) && !cfg.token) {
+  log.warn("listening beyond loopback without a token: anyone who can reach this address can read and write every key", { host: cfg.host });
+}
+
+const state: ServerState = { db: null, progress: null, token: cfg.token, metrics: new Metrics(), log };
+const handler = createHandler(state);
+const server = listen(cfg, log);
+const url = `http://${server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
+state.info = { url, dir: path.resolve(cfg.dir), sync: cfg.sync, pid: process.pid, bun: Bun.version, startedAt: new Date().toISOString() };
+log.info(`listening on ${url}, data in ${cfg.dir}`);
 
 let stopping = false;
-async function shutdown(signal: string): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  console.log(`harmonydb: ${signal}: stopping`);
-  await server.stop(); // stop accepting; let in-flight requests finish
-  await state.db?.close();
-  process.exit(0);
-}
 process.on("SIGINT", () => void shutdown("SIGINT"));
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
+
+const opening = openDb(cfg, log);
+const db = await opening;
+if (db && !stopping) {
+  state.db = db;
+  const check = createMonitor(log);
+  setInterval(() => check(db.stats()), monitorEveryMs).unref();
+}
+
+function listen(c: ServerConfig, log: Logger) {
+  try {
+    return Bun.serve({
+      hostname: c.host,
+      port: c.port,
+      idleTimeout: c.idleTimeoutS,
+      // Bun streams bodies to the handler without buffering them; the handler enforces each route's
+      // limit (Content-Length first, then while reading) and answers a JSON 413. Bun's own check
+      // would answer an empty 413 first, so it is set beyond any Content-Length a client could send.
+      maxRequestBodySize: 2 ** 40,
+      development: false,
+      fetch: (req, srv) => handler(req, srv),
+      error: () => new Response('{"error":{"code":"INTERNAL","message":"internal error"}}', { status: 500, headers: { "Content-Type": "application/json" } }),
+    });
+  } catch (err) {
+    log.error("cannot listen", { host: c.host, port: c.port, error: (err as Error).message });
+    process.exit(1);
+  }
+}
+
+/** Replays the WAL (the server answers meanwhile: /healthz shows progress) and returns the open database. */
+async function openDb(c: ServerConfig, log: Logger): Promise<Db | null> {
+  const t0 = performance.now();
+  let lastLogMs = 0;
+  try {
+    const db = await open(c.dir, {
+      sync: c.sync,
+      log: (line) => log.warn(line),
+      onProgress: (p) => {
+        state.progress = p;
+        if (performance.now() - lastLogMs < 1000) return;
+        lastLogMs = performance.now();
+        log.info("replaying the WAL", { segment: p.segment, segments: p.segments, records: p.records, rev: p.rev });
+      },
+    });
+    const s = db.stats();
+    log.info(`ready at rev ${db.rev} after ${(performance.now() - t0).toFixed(0)} ms`, {
+      keys: s.keys,
+      records: s.recovery.records,
+      segments: s.recovery.segments,
+      sync: s.sync,
+      tornTail: s.recovery.tornTail ? `${s.recovery.tornTail.bytesDropped} bytes dropped` : undefined,
+    });
+    return db;
+  } catch (err) {
+    log.error(`cannot open ${c.dir}: ${(err as Error).message}`);
+    server.stop(true);
+    process.exit(1);
+  }
+}
+
+/** Stop accepting, end watch streams, let in-flight requests (writes) finish, close the database, exit 0. */
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) {
+    log.warn("already stopping", { signal });
+    return;
+  }
+  stopping = true;
+  state.draining = true;
+  log.info("stopping", { signal });
+  if (state.streams) endStreams(state.streams, "SHUTTING_DOWN", "the server is shutting down");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const drained = await Promise.race([
+    server.stop().then(() => true),
+    new Promise<false>((r) => (timer = setTimeout(() => r(false), drainMsMax))),
+  ]);
+  clearTimeout(timer);
+  if (!drained) {
+    log.warn(`requests still in flight after ${drainMsMax} ms: closing their connections`);
+    await server.stop(true);
+  }
+  const db = await opening; // a signal during replay waits for it, then closes cleanly
+  try {
+    await db?.close();
+  } catch (err) {
+    log.error("close failed", { error: (err as Error).message });
+    process.exit(1);
+  }
+  log.info("stopped", { rev: db?.rev });
+  process.exit(0);
+}

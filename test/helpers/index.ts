@@ -3,7 +3,6 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { afterEach } from "bun:test";
 import { readFrame } from "../../src/wal/decoder.ts";
 import { HEADER_FRAME_OFFSET, SEGMENT_NAME_RE } from "../../src/wal/format.ts";
 
@@ -16,9 +15,10 @@ export function tmpDir(prefix = "harmonydb-test-"): string {
   return dir;
 }
 
-afterEach(() => {
+/** Removes every dir tmpDir() made; test/helpers/preload.ts runs it after each test of every file. */
+export function cleanupTmpDirs(): void {
   for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
-});
+}
 
 /** The segment files of a database dir, in seq order, as full paths. */
 export function segments(dir: string): string[] {

@@ -1,2 +1,7 @@
-// Test preload: the costly whole-structure checks are on in tests (see src/assert.ts).
-process.env.HARMONYDB_VERIFY = "1";
+// Test preload for every file: verification on, temp dirs removed after each test.
+import "./verify-env.ts";
+import { afterEach } from "bun:test";
+import { cleanupTmpDirs } from "./index.ts";
+
+// Registered here, the hook applies to every test file (in a helper module, to the first only).
+afterEach(cleanupTmpDirs);

@@ -1,0 +1,88 @@
+// The server's configuration: flags over HARMONYDB_* environment variables over defaults.
+
+import { parseArgs } from "node:util";
+import type { SyncMode } from "../wal/writer.ts";
+import { LOG_LEVELS, type LogLevel } from "./log.ts";
+
+export interface ServerConfig {
+  dir: string;
+  host: string;
+  port: number;
+  token: string | null;
+  sync: SyncMode;
+  logLevel: LogLevel;
+  /** A connection with nothing sent or received for this long is closed (Bun.serve idleTimeout, at most 255). */
+  idleTimeoutS: number;
+}
+
+export const HELP = `harmonydb server: the HTTP API over one data directory
+
+usage: bun src/server/main.ts [flags]      (or: bun run server -- [flags])
+
+  --dir <path>          data directory               HARMONYDB_DIR        ./data
+  --host <addr>         listen address               HARMONYDB_HOST       127.0.0.1
+  --port <n>            listen port, 0 for any       HARMONYDB_PORT       7070
+  --token <secret>      require Authorization: Bearer <secret> on every route but /healthz
+                                                     HARMONYDB_TOKEN      (none)
+  --sync <mode>         always | interval | never    HARMONYDB_SYNC       always
+  --log-level <level>   debug | info | warn | error  HARMONYDB_LOG_LEVEL  info
+  --idle-timeout <s>    close a connection idle this long (1-255; watch streams send heartbeats)
+                                                     HARMONYDB_IDLE_TIMEOUT_S  30
+  --help                this text
+
+Prefer HARMONYDB_TOKEN to --token: other users can read a process's flags.
+Listening on an address other than loopback without a token prints a warning.
+SIGINT/SIGTERM: stop accepting, finish in-flight writes, close the database, exit 0.
+`;
+
+const SYNC_MODES: readonly SyncMode[] = ["always", "interval", "never"];
+
+/** The configuration, `help` for --help, or a message saying what is wrong (exit 2). */
+export function parseConfig(argv: string[], env: Record<string, string | undefined>): { config: ServerConfig } | { help: true } | { error: string } {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        dir: { type: "string" },
+        host: { type: "string" },
+        port: { type: "string" },
+        token: { type: "string" },
+        sync: { type: "string" },
+        "log-level": { type: "string" },
+        "idle-timeout": { type: "string" },
+        help: { type: "boolean" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+  if (values.help) return { help: true };
+  const pick = (flag: string, name: string, fallback: string) => {
+    const v = values[flag];
+    return typeof v === "string" ? v : (env[name] ?? fallback);
+  };
+  const portText = pick("port", "HARMONYDB_PORT", "7070");
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+  if (!(port >= 0 && port <= 65535)) return { error: `port must be an integer from 0 to 65535, got ${JSON.stringify(portText)}` };
+  const sync = pick("sync", "HARMONYDB_SYNC", "always") as SyncMode;
+  if (!SYNC_MODES.includes(sync)) return { error: `sync must be one of ${SYNC_MODES.join(", ")}, got ${JSON.stringify(sync)}` };
+  const logLevel = pick("log-level", "HARMONYDB_LOG_LEVEL", "info") as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) return { error: `log level must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}` };
+  const idleText = pick("idle-timeout", "HARMONYDB_IDLE_TIMEOUT_S", "30");
+  const idleTimeoutS = /^\d{1,3}$/.test(idleText) ? Number(idleText) : NaN;
+  if (!(idleTimeoutS >= 1 && idleTimeoutS <= 255)) return { error: `idle timeout must be 1 to 255 seconds, got ${JSON.stringify(idleText)}` };
+  const dir = pick("dir", "HARMONYDB_DIR", "./data");
+  if (dir === "") return { error: "dir must not be empty" };
+  const token = pick("token", "HARMONYDB_TOKEN", "");
+  if (/\s/.test(token)) return { error: "token must not contain whitespace" };
+  return { config: { dir, host: pick("host", "HARMONYDB_HOST", "127.0.0.1"), port, token: token === "" ? null : token, sync, logLevel, idleTimeoutS } };
+}
+
+/** Whether only this machine can reach `host`: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === "::ffff:127.0.0.1";
+}
