@@ -20,6 +20,7 @@ const SCENARIOS: Scenario[] = [
   { name: "loaded", args: [], kind: "compare" },
   { name: "put-latency", args: [], kind: "alone" },
   { name: "replay", args: [], kind: "alone" },
+  { name: "http-put", args: [], kind: "alone" },
 ];
 /** Bounds a hung scenario; the longest (loaded: four engine processes) took 95 s here. */
 const SCENARIO_MS_MAX = 360_000;
