@@ -26,7 +26,7 @@ import { valueEncoder } from "./wal/cbor.ts";
 import { entryPayloadBytes, utf8Bytes, type Op } from "./wal/encoder.ts";
 import { frameBytes } from "./wal/format.ts";
 import { nodeIO } from "./wal/file-io.ts";
-import { openLog, type Apply, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
+import { openLogAsync, type Apply, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
 import type { SyncMode, WriterConfig } from "./wal/writer.ts";
 
 export interface Limits {
@@ -772,7 +772,7 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
   const t0 = performance.now();
   const index = new KeyIndex();
   const apply: Apply = (rev, segment, start, end) => index.applyEncoded(rev, segment, start, end);
-  const rec = openLog(walDir, apply, { onProgress: o.onProgress, log: o.log, newDbId: () => hyperid({ urlSafe: true })() });
+  const rec = await openLogAsync(walDir, apply, { onProgress: o.onProgress, log: o.log, newDbId: () => hyperid({ urlSafe: true })() });
   if (verifyEnabled) index.verify(rec.lastRev);
   const { dbId, tail } = rec;
   const ring = R.createRing(o.ringBytes, o.limits.valueBytesMax + L.recordSlackBytes);

@@ -58,7 +58,30 @@ export interface RecoverOptions {
   io?: FileIO;
 }
 
+/** Replays the whole log at once. */
 export function recover(walDir: string, apply: Apply, opts: RecoverOptions = {}): RecoveryResult {
+  const steps = recoverSteps(walDir, apply, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * Replays the log one segment per step, letting the event loop run between segments: a server
+ * answers /healthz with the progress while it replays.
+ */
+export async function recoverAsync(walDir: string, apply: Apply, opts: RecoverOptions = {}): Promise<RecoveryResult> {
+  const steps = recoverSteps(walDir, apply, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** The recovery table, one segment per step; yields progress after each segment. */
+function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Generator<ReplayProgress, RecoveryResult> {
   const io = opts.io ?? nodeIO;
   const repair = opts.repair ?? true;
   const log = opts.log ?? ((l: string) => console.warn(l));
@@ -91,7 +114,9 @@ export function recover(walDir: string, apply: Apply, opts: RecoverOptions = {})
       }
     }
     tail = { path: file, seq: seg.seq, offset: end, start };
-    opts.onProgress?.({ phase: "wal", segment: i + 1, segments: segments.length, records: cur.records, rev: cur.lastRev });
+    const progress: ReplayProgress = { phase: "wal", segment: i + 1, segments: segments.length, records: cur.records, rev: cur.lastRev };
+    opts.onProgress?.(progress);
+    yield progress;
   }
   return {
     dbId: cur.dbId,
@@ -111,8 +136,18 @@ export type OpenLog = RecoveryResult & { dbId: string; tail: NonNullable<Recover
  * Recovers the log and, for a new database, creates its first segment (id from `newDbId`): where
  * open() and the simulator start the writer from.
  */
-export function openLog(walDir: string, apply: Apply, opts: RecoverOptions & { newDbId: () => string }): OpenLog {
-  const rec = recover(walDir, apply, opts);
+export function openLog(walDir: string, apply: Apply, opts: OpenLogOptions): OpenLog {
+  return withFirstSegment(walDir, recover(walDir, apply, opts), opts);
+}
+
+/** openLog, yielding to the event loop between segments (see recoverAsync). */
+export async function openLogAsync(walDir: string, apply: Apply, opts: OpenLogOptions): Promise<OpenLog> {
+  return withFirstSegment(walDir, await recoverAsync(walDir, apply, opts), opts);
+}
+
+type OpenLogOptions = RecoverOptions & { newDbId: () => string };
+
+function withFirstSegment(walDir: string, rec: RecoveryResult, opts: OpenLogOptions): OpenLog {
   if (rec.dbId !== null && rec.tail !== null) return { ...rec, dbId: rec.dbId, tail: rec.tail };
   const dbId = opts.newDbId();
   const header = { v: FORMAT_VERSION, db: dbId, seq: 1, firstRev: 1, prevCrc: 0 };
