@@ -6,21 +6,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { open, type Db } from "../src/index.ts";
 import { createHandler, kvBodyBytesMax, type Handler } from "../src/server/http.ts";
+import { seeded } from "./helpers/fault-io.ts";
 
 const SEED = Number(process.env.HARMONYDB_SEED ?? Date.now() % 1_000_000);
 const CASES = Number(process.env.HARMONYDB_HTTP_FUZZ_CASES ?? 3000);
-
-/** mulberry32: small, seeded, reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const METHODS = ["GET", "GET", "PUT", "PUT", "POST", "POST", "DELETE", "HEAD", "PATCH", "OPTIONS", "TRACE-ISH", "get"];
 const PATHS = [
@@ -109,7 +98,7 @@ afterAll(async () => {
 
 test(`random methods, paths, headers and bodies: no throw, JSON errors, nothing written when rejected (seed ${SEED})`, async () => {
   console.log(`http fuzz seed ${SEED} (replay: HARMONYDB_SEED=${SEED})`);
-  const r = rng(SEED);
+  const r = seeded(SEED);
   const seen = new Map<number, number>();
   for (let i = 0; i < CASES; i++) {
     const req = randomRequest(r);
