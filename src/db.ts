@@ -27,7 +27,7 @@ import { entryPayloadBytes, utf8Bytes, type Op } from "./wal/encoder.ts";
 import { frameBytes } from "./wal/format.ts";
 import { nodeIO } from "./wal/file-io.ts";
 import { openLogAsync, type Apply, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
-import type { SyncMode, WriterConfig } from "./wal/writer.ts";
+import { continueLog, type SyncMode, type WriterConfig } from "./wal/writer.ts";
 
 export interface Limits {
   keyBytesMax: number;
@@ -774,18 +774,11 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
   const apply: Apply = (rev, segment, start, end) => index.applyEncoded(rev, segment, start, end);
   const rec = await openLogAsync(walDir, apply, { onProgress: o.onProgress, log: o.log, newDbId: () => hyperid({ urlSafe: true })() });
   if (verifyEnabled) index.verify(rec.lastRev);
-  const { dbId, tail } = rec;
   const ring = R.createRing(o.ringBytes, o.limits.valueBytesMax + L.recordSlackBytes);
   const cfg: WriterConfig = {
+    ...continueLog(rec),
     sab: ring.sab,
     walDir,
-    dbId,
-    segmentPath: tail.path,
-    seq: tail.seq,
-    offset: tail.offset,
-    segmentStart: tail.start,
-    lastRev: rec.lastRev,
-    lastCrc: rec.lastCrc,
     segmentBytes: o.segmentBytes,
     sync: o.sync,
     syncIntervalMs: o.syncIntervalMs,

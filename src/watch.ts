@@ -44,7 +44,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private history: Iterator<WatchEvent> | null;
 
   constructor(
-    private readonly opts: WatchOptions,
+    opts: WatchOptions,
     history: Iterable<WatchEvent> | null,
     private readonly onClose: (w: Watcher) => void,
   ) {

@@ -6,6 +6,7 @@ import * as L from "../limits.ts";
 import * as R from "../ring.ts";
 import { FORMAT_VERSION, FRAME_HEADER_BYTES, SPARE_NAME, frameBytes } from "./format.ts";
 import { nodeIO, type FileIO } from "./file-io.ts";
+import type { OpenLog } from "./recovery.ts";
 import { installSegment } from "./segment.ts";
 
 export type SyncMode = "always" | "interval" | "never";
@@ -31,6 +32,15 @@ export interface WriterConfig {
    * (fault injection through the real worker). Absent in production.
    */
   ioModule?: { path: string; options: unknown };
+}
+
+/** The half of a WriterConfig that says where a recovered log goes on. */
+export function continueLog(log: OpenLog): Pick<
+  WriterConfig,
+  "dbId" | "segmentPath" | "seq" | "offset" | "segmentStart" | "lastRev" | "lastCrc"
+> {
+  const t = log.tail;
+  return { dbId: log.dbId, segmentPath: t.path, seq: t.seq, offset: t.offset, segmentStart: t.start, lastRev: log.lastRev, lastCrc: log.lastCrc };
 }
 
 interface Group {

@@ -6,7 +6,7 @@ import { visitOps } from "../../src/wal/decoder.ts";
 import { entryPayloadBytes, utf8Bytes, type Op } from "../../src/wal/encoder.ts";
 import { frameBytes } from "../../src/wal/format.ts";
 import { openLog, type Apply } from "../../src/wal/recovery.ts";
-import { WalWriter } from "../../src/wal/writer.ts";
+import { WalWriter, continueLog } from "../../src/wal/writer.ts";
 import { FaultIO, type LossMode } from "./fault-io.ts";
 
 export const WAL = "/sim/wal";
@@ -26,22 +26,15 @@ export class SimLife {
   ackedRev: number;
 
   constructor(readonly io: FaultIO) {
-    const apply: Apply = (rev, seg, start, end) => applyTo(this.state, seg, start, end);
+    const apply: Apply = (_rev, seg, start, end) => applyTo(this.state, seg, start, end);
     const rec = openLog(WAL, apply, { io, log: () => {}, newDbId: () => "sim-db" });
-    const { tail } = rec;
     this.recoveredRev = this.ackedRev = rec.lastRev;
     this.nextRev = rec.lastRev + 1;
     this.writer = new WalWriter(
       {
+        ...continueLog(rec),
         sab: this.ring.sab,
         walDir: WAL,
-        dbId: rec.dbId,
-        segmentPath: tail.path,
-        seq: tail.seq,
-        offset: tail.offset,
-        segmentStart: tail.start,
-        lastRev: rec.lastRev,
-        lastCrc: rec.lastCrc,
         segmentBytes: SEGMENT_BYTES,
         sync: "always",
         syncIntervalMs: 1000,
