@@ -14,17 +14,19 @@ import {
   InvalidValueError,
   KeyTooLargeError,
   NoSpaceError,
+  SnapshotFailedError,
   ValueTooLargeError,
   WalFailedError,
 } from "./errors.ts";
 import * as L from "./limits.ts";
-import { KeyIndex, materialize } from "./key-index.ts";
+import { KeyIndex, materialize, snapshotEntry } from "./key-index.ts";
+import { ChunkEncoder, footerPayload, headerPayload } from "./snapshot.ts";
 import { lockDir, type DirLock } from "./lock.ts";
 import { checkWatchOptions, historyEvents, keyFilter, Watcher, type WatchEvent, type WatchOptions } from "./watch.ts";
 import * as R from "./ring.ts";
 import { valueEncoder } from "./wal/cbor.ts";
 import { entryPayloadBytes, utf8Bytes, type Op } from "./wal/encoder.ts";
-import { frameBytes } from "./wal/format.ts";
+import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER, frameBytes, snapshotName } from "./wal/format.ts";
 import { nodeIO } from "./wal/file-io.ts";
 import { openLogAsync, type Apply, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
 import { continueLog, type SyncMode, type WriterConfig } from "./wal/writer.ts";
@@ -46,6 +48,13 @@ export interface OpenOptions {
   /** Ring between the main thread and the writer; a power of two ≥ 2 × the largest record. */
   ringBytes?: number;
   limits?: Partial<Limits>;
+  /**
+   * Take a snapshot once this many bytes were written to the WAL since the last one (0: never
+   * automatically). Default: the larger of 64 MiB and twice the size of the last snapshot.
+   */
+  snapshotEveryBytes?: number;
+  /** @internal size of the chunks a snapshot is written in (tests use small ones). */
+  snapshotChunkBytes?: number;
   onProgress?: (p: ReplayProgress) => void;
   /** Where recovery and the writer report events (torn tails). Default: console.warn. */
   log?: (line: string) => void;
@@ -90,6 +99,15 @@ export interface Histogram {
   count: number;
 }
 
+export interface SnapshotInfo {
+  /** Every write up to this revision is in the snapshot. */
+  rev: number;
+  keys: number;
+  bytes: number;
+  file: string;
+  ms: number;
+}
+
 export interface Stats {
   rev: number;
   keys: number;
@@ -117,10 +135,32 @@ export interface Stats {
   };
   /** Open watch() iterators. */
   watchers: number;
-  recovery: { records: number; segments: number; ms: number; tornTail: TornTail | null };
+  recovery: {
+    records: number;
+    segments: number;
+    ms: number;
+    tornTail: TornTail | null;
+    /** The snapshot open() started from, if any. */
+    snapshot: { rev: number; keys: number; bytes: number } | null;
+  };
+  snapshot: {
+    /** Revision and size of the newest durable snapshot (0 when there is none). */
+    rev: number;
+    bytes: number;
+    running: boolean;
+    /** WAL bytes written after the newest snapshot's revision (what a restart replays). */
+    walBytesSince: number;
+    /** The threshold for the next automatic snapshot (0: automatic snapshots are off). */
+    everyBytes: number;
+    taken: number;
+    segmentsDeleted: number;
+    lastError: string | null;
+  };
 }
 
 interface Write {
+  /** A snapshot frame instead of an entry: published as is, resolved with `rev` once written. */
+  frame?: { type: number; rev: number; payload: Uint8Array };
   ops: Op[];
   /** UTF-8 length of each op's key, and the payload length they add up to. */
   keyBytes: number[];
@@ -148,6 +188,8 @@ interface Pending {
 
 export class Db {
   private readonly index: KeyIndex;
+  private readonly limits: Limits;
+  private readonly syncMode: SyncMode;
   /**
    * Newest state of keys with writes in flight, for conditions and deletes: rev if the last write
    * put the key, −rev if it deleted it; entries at or below durableRev are stale (the index knows
@@ -173,6 +215,12 @@ export class Db {
   private closePromise: Promise<void> | null = null;
   /** close() waiting for the writes in flight; called once nothing is pending or queued. */
   private onIdle: (() => void) | null = null;
+  private snapshotRun: Promise<SnapshotInfo> | null = null;
+  /** WAL bytes after the newest snapshot: `walBytesBefore` + what the writer wrote since `walBytesMark`. */
+  private walBytesBefore: number;
+  private walBytesMark = 0;
+  private snapshotsTaken = 0;
+  private snapshotError: string | null = null;
 
   /** @internal use open() */
   constructor(
@@ -180,13 +228,17 @@ export class Db {
     private readonly ring: R.RingViews,
     private readonly worker: Worker,
     private readonly lock: DirLock,
-    private readonly limits: Limits,
-    private readonly syncMode: SyncMode,
+    private readonly o: Resolved,
+    private readonly dbId: string,
     private readonly recoveryStats: Stats["recovery"],
     index: KeyIndex,
     lastRev: number,
+    walBytesAfterSnapshot: number,
   ) {
     this.index = index;
+    this.limits = o.limits;
+    this.syncMode = o.sync;
+    this.walBytesBefore = walBytesAfterSnapshot;
     this.nextRev = lastRev + 1;
     this.durableRev = lastRev;
     this.worker.unref();
@@ -344,7 +396,110 @@ export class Db {
       },
       watchers: this.watchers.size,
       recovery: this.recoveryStats,
+      snapshot: {
+        rev: s[R.STAT_SNAP_REV]!,
+        bytes: s[R.STAT_SNAP_BYTES]!,
+        running: this.snapshotRun !== null,
+        walBytesSince: this.walBytesSince(),
+        everyBytes: this.snapshotEveryBytes(),
+        taken: this.snapshotsTaken,
+        segmentsDeleted: s[R.STAT_SNAP_SEGMENTS_DELETED]!,
+        lastError: this.snapshotError,
+      },
     };
+  }
+
+  // ---- snapshots ----
+
+  /**
+   * Writes the index as of the newest durable revision to `snap/<rev>.snap`, then lets the writer
+   * delete the WAL segments it covers. Reads and writes go on meanwhile (the index is cloned
+   * copy-on-write in O(1) and encoded in chunks). One runs at a time: a second call joins it.
+   */
+  snapshot(): Promise<SnapshotInfo> {
+    if (this.state !== "open") return Promise.reject(new ClosedError());
+    if (this.failure) return Promise.reject(this.failure);
+    this.snapshotRun ??= this.writeSnapshot().finally(() => (this.snapshotRun = null));
+    return this.snapshotRun;
+  }
+
+  private async writeSnapshot(): Promise<SnapshotInfo> {
+    const t0 = performance.now();
+    const rev = this.durableRev;
+    const tree = this.index.snapshot();
+    const keys = tree.size;
+    const file = path.join(this.dir, "snap", snapshotName(rev));
+    const stats = this.ring.stats;
+    if (stats[R.STAT_SNAP_REV] === rev) return { rev, keys, bytes: stats[R.STAT_SNAP_BYTES]!, file, ms: 0 }; // nothing new
+    this.walBytesBefore = 0;
+    this.walBytesMark = stats[R.STAT_BYTES]!;
+    // A few chunks in flight: the writer writes one while the next is encoded, and the ring is
+    // never filled by a snapshot at the expense of writes.
+    const inFlight: Promise<unknown>[] = [];
+    const send = async (type: number, payload: Uint8Array) => {
+      inFlight.push(this.submitFrame(type, rev, payload));
+      if (inFlight.length > L.snapshotFramesInFlight) await inFlight.shift();
+    };
+    try {
+      await send(TYPE_SNAP_HEADER, headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys }));
+      const enc = new ChunkEncoder(this.o.snapshotChunkBytes);
+      let chunks = 0;
+      for (const [key, s] of tree.entries()) {
+        const full = enc.add(key, snapshotEntry(s));
+        if (full === null) continue;
+        chunks++;
+        await send(TYPE_SNAP_CHUNK, full);
+        // Let reads, writes and I/O callbacks in between two chunks.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      const last = enc.flush();
+      if (last) {
+        chunks++;
+        await send(TYPE_SNAP_CHUNK, last);
+      }
+      await send(TYPE_SNAP_FOOTER, footerPayload({ keys, chunks }));
+      await Promise.all(inFlight);
+    } catch (err) {
+      this.snapshotError = (err as Error).message;
+      throw err;
+    }
+    if (stats[R.STAT_SNAP_REV] !== rev) {
+      const msg = `harmonydb: snapshot at rev ${rev} failed: ${R.readError(this.ring, this.ring.snapError)}`;
+      this.snapshotError = msg;
+      throw stats[R.STAT_SNAP_FAIL_KIND] === R.FAIL_NO_SPACE ? new NoSpaceError(msg) : new SnapshotFailedError(msg);
+    }
+    this.snapshotsTaken++;
+    this.snapshotError = stats[R.STAT_SNAP_FAILED_REV] === rev ? R.readError(this.ring, this.ring.snapError) : null;
+    return { rev, keys, bytes: stats[R.STAT_SNAP_BYTES]!, file, ms: performance.now() - t0 };
+  }
+
+  private submitFrame(type: number, rev: number, payload: Uint8Array): Promise<unknown> {
+    try {
+      this.checkWritable();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      const w: Write = { frame: { type, rev, payload }, ops: [], keyBytes: [], payloadBytes: payload.length, hints: undefined, conds: [], isDelete: false, resolve, reject };
+      if (this.queued.length > this.queuedHead || !this.publish(w)) this.queued.push(w);
+    });
+  }
+
+  private walBytesSince(): number {
+    return this.walBytesBefore + this.ring.stats[R.STAT_BYTES]! - this.walBytesMark;
+  }
+
+  private snapshotEveryBytes(): number {
+    if (this.o.snapshotEveryBytes !== undefined) return this.o.snapshotEveryBytes;
+    return Math.max(L.snapshotEveryBytesMin, 2 * this.ring.stats[R.STAT_SNAP_BYTES]!);
+  }
+
+  /** Starts a snapshot in the background once enough log has piled up since the last one. */
+  private maybeAutoSnapshot(): void {
+    if (this.snapshotRun !== null || this.state !== "open" || this.failure) return;
+    const every = this.snapshotEveryBytes();
+    if (every <= 0 || this.walBytesSince() < every) return;
+    this.snapshot().catch((err: Error) => this.o.log(`harmonydb: automatic ${err.message}`));
   }
 
   /** Waits for every accepted write, stops the writer, releases the lock. Idempotent. */
@@ -425,6 +580,12 @@ export class Db {
     const ring = this.ring;
     const size = frameBytes(w.payloadBytes);
     if (size > ring.capacity - R.diff(this.head, this.seenAcked)) return false;
+    if (w.frame) {
+      this.head = R.putFrame(ring, this.head, w.frame.type, w.frame.rev, w.frame.payload);
+      this.enqueuePending({ end: this.head, rev: w.frame.rev, ops: null, hints: undefined, deleted: null, resolve: w.resolve, reject: w.reject });
+      this.publishHead();
+      return true;
+    }
     for (const c of w.conds) {
       const cur = this.newestRev(c.key);
       if (cur !== c.ifRev) {
@@ -442,11 +603,17 @@ export class Db {
     this.head = R.putEntry(ring, this.head, rev, w.ops, w.keyBytes, w.payloadBytes);
     if (this.newestValid) for (const op of w.ops) this.newest.set(op[0], op.length === 2 ? rev : -rev);
     this.enqueuePending({ end: this.head, rev, ops: w.ops, hints: w.hints, deleted: w.isDelete ? true : null, resolve: w.resolve, reject: w.reject });
-    // Published at once, so the writer starts its write and fdatasync while we frame the next
-    // writes (pipelining); it is woken only if it is parked, which it says in SLEEPING.
-    Atomics.store(ring.ctl, R.HEAD, this.head);
-    if (Atomics.load(ring.ctl, R.SLEEPING) === 1) Atomics.notify(ring.ctl, R.HEAD);
+    this.publishHead();
     return true;
+  }
+
+  /**
+   * Published at once, so the writer starts its write and fdatasync while we frame the next
+   * writes (pipelining); it is woken only if it is parked, which it says in SLEEPING.
+   */
+  private publishHead(): void {
+    Atomics.store(this.ring.ctl, R.HEAD, this.head);
+    if (Atomics.load(this.ring.ctl, R.SLEEPING) === 1) Atomics.notify(this.ring.ctl, R.HEAD);
   }
 
   private newestRev(key: string): number {
@@ -466,7 +633,7 @@ export class Db {
   }
 
   private enqueuePending(p: Pending): void {
-    if (this.pendingCount() === 0 && p.ops === null) {
+    if (this.pendingCount() === 0 && p.ops === null && p.deleted === false) {
       p.resolve({ rev: this.durableRev, deleted: false });
       return;
     }
@@ -507,6 +674,7 @@ export class Db {
         this.settle(acked);
         this.drainQueue();
         this.notifyIfIdle();
+        this.maybeAutoSnapshot();
         continue;
       }
       if (Atomics.load(ctl, R.FAILED) !== R.FAIL_NONE && !this.failure) {
@@ -710,8 +878,9 @@ function failureFromRing(ring: R.RingViews): HarmonyError {
 
 export async function openDb(dir: string, options: OpenOptions = {}): Promise<Db> {
   const o = resolveOptions(options);
-  const created = !fs.existsSync(path.join(dir, "wal"));
+  const created = !fs.existsSync(path.join(dir, "wal")) || !fs.existsSync(path.join(dir, "snap"));
   fs.mkdirSync(path.join(dir, "wal"), { recursive: true });
+  fs.mkdirSync(path.join(dir, "snap"), { recursive: true });
   if (created) {
     // The new directories must survive a crash as much as the segments in them.
     nodeIO.fsyncDir(dir);
@@ -726,8 +895,10 @@ export async function openDb(dir: string, options: OpenOptions = {}): Promise<Db
   }
 }
 
-type Resolved = Required<Omit<OpenOptions, "onProgress" | "limits" | "writerIO">> & {
+type Resolved = Required<Omit<OpenOptions, "onProgress" | "limits" | "writerIO" | "snapshotEveryBytes">> & {
   limits: Limits;
+  /** undefined: the default, which follows the size of the last snapshot. */
+  snapshotEveryBytes: number | undefined;
   onProgress: OpenOptions["onProgress"];
   writerIO: OpenOptions["writerIO"];
 };
@@ -754,8 +925,16 @@ function resolveOptions(o: OpenOptions): Resolved {
   if (!(commitDelayUs >= 0 && commitDelayUs <= L.commitDelayUsMax)) {
     throw new InvalidArgumentError(`commitDelayUs must be in 0..${L.commitDelayUsMax}`);
   }
+  const every = o.snapshotEveryBytes;
+  if (every !== undefined && !(Number.isSafeInteger(every) && every >= 0)) throw new InvalidArgumentError("snapshotEveryBytes must be an integer ≥ 0");
+  const chunk = o.snapshotChunkBytes ?? L.snapshotChunkBytes;
+  if (!(Number.isSafeInteger(chunk) && chunk >= 64 && chunk <= L.recordSlackBytes)) {
+    throw new InvalidArgumentError(`snapshotChunkBytes must be in 64..${L.recordSlackBytes}`);
+  }
   return {
     sync,
+    snapshotEveryBytes: every,
+    snapshotChunkBytes: chunk,
     syncIntervalMs: o.syncIntervalMs ?? L.syncIntervalMsDefault,
     segmentBytes,
     commitDelayUs,
@@ -769,16 +948,23 @@ function resolveOptions(o: OpenOptions): Resolved {
 
 async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
   const walDir = path.join(dir, "wal");
+  const snapDir = path.join(dir, "snap");
   const t0 = performance.now();
   const index = new KeyIndex();
   const apply: Apply = (rev, segment, start, end) => index.applyEncoded(rev, segment, start, end);
-  const rec = await openLogAsync(walDir, apply, { onProgress: o.onProgress, log: o.log, newDbId: () => hyperid({ urlSafe: true })() });
+  const rec = await openLogAsync(walDir, apply, {
+    onProgress: o.onProgress,
+    log: o.log,
+    newDbId: () => hyperid({ urlSafe: true })(),
+    snapshots: index.snapshotLoader(snapDir),
+  });
   if (verifyEnabled) index.verify(rec.lastRev);
   const ring = R.createRing(o.ringBytes, o.limits.valueBytesMax + L.recordSlackBytes);
   const cfg: WriterConfig = {
     ...continueLog(rec),
     sab: ring.sab,
     walDir,
+    snapDir,
     segmentBytes: o.segmentBytes,
     sync: o.sync,
     syncIntervalMs: o.syncIntervalMs,
@@ -786,8 +972,9 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
     ...(o.writerIO ? { ioModule: o.writerIO } : {}),
   };
   const worker = await startWorker(cfg);
-  const recovery = { records: rec.records, segments: rec.segments, ms: performance.now() - t0, tornTail: rec.tornTail };
-  return new Db(dir, ring, worker, lock, o.limits, o.sync, recovery, index, rec.lastRev);
+  const snapshot = rec.snapshot ? { rev: rec.snapshot.rev, keys: rec.snapshot.keys, bytes: rec.snapshot.bytes } : null;
+  const recovery = { records: rec.records, segments: rec.segments, ms: performance.now() - t0, tornTail: rec.tornTail, snapshot };
+  return new Db(dir, ring, worker, lock, o, rec.dbId, recovery, index, rec.lastRev, rec.walBytesAfterSnapshot);
 }
 
 function startWorker(cfg: WriterConfig): Promise<Worker> {

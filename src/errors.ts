@@ -13,7 +13,8 @@ export type ErrorCode =
   | "WAL_FAILED"
   | "COMPACTED"
   | "NO_SPACE"
-  | "WATCH_OVERFLOW";
+  | "WATCH_OVERFLOW"
+  | "SNAPSHOT_FAILED";
 
 export class HarmonyError extends Error {
   readonly code: ErrorCode;
@@ -134,5 +135,16 @@ export class WatchOverflowError extends HarmonyError {
   override name = "WatchOverflowError";
   constructor(readonly bufferMax: number, readonly rev: number) {
     super("WATCH_OVERFLOW", `harmonydb: watcher fell more than ${bufferMax} events behind at rev ${rev}; watch again from rev ${rev}`);
+  }
+}
+
+/**
+ * A snapshot could not be written (an I/O error on its file). Nothing is lost and writes go on: the
+ * WAL still holds everything; the next snapshot tries again. A full disk is NoSpaceError instead.
+ */
+export class SnapshotFailedError extends HarmonyError {
+  override name = "SnapshotFailedError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("SNAPSHOT_FAILED", message, options);
   }
 }

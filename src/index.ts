@@ -2,7 +2,7 @@
 
 import { Db, openDb, type OpenOptions } from "./db.ts";
 
-export type { BatchOp, Entry, Histogram, Limits, OpenOptions, RangeOptions, Stats, WriteOptions } from "./db.ts";
+export type { BatchOp, Entry, Histogram, Limits, OpenOptions, RangeOptions, SnapshotInfo, Stats, WriteOptions } from "./db.ts";
 export type { ReplayProgress, TornTail } from "./wal/recovery.ts";
 export type { SyncMode } from "./wal/writer.ts";
 export type { ErrorCode } from "./errors.ts";
@@ -19,6 +19,7 @@ export {
   KeyTooLargeError,
   LockedError,
   NoSpaceError,
+  SnapshotFailedError,
   ValueTooLargeError,
   WalFailedError,
   WatchOverflowError,

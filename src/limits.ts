@@ -48,6 +48,13 @@ export const writerSpinUs = 50;
 /** While busy, the writer zero-fills one chunk ahead after this many group commits. */
 export const prepareEveryGroups = 8;
 
+/** Automatic snapshots: at least this much WAL between two (the default is 2× the last snapshot). */
+export const snapshotEveryBytesMin = 64 * MiB;
+/** A snapshot is encoded and written in chunks of about this size (one frame each). */
+export const snapshotChunkBytes = 256 * KiB;
+/** Snapshot chunks handed to the writer and not yet written, at most. */
+export const snapshotFramesInFlight = 4;
+
 /** Live events held for one slow watcher before it is cut off (etcd cancels slow watchers too). */
 export const watchBufferEventsMax = 10_000;
 

@@ -10,7 +10,7 @@
 
 import { assert } from "./assert.ts";
 import { sealFrame, writeEntryPayload, type Op } from "./wal/encoder.ts";
-import { FRAME_HEADER_BYTES, TYPE_ENTRY, frameBytes } from "./wal/format.ts";
+import { FRAME_HEADER_BYTES, FRAME_TYPE_OFFSET, TYPE_ENTRY, frameBytes } from "./wal/format.ts";
 
 /** Int32 slots at the start of the buffer. */
 export const HEAD = 0; // written by main: bytes published
@@ -41,6 +41,12 @@ export const STAT_LAST_REV = 7;
 export const STAT_SYNCED_REV = 8;
 export const STAT_PREPARE_FSYNCS = 9; // fdatasyncs of zero-filled space, not of records
 export const STAT_BATCHES = 10; // group commits
+/** Snapshots, written by the worker before it acknowledges a snapshot's footer frame. */
+export const STAT_SNAP_REV = 11; // revision of the newest durable snapshot (0: none)
+export const STAT_SNAP_BYTES = 12; // its size in bytes
+export const STAT_SNAP_FAILED_REV = 13; // revision of the last snapshot that failed (−1: none); message in snapError
+export const STAT_SNAP_FAIL_KIND = 14; // FAIL_IO or FAIL_NO_SPACE for that failure
+export const STAT_SNAP_SEGMENTS_DELETED = 15; // WAL segments removed because a snapshot covers them
 /** Histograms: per-bucket counts (not cumulative); bucket i counts values ≤ the i-th bound. */
 export const STAT_FSYNC_HIST = 16;
 export const STAT_BATCH_HIST = 32;
@@ -63,13 +69,16 @@ const STATS_OFFSET = CTL_BYTES;
 const ERROR_OFFSET = STATS_OFFSET + STAT_SLOTS * 8;
 /** The worker's error message, UTF-8, NUL-padded. */
 export const ERROR_BYTES = 1024;
-const DATA_OFFSET = ERROR_OFFSET + ERROR_BYTES;
+const SNAP_ERROR_OFFSET = ERROR_OFFSET + ERROR_BYTES;
+const DATA_OFFSET = SNAP_ERROR_OFFSET + ERROR_BYTES;
 
 export interface RingViews {
   sab: SharedArrayBuffer;
   ctl: Int32Array;
   stats: Float64Array;
   error: Uint8Array;
+  /** Why the last snapshot failed (the WAL goes on; see STAT_SNAP_FAILED_REV). */
+  snapError: Uint8Array;
   /** capacity + slack bytes: the main thread writes a frame contiguously from any position < capacity. */
   data: Uint8Array;
   view: DataView;
@@ -88,7 +97,9 @@ export function createRing(capacityBytes: number, slackBytes: number): RingViews
   const ctl = new Int32Array(sab, 0, CTL_SLOTS);
   ctl[CAPACITY] = capacityBytes;
   ctl[HEAD] = ctl[ACKED] = START_POS;
-  return ringViews(sab);
+  const views = ringViews(sab);
+  views.stats[STAT_SNAP_FAILED_REV] = -1;
+  return views;
 }
 
 export function ringViews(sab: SharedArrayBuffer): RingViews {
@@ -100,6 +111,7 @@ export function ringViews(sab: SharedArrayBuffer): RingViews {
     ctl,
     stats: new Float64Array(sab, STATS_OFFSET, STAT_SLOTS),
     error: new Uint8Array(sab, ERROR_OFFSET, ERROR_BYTES),
+    snapError: new Uint8Array(sab, SNAP_ERROR_OFFSET, ERROR_BYTES),
     data,
     view: new DataView(sab, DATA_OFFSET),
     capacity,
@@ -133,6 +145,27 @@ export function putEntry(ring: RingViews, head: number, rev: number, ops: Op[], 
   return advance(head, size);
 }
 
+/** Frames a ready payload (snapshot frames) in place at counter `head`; as putEntry. */
+export function putFrame(ring: RingViews, head: number, type: number, rev: number, payload: Uint8Array): number {
+  const at = head & ring.mask;
+  ring.data.set(payload, at + FRAME_HEADER_BYTES);
+  const size = sealFrame(ring.data, ring.view, at, type, rev, payload.length);
+  mirrorOverflow(ring, at, size);
+  return advance(head, size);
+}
+
+/** The type byte of the frame at counter `pos`. */
+export function typeAt(ring: RingViews, pos: number): number {
+  return ring.data[((pos & ring.mask) + FRAME_TYPE_OFFSET) & ring.mask]!;
+}
+
+/** The revision of the frame at counter `pos`. */
+export function revAt(ring: RingViews, pos: number): number {
+  const lo = readU32(ring, pos + 8);
+  const hi = readU32(ring, pos + 12) & 0xffffff;
+  return lo + hi * 0x1_0000_0000;
+}
+
 /** After a frame was written contiguously at `at`, copies what ran into the slack to the start. */
 export function mirrorOverflow(ring: RingViews, at: number, size: number): void {
   if (at + size > ring.capacity) ring.data.copyWithin(0, ring.capacity, at + size);
@@ -145,13 +178,13 @@ export function readU32(ring: RingViews, pos: number): number {
   return (d[at]! | (d[at + 1]! << 8) | (d[at + 2]! << 16) | (d[at + 3]! << 24)) >>> 0;
 }
 
-export function writeError(ring: RingViews, message: string): void {
+export function writeError(ring: RingViews, message: string, area: Uint8Array = ring.error): void {
   const bytes = new TextEncoder().encode(message).subarray(0, ERROR_BYTES);
-  ring.error.fill(0);
-  ring.error.set(bytes);
+  area.fill(0);
+  area.set(bytes);
 }
 
-export function readError(ring: RingViews): string {
-  const end = ring.error.indexOf(0);
-  return new TextDecoder().decode(ring.error.subarray(0, end < 0 ? ERROR_BYTES : end));
+export function readError(ring: RingViews, area: Uint8Array = ring.error): string {
+  const end = area.indexOf(0);
+  return new TextDecoder().decode(area.subarray(0, end < 0 ? ERROR_BYTES : end));
 }

@@ -206,7 +206,7 @@ describe("HTTP handler (in process)", () => {
   });
 
   test("KV routes answer 503 with Retry-After until the database is open", async () => {
-    const handler = createHandler({ db: null, progress: { phase: "wal", segment: 1, segments: 2, records: 10, rev: 10 } });
+    const handler = createHandler({ db: null, progress: { phase: "wal", segment: 1, segments: 2, records: 10, rev: 10, keys: 0, keysTotal: 0 } });
     const res = await handler(new Request("http://x/v1/kv/a"));
     expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBe("1");

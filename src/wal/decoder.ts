@@ -12,6 +12,7 @@ import {
   FRAME_TYPE_OFFSET,
   TYPE_ENTRY,
   TYPE_HEADER,
+  TYPE_MAX,
   frameBytes,
 } from "./format.ts";
 
@@ -51,7 +52,7 @@ export function readFrame(bytes: Uint8Array, offset: number, view: DataView = vi
   const actual = crc32(bytes, offset + FRAME_LEN_OFFSET, offset + FRAME_HEADER_BYTES + len);
   if (actual !== crc) return { kind: "bad", reason: "crc mismatch" };
   const type = bytes[offset + FRAME_TYPE_OFFSET]!;
-  if (type !== TYPE_HEADER && type !== TYPE_ENTRY) return { kind: "bad", reason: `unknown frame type ${type}`, whole: true };
+  if (type < TYPE_HEADER || type > TYPE_MAX) return { kind: "bad", reason: `unknown frame type ${type}`, whole: true };
   const rev = frameRev(bytes, view, offset);
   // The payload is returned as offsets, not a view: JSC registers every view of an ArrayBuffer with
   // it, and a view per record made replay several times slower (measured with bench/replay.ts).
@@ -123,27 +124,31 @@ export function decodeOps(payload: Uint8Array): Op[] {
 }
 
 /** Keys are ASCII almost always: latin1 then is a plain byte-to-char copy, the cheapest decode. */
-function readKey(e: Encoded, start: number, end: number): string {
+export function readKey(e: Encoded, start: number, end: number): string {
   const b = e.bytes;
   for (let i = start; i < end; i++) if (b[i]! >= 0x80) return e.text.toString("utf8", start, end);
   return e.text.toString("latin1", start, end);
 }
 
-/** Reads a CBOR head of major type `major` with a definite length; returns the length. */
-function readHead(b: Uint8Array, cur: { pos: number; end: number }, major: number): number {
+/**
+ * Reads a CBOR head of major type `major` with a definite length (or, for major 0, an unsigned
+ * integer); returns it. 8-byte arguments are accepted up to 2^53 − 1.
+ */
+export function readHead(b: Uint8Array, cur: { pos: number; end: number }, major: number): number {
   const first = cur.pos < cur.end ? b[cur.pos++] : undefined;
   if (first === undefined || first >> 5 !== major) throw new Error(`expected CBOR major type ${major} at ${cur.pos - 1}`);
   const info = first & 31;
   if (info < 24) return info;
-  const bytes = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : 0;
+  const bytes = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : 0;
   if (bytes === 0 || cur.pos + bytes > cur.end) throw new Error(`unsupported CBOR length at ${cur.pos - 1}`);
   let n = 0;
   for (let i = 0; i < bytes; i++) n = n * 256 + b[cur.pos++]!;
+  if (n > Number.MAX_SAFE_INTEGER) throw new Error(`CBOR integer above 2^53 at ${cur.pos - 1 - bytes}`);
   return n;
 }
 
 /** Steps over `n` bytes; returns where they start. */
-function skip(cur: { pos: number; end: number }, n: number): number {
+export function skip(cur: { pos: number; end: number }, n: number): number {
   if (cur.pos + n > cur.end) throw new Error("string runs past the end of the entry");
   const at = cur.pos;
   cur.pos += n;

@@ -41,11 +41,11 @@ const MAJOR_ARRAY = 4 << 5;
 const utf8 = new TextEncoder();
 
 /** Bytes of a CBOR head (major type + length) for `n`. */
-function headBytes(n: number): number {
+export function headBytes(n: number): number {
   return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x1_0000_0000 ? 5 : 9;
 }
 
-function writeHead(buf: Uint8Array, pos: number, major: number, n: number): number {
+export function writeHead(buf: Uint8Array, pos: number, major: number, n: number): number {
   if (n < 24) {
     buf[pos] = major | n;
     return pos + 1;
@@ -61,7 +61,15 @@ function writeHead(buf: Uint8Array, pos: number, major: number, n: number): numb
     buf[pos + 2] = n & 0xff;
     return pos + 3;
   }
-  assert(n < 0x1_0000_0000, "CBOR lengths in entries fit 32 bits");
+  if (n >= 0x1_0000_0000) {
+    assert(Number.isSafeInteger(n), "CBOR arguments are safe integers");
+    buf[pos] = major | 27;
+    const hi = Math.floor(n / 0x1_0000_0000);
+    for (let i = 0; i < 4; i++) buf[pos + 1 + i] = (hi >>> (24 - 8 * i)) & 0xff;
+    const lo = n >>> 0;
+    for (let i = 0; i < 4; i++) buf[pos + 5 + i] = (lo >>> (24 - 8 * i)) & 0xff;
+    return pos + 9;
+  }
   buf[pos] = major | 26;
   buf[pos + 1] = n >>> 24;
   buf[pos + 2] = (n >>> 16) & 0xff;
@@ -108,7 +116,7 @@ export function writeEntryPayload(buf: Uint8Array, pos: number, ops: Op[], keyBy
   return pos;
 }
 
-function writeText(buf: Uint8Array, pos: number, s: string, bytes: number): number {
+export function writeText(buf: Uint8Array, pos: number, s: string, bytes: number): number {
   pos = writeHead(buf, pos, MAJOR_TEXT, bytes);
   if (bytes === s.length) {
     for (let i = 0; i < s.length; i++) buf[pos + i] = s.charCodeAt(i);

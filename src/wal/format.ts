@@ -18,6 +18,14 @@ export const FRAME_ALIGN_BYTES = 8;
 
 export const TYPE_HEADER = 1;
 export const TYPE_ENTRY = 2;
+/** In a segment: a snapshot at the revision in the payload is durable (rev = the entry before it). */
+export const TYPE_SNAPSHOT_MARKER = 3;
+/** In a snapshot file (docs/snapshot-format.md): header, chunk of entries, footer; rev = the snapshot's. */
+export const TYPE_SNAP_HEADER = 4;
+export const TYPE_SNAP_CHUNK = 5;
+export const TYPE_SNAP_FOOTER = 6;
+/** Frame types a reader accepts at all; where each may appear is the caller's check. */
+export const TYPE_MAX = 6;
 
 /** The largest revision a frame may carry: JavaScript integers are exact below 2^53. */
 export const REV_MAX = Number.MAX_SAFE_INTEGER;
@@ -28,6 +36,12 @@ export const HEADER_FRAME_OFFSET = MAGIC_BYTES;
 export const SEGMENT_NAME_RE = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/;
 export const SPARE_NAME = "spare.tmp";
 
+/** "HDBSNAP\n": the first 8 bytes of every snapshot file. */
+export const SNAP_MAGIC = new Uint8Array([0x48, 0x44, 0x42, 0x53, 0x4e, 0x41, 0x50, 0x0a]);
+export const SNAP_NAME_RE = /^([0-9a-f]{16})\.snap$/;
+/** A snapshot being written; renamed to its final name only once complete and fdatasynced. */
+export const SNAP_TMP_SUFFIX = ".tmp";
+
 /** Total bytes a frame with a payload of `len` bytes takes, padding included. */
 export function frameBytes(len: number): number {
   return (FRAME_HEADER_BYTES + len + FRAME_ALIGN_BYTES - 1) & ~(FRAME_ALIGN_BYTES - 1);
@@ -37,6 +51,10 @@ export function segmentName(seq: number, firstRev: number): string {
   return `${hex16(seq)}-${hex16(firstRev)}.wal`;
 }
 
+export function snapshotName(rev: number): string {
+  return `${hex16(rev)}.snap`;
+}
+
 export function hex16(n: number): string {
   return n.toString(16).padStart(16, "0");
 }
@@ -44,4 +62,5 @@ export function hex16(n: number): string {
 assert(FRAME_HEADER_BYTES === 4 + 4 + 7 + 1, "frame header is crc + len + rev + type");
 assert(FRAME_TYPE_OFFSET === FRAME_REV_OFFSET + 7, "type follows the 7-byte revision");
 assert(MAGIC.length === MAGIC_BYTES && MAGIC_BYTES % FRAME_ALIGN_BYTES === 0, "magic keeps frames aligned");
+assert(SNAP_MAGIC.length === MAGIC_BYTES, "snapshot magic keeps frames aligned");
 assert(frameBytes(1) === 24 && frameBytes(8) === 24 && frameBytes(9) === 32, "frameBytes pads to 8");

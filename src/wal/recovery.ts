@@ -2,18 +2,32 @@
 
 import * as path from "node:path";
 import { CorruptionError, WalFailedError } from "../errors.ts";
+import { listSnapshots, verifySnapshot, visitChunk, type EntryVisitor, type VerifiedSnapshot } from "../snapshot.ts";
 import { allZero, decodeHeader, encoded, findValidFrameAfter, payloadOf, readFrame, viewOf, type Encoded } from "./decoder.ts";
 import type { SegmentHeader } from "./encoder.ts";
-import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, hex16 } from "./format.ts";
+import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, TYPE_SNAPSHOT_MARKER, hex16 } from "./format.ts";
 import { nodeIO, type FileIO } from "./file-io.ts";
 import { installSegment, listSegments, type SegmentFile } from "./segment.ts";
 
+/**
+ * Open progress: first the snapshot ("snapshot": keys of keysTotal loaded), then the WAL after it
+ * ("wal": segment of segments replayed, records applied).
+ */
 export interface ReplayProgress {
-  phase: "wal";
+  phase: "snapshot" | "wal";
   segment: number;
   segments: number;
   records: number;
   rev: number;
+  keys: number;
+  keysTotal: number;
+}
+
+/** Where open() loads a snapshot into: every entry in key order, then done(). */
+export interface SnapshotLoader {
+  dir: string;
+  entry: EntryVisitor;
+  done(): void;
 }
 
 export interface TornTail {
@@ -35,12 +49,20 @@ export interface RecoveryResult {
   records: number;
   segments: number;
   tornTail: TornTail | null;
+  /** The snapshot the state starts from (null: from revision 0), and how much log follows it. */
+  snapshot: { file: string; rev: number; keys: number; bytes: number } | null;
+  walBytesAfterSnapshot: number;
 }
 
 /** Applies one entry: its payload is bytes [start, end) of the segment (see visitOps). */
 export type Apply = (rev: number, segment: Encoded, start: number, end: number) => void;
 
 interface Cursor {
+  /** Entries at or below this revision are in the snapshot: checked, not applied. */
+  baseRev: number;
+  /** The first segment read after a snapshot is not chained to the (deleted) one before it. */
+  chained: boolean;
+  bytesAfterBase: number;
   dbId: string | null;
   lastRev: number;
   lastCrc: number;
@@ -56,6 +78,10 @@ export interface RecoverOptions {
   /** false: only read (tools' verify/dump). A torn tail is then reported, not repaired. */
   repair?: boolean;
   io?: FileIO;
+  /** Load the newest good snapshot from here first; without it, the WAL must start at revision 1. */
+  snapshots?: SnapshotLoader;
+  /** Called before each segment is replayed, with its index in the directory's segment list. */
+  onSegment?: (index: number, name: string) => void;
 }
 
 /** Replays the whole log at once. */
@@ -86,12 +112,27 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
   const repair = opts.repair ?? true;
   const log = opts.log ?? ((l: string) => console.warn(l));
   const segments = listSegments(io, walDir, repair);
-  const cur: Cursor = { dbId: null, lastRev: 0, lastCrc: 0, lastSeq: 0, records: 0, start: 0 };
+  const base = opts.snapshots ? chooseSnapshot(io, opts.snapshots.dir, repair, log) : { snapshot: null, rejected: [] };
+  if (base.snapshot) yield* loadSnapshot(base.snapshot, opts.snapshots!, segments.length, opts.onProgress);
+  const baseRev = base.snapshot?.header.rev ?? 0;
+  const first = firstSegmentAfter(walDir, segments, base.snapshot, base.rejected);
+  const cur: Cursor = {
+    baseRev,
+    chained: base.snapshot === null,
+    bytesAfterBase: 0,
+    dbId: base.snapshot?.header.db ?? null,
+    lastRev: 0,
+    lastCrc: 0,
+    lastSeq: 0,
+    records: 0,
+    start: 0,
+  };
   let tail: RecoveryResult["tail"] = null;
   let tornTail: TornTail | null = null;
-  for (let i = 0; i < segments.length; i++) {
+  for (let i = first; i < segments.length; i++) {
     const seg = segments[i]!;
     const file = path.join(walDir, seg.name);
+    opts.onSegment?.(i, seg.name);
     const bytes = readSegment(io, file);
     checkHeader(file, bytes, seg, cur);
     const start = cur.start;
@@ -114,9 +155,26 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
       }
     }
     tail = { path: file, seq: seg.seq, offset: end, start };
-    const progress: ReplayProgress = { phase: "wal", segment: i + 1, segments: segments.length, records: cur.records, rev: cur.lastRev };
+    const progress: ReplayProgress = {
+      phase: "wal",
+      segment: i + 1,
+      segments: segments.length,
+      records: cur.records,
+      rev: cur.lastRev,
+      keys: base.snapshot?.header.keys ?? 0,
+      keysTotal: base.snapshot?.header.keys ?? 0,
+    };
     opts.onProgress?.(progress);
     yield progress;
+  }
+  if (base.snapshot && cur.lastRev < baseRev) {
+    // The snapshot was written only after the log was durable past its revision: log is missing.
+    throw new CorruptionError(
+      `the WAL ends at rev ${cur.lastRev}, before the snapshot at rev ${baseRev} (${base.snapshot.file}): segments are missing`,
+      tail?.path ?? walDir,
+      tail?.offset ?? 0,
+      cur.lastRev + 1,
+    );
   }
   return {
     dbId: cur.dbId,
@@ -124,9 +182,99 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
     lastCrc: cur.lastCrc,
     tail,
     records: cur.records,
-    segments: segments.length,
+    segments: segments.length - first,
     tornTail,
+    snapshot: base.snapshot
+      ? { file: base.snapshot.file, rev: baseRev, keys: base.snapshot.header.keys, bytes: base.snapshot.bytes.length }
+      : null,
+    walBytesAfterSnapshot: cur.bytesAfterBase,
   };
+}
+
+/**
+ * The newest snapshot whose every checksum holds, or null. A damaged one is logged and skipped for
+ * the one before it (etcd does the same); the WAL must then still reach back to that one.
+ */
+function chooseSnapshot(
+  io: FileIO,
+  snapDir: string,
+  tidy: boolean,
+  log: (line: string) => void,
+): { snapshot: VerifiedSnapshot | null; rejected: string[] } {
+  const rejected: string[] = [];
+  for (const s of listSnapshots(io, snapDir, tidy)) {
+    const file = path.join(snapDir, s.name);
+    try {
+      const v = verifySnapshot(file, readSegment(io, file));
+      if (v.header.rev !== s.rev) throw new CorruptionError("snapshot: revision does not match the file name", file, 0, v.header.rev);
+      return { snapshot: v, rejected };
+    } catch (err) {
+      if (!(err instanceof CorruptionError)) throw err; // EIO: refuse to open, as for a segment
+      rejected.push(err.message);
+      log(`harmonydb: ${err.message}; trying an older snapshot`);
+    }
+  }
+  return { snapshot: null, rejected };
+}
+
+/** Snapshot chunks to load between two yields to the event loop. */
+const chunksPerStep = 16;
+
+function* loadSnapshot(
+  s: VerifiedSnapshot,
+  loader: SnapshotLoader,
+  segments: number,
+  onProgress: RecoverOptions["onProgress"],
+): Generator<ReplayProgress, void> {
+  const e = encoded(s.bytes);
+  let lastKey: string | null = null;
+  let keys = 0;
+  const visit: EntryVisitor = (key, enc, vs, ve, rev, createRev, version) => {
+    loader.entry(key, enc, vs, ve, rev, createRev, version);
+    keys++;
+  };
+  for (let i = 0; i < s.chunks.length; i++) {
+    lastKey = visitChunk(s, e, i, lastKey, visit);
+    if ((i + 1) % chunksPerStep === 0 || i === s.chunks.length - 1) {
+      const p: ReplayProgress = { phase: "snapshot", segment: 0, segments, records: 0, rev: s.header.rev, keys, keysTotal: s.header.keys };
+      onProgress?.(p);
+      yield p;
+    }
+  }
+  loader.done();
+}
+
+/**
+ * Where replay starts: segment 0 without a snapshot; with one at rev R, the last segment that starts
+ * at or before R + 1 (those before it are covered; a crash may have left some of them).
+ */
+function firstSegmentAfter(walDir: string, segments: SegmentFile[], snap: VerifiedSnapshot | null, rejected: string[]): number {
+  if (snap === null) {
+    const firstSeg = segments[0];
+    if (rejected.length > 0 && firstSeg !== undefined && firstSeg.seq !== 1) {
+      throw new CorruptionError(
+        `no usable snapshot (${rejected.join("; ")}) and the WAL no longer reaches back to revision 1`,
+        path.join(walDir, firstSeg.name),
+        0,
+        firstSeg.firstRev,
+      );
+    }
+    return 0;
+  }
+  const R = snap.header.rev;
+  let first = -1;
+  for (let i = 0; i < segments.length; i++) if (segments[i]!.firstRev <= R + 1) first = i;
+  if (first < 0) {
+    const seg = segments[0];
+    const where = rejected.length > 0 ? ` (newer snapshots are damaged: ${rejected.join("; ")})` : "";
+    throw new CorruptionError(
+      `the WAL does not reach back to rev ${R + 1}, right after the snapshot ${snap.file}${where}`,
+      seg ? path.join(walDir, seg.name) : walDir,
+      0,
+      R + 1,
+    );
+  }
+  return first;
 }
 
 /** A recovered log that has a segment to append to. */
@@ -149,6 +297,7 @@ type OpenLogOptions = RecoverOptions & { newDbId: () => string };
 
 function withFirstSegment(walDir: string, rec: RecoveryResult, opts: OpenLogOptions): OpenLog {
   if (rec.dbId !== null && rec.tail !== null) return { ...rec, dbId: rec.dbId, tail: rec.tail };
+  if (rec.snapshot) throw new CorruptionError(`a snapshot exists but the WAL is empty`, walDir, 0, rec.snapshot.rev + 1);
   const dbId = opts.newDbId();
   const header = { v: FORMAT_VERSION, db: dbId, seq: 1, firstRev: 1, prevCrc: 0 };
   const seg = installSegment(opts.io ?? nodeIO, walDir, path.join(walDir, "first.tmp"), header);
@@ -183,7 +332,14 @@ function checkHeader(file: string, bytes: Uint8Array, seg: SegmentFile, cur: Cur
   if (cur.dbId !== null && h.db !== cur.dbId) fail(`segment belongs to database ${h.db}, not ${cur.dbId}`);
   if (h.seq !== seg.seq || h.firstRev !== seg.firstRev) fail("header does not match the file name");
   if (frame.rev !== h.firstRev - 1) fail("header revision does not precede firstRev");
-  // Until snapshots exist, the log must start at segment 1, revision 1.
+  if (!cur.chained) {
+    // The first segment after a snapshot: what came before it is covered (and may be gone).
+    cur.chained = true;
+    cur.lastSeq = h.seq - 1;
+    cur.lastRev = h.firstRev - 1;
+    cur.lastCrc = h.prevCrc;
+  }
+  // Without a snapshot, the log must start at segment 1, revision 1.
   if (h.seq !== cur.lastSeq + 1) fail(`segment ${hex16(cur.lastSeq + 1)} is missing`, 0);
   if (h.firstRev !== cur.lastRev + 1) {
     fail(`revision gap: segment starts at rev ${h.firstRev}, the log before it ends at rev ${cur.lastRev}`);
@@ -210,16 +366,26 @@ function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: numb
     }
     if (v.kind !== "frame") return { end: off, damage: `${v.kind} frame: ${v.reason}`, complete: v.kind === "bad" && v.whole === true };
     const bad = (damage: string) => ({ end: off, damage, complete: true });
-    if (v.type !== TYPE_ENTRY) return bad("segment header in the middle of a segment");
+    if (v.type === TYPE_SNAPSHOT_MARKER) {
+      // Says a snapshot was made durable here; it carries the revision of the entry before it.
+      if (v.rev !== cur.lastRev) return bad(`snapshot marker with rev ${v.rev} after rev ${cur.lastRev}`);
+      cur.lastCrc = v.crc;
+      off = v.next;
+      continue;
+    }
+    if (v.type !== TYPE_ENTRY) return bad(v.type === TYPE_HEADER ? "segment header in the middle of a segment" : `unexpected frame type ${v.type}`);
     if (v.rev !== cur.lastRev + 1) return bad(`revision gap: rev ${v.rev} after rev ${cur.lastRev}`);
-    try {
-      apply(v.rev, segment, v.start, v.start + v.len);
-    } catch (cause) {
-      return bad(`undecodable entry: ${(cause as Error).message}`);
+    if (v.rev > cur.baseRev) {
+      try {
+        apply(v.rev, segment, v.start, v.start + v.len);
+      } catch (cause) {
+        return bad(`undecodable entry: ${(cause as Error).message}`);
+      }
+      cur.bytesAfterBase += v.next - off;
+      cur.records++;
     }
     cur.lastRev = v.rev;
     cur.lastCrc = v.crc;
-    cur.records++;
     off = v.next;
   }
 }

@@ -4,10 +4,26 @@ import * as path from "node:path";
 import { assert } from "../assert.ts";
 import * as L from "../limits.ts";
 import * as R from "../ring.ts";
-import { FORMAT_VERSION, FRAME_HEADER_BYTES, SPARE_NAME, frameBytes } from "./format.ts";
+import { listSnapshots, verifySnapshot } from "../snapshot.ts";
+import { payloadEncoder } from "./cbor.ts";
+import { encodeFrame } from "./encoder.ts";
+import {
+  FORMAT_VERSION,
+  FRAME_HEADER_BYTES,
+  SNAP_MAGIC,
+  SNAP_TMP_SUFFIX,
+  SPARE_NAME,
+  TYPE_ENTRY,
+  TYPE_SNAP_CHUNK,
+  TYPE_SNAP_FOOTER,
+  TYPE_SNAP_HEADER,
+  TYPE_SNAPSHOT_MARKER,
+  frameBytes,
+  snapshotName,
+} from "./format.ts";
 import { nodeIO, type FileIO } from "./file-io.ts";
 import type { OpenLog } from "./recovery.ts";
-import { installSegment } from "./segment.ts";
+import { installSegment, listSegments } from "./segment.ts";
 
 export type SyncMode = "always" | "interval" | "never";
 
@@ -15,6 +31,11 @@ export type SyncMode = "always" | "interval" | "never";
 export interface WriterConfig {
   sab: SharedArrayBuffer;
   walDir: string;
+  /** Where snapshot files go (the writer writes what the main thread encodes). */
+  snapDir: string;
+  /** The newest snapshot at open (0: none) and its size. */
+  snapRev: number;
+  snapBytes: number;
   dbId: string;
   segmentPath: string;
   seq: number;
@@ -37,10 +58,30 @@ export interface WriterConfig {
 /** The half of a WriterConfig that says where a recovered log goes on. */
 export function continueLog(log: OpenLog): Pick<
   WriterConfig,
-  "dbId" | "segmentPath" | "seq" | "offset" | "segmentStart" | "lastRev" | "lastCrc"
+  "dbId" | "segmentPath" | "seq" | "offset" | "segmentStart" | "lastRev" | "lastCrc" | "snapRev" | "snapBytes"
 > {
   const t = log.tail;
-  return { dbId: log.dbId, segmentPath: t.path, seq: t.seq, offset: t.offset, segmentStart: t.start, lastRev: log.lastRev, lastCrc: log.lastCrc };
+  return {
+    dbId: log.dbId,
+    segmentPath: t.path,
+    seq: t.seq,
+    offset: t.offset,
+    segmentStart: t.start,
+    lastRev: log.lastRev,
+    lastCrc: log.lastCrc,
+    snapRev: log.snapshot?.rev ?? 0,
+    snapBytes: log.snapshot?.bytes ?? 0,
+  };
+}
+
+/** A snapshot file being written from frames in the ring. */
+interface SnapshotInProgress {
+  rev: number;
+  tmpPath: string;
+  fd: number;
+  offset: number;
+  /** Set once a write failed: the remaining frames are skipped and the footer reports it. */
+  error: unknown;
 }
 
 interface Group {
@@ -68,6 +109,7 @@ export class WalWriter {
   private spareFilled = 0;
   private groupsSincePrepare = 0;
   private readonly zeros = new Uint8Array(L.spareChunkBytes);
+  private snap: SnapshotInProgress | null = null;
 
   constructor(
     private readonly cfg: WriterConfig,
@@ -85,6 +127,8 @@ export class WalWriter {
     this.ring.stats[R.STAT_SEGMENT_SEQ] = this.seq;
     this.ring.stats[R.STAT_LAST_REV] = this.lastRev;
     this.ring.stats[R.STAT_SYNCED_REV] = this.lastRev;
+    this.ring.stats[R.STAT_SNAP_REV] = cfg.snapRev;
+    this.ring.stats[R.STAT_SNAP_BYTES] = cfg.snapBytes;
   }
 
   /** Runs until the main thread asks to close, or the WAL fails. */
@@ -109,7 +153,8 @@ export class WalWriter {
     if (this.failed) return false;
     try {
       if (head !== this.tail) {
-        this.commitGroup(head);
+        if (R.typeAt(this.ring, this.tail) === TYPE_ENTRY) this.commitGroup(head);
+        else this.snapshotFrame();
         return true;
       }
       return this.idleWork();
@@ -127,6 +172,7 @@ export class WalWriter {
       this.poison(err);
     } finally {
       this.closeFiles();
+      if (this.snap) this.dropSnapshot(this.snap);
     }
   }
 
@@ -170,12 +216,10 @@ export class WalWriter {
     const cap = first <= L.groupSmallRecordBytes ? first + L.groupSmallRecordBytes : Math.max(first, L.groupBytesMax);
     const room = Math.max(first, this.cfg.segmentBytes - this.offset);
     const g: Group = { end: this.tail, bytes: 0, records: 0, lastRev: this.lastRev, lastCrc: this.lastCrc };
-    while (g.end !== head) {
+    while (g.end !== head && R.typeAt(this.ring, g.end) === TYPE_ENTRY) {
       const size = this.frameAt(g.end);
       if (g.records > 0 && (g.bytes + size > cap || g.bytes + size > room)) break;
-      const lo = R.readU32(this.ring, g.end + 8);
-      const hi = R.readU32(this.ring, g.end + 12) & 0xffffff;
-      const rev = lo + hi * 0x1_0000_0000;
+      const rev = R.revAt(this.ring, g.end);
       assert(rev === g.lastRev + 1, `ring frame rev ${rev} follows ${g.lastRev}`);
       g.lastRev = rev;
       g.lastCrc = R.readU32(this.ring, g.end);
@@ -281,6 +325,156 @@ export class WalWriter {
     this.offset = this.segmentStart = next.start;
     this.filledTo = this.cfg.segmentBytes;
     this.ring.stats[R.STAT_SEGMENT_SEQ] = this.seq;
+  }
+
+  // ---- snapshots: the main thread encodes frames into the ring, the writer puts them in a file ----
+
+  /** One snapshot frame from the ring: header (start a file), chunk (append) or footer (finish). */
+  private snapshotFrame(): void {
+    const size = this.frameAt(this.tail);
+    const type = R.typeAt(this.ring, this.tail);
+    const rev = R.revAt(this.ring, this.tail);
+    const at = this.tail & this.ring.mask;
+    // Written contiguously by the producer (into the slack past the end when it wraps).
+    const frame = this.ring.data.subarray(at, at + size);
+    if (type === TYPE_SNAP_HEADER) this.startSnapshot(rev, frame);
+    else {
+      const snap = this.snap;
+      assert(snap !== null && snap.rev === rev, `snapshot frame (type ${type}) belongs to the snapshot in progress`);
+      if (type === TYPE_SNAP_CHUNK) this.snapshotWrite(snap, frame);
+      else {
+        assert(type === TYPE_SNAP_FOOTER, `frame type ${type} is a snapshot frame`);
+        this.snapshotWrite(snap, frame);
+        this.finishSnapshot(snap);
+      }
+    }
+    this.tail = R.advance(this.tail, size);
+    Atomics.store(this.ring.ctl, R.ACKED, this.tail);
+    this.signal();
+  }
+
+  private startSnapshot(rev: number, frame: Uint8Array): void {
+    if (this.snap) this.dropSnapshot(this.snap); // an abandoned one (cannot happen: the producer finishes or closes)
+    const tmpPath = path.join(this.cfg.snapDir, snapshotName(rev) + SNAP_TMP_SUFFIX);
+    const snap: SnapshotInProgress = { rev, tmpPath, fd: -1, offset: 0, error: null };
+    this.snap = snap;
+    try {
+      snap.fd = this.io.openWrite(tmpPath, { create: true, truncate: true });
+    } catch (err) {
+      snap.error = err;
+      return;
+    }
+    this.snapshotWrite(snap, SNAP_MAGIC);
+    this.snapshotWrite(snap, frame);
+  }
+
+  private snapshotWrite(snap: SnapshotInProgress, bytes: Uint8Array): void {
+    if (snap.error) return;
+    try {
+      this.io.pwrite(snap.fd, bytes, snap.offset);
+      snap.offset += bytes.length;
+    } catch (err) {
+      snap.error = err;
+    }
+  }
+
+  /**
+   * The snapshot's order, as etcd's: the WAL is durable up to here (so a snapshot never holds a
+   * revision the log could lose); the file is fdatasynced, read back and checked, renamed and its
+   * directory fsynced; a marker goes into the WAL, fdatasynced; only then are the segments it
+   * covers and older snapshots deleted. A crash between any two steps leaves a directory that opens.
+   */
+  private finishSnapshot(snap: SnapshotInProgress): void {
+    this.snap = null;
+    // The WAL's own durability first: a failure here is the log's, and poisons (by throwing).
+    try {
+      if (this.unsynced) this.fdatasync(this.fd);
+    } catch (err) {
+      this.dropSnapshot(snap);
+      throw err;
+    }
+    const finalPath = path.join(this.cfg.snapDir, snapshotName(snap.rev));
+    try {
+      if (snap.error) throw snap.error;
+      this.io.fdatasync(snap.fd);
+      this.io.close(snap.fd);
+      snap.fd = -1;
+      verifySnapshot(snap.tmpPath, this.io.readFile(snap.tmpPath)); // the disk gave back what we wrote
+      this.io.rename(snap.tmpPath, finalPath);
+      this.io.fsyncDir(this.cfg.snapDir);
+    } catch (err) {
+      this.dropSnapshot(snap);
+      this.reportSnapshotFailure(snap.rev, err, "");
+      return;
+    }
+    this.ring.stats[R.STAT_SNAP_REV] = snap.rev;
+    this.ring.stats[R.STAT_SNAP_BYTES] = snap.offset;
+    this.appendMarker(snap.rev, snap.offset); // the log's: throws (poisons) on failure
+    try {
+      this.deleteCovered(snap.rev);
+    } catch (err) {
+      this.reportSnapshotFailure(snap.rev, err, `snapshot at rev ${snap.rev} is durable, but removing what it covers failed: `);
+    }
+  }
+
+  /** A marker frame in the WAL, fdatasynced: records that the snapshot exists (dump, verify). */
+  private appendMarker(snapRev: number, bytes: number): void {
+    const frame = encodeFrame(TYPE_SNAPSHOT_MARKER, this.lastRev, payloadEncoder.encode({ rev: snapRev, bytes }));
+    if (this.offset + frame.length > this.cfg.segmentBytes && this.offset > this.segmentStart) this.rotate();
+    this.io.pwrite(this.fd, frame, this.offset);
+    this.offset += frame.length;
+    this.filledTo = Math.max(this.filledTo, this.offset);
+    this.lastCrc = new DataView(frame.buffer).getUint32(0, true);
+    this.fdatasync(this.fd);
+  }
+
+  /**
+   * Deletes segments whose every entry is at or below `snapRev` (the next segment starts at or
+   * before snapRev + 1), oldest first, and snapshots older than this one; then fsyncs both
+   * directories. The segment holding snapRev + 1 and everything after it stay.
+   */
+  private deleteCovered(snapRev: number): void {
+    const segments = listSegments(this.io, this.cfg.walDir, false);
+    let deleted = 0;
+    for (let i = 0; i + 1 < segments.length; i++) {
+      const seg = segments[i]!;
+      if (segments[i + 1]!.firstRev > snapRev + 1 || seg.seq >= this.seq) break;
+      this.io.unlink(path.join(this.cfg.walDir, seg.name));
+      deleted++;
+    }
+    if (deleted > 0) this.io.fsyncDir(this.cfg.walDir);
+    this.ring.stats[R.STAT_SNAP_SEGMENTS_DELETED]! += deleted;
+    let old = 0;
+    for (const s of listSnapshots(this.io, this.cfg.snapDir, false)) {
+      if (s.rev < snapRev) {
+        this.io.unlink(path.join(this.cfg.snapDir, s.name));
+        old++;
+      }
+    }
+    if (old > 0) this.io.fsyncDir(this.cfg.snapDir);
+  }
+
+  private reportSnapshotFailure(rev: number, err: unknown, prefix: string): void {
+    const code = (err as NodeJS.ErrnoException).code;
+    R.writeError(this.ring, `${prefix}${(err as Error).message ?? String(err)}`, this.ring.snapError);
+    this.ring.stats[R.STAT_SNAP_FAIL_KIND] = code === "ENOSPC" ? R.FAIL_NO_SPACE : R.FAIL_IO;
+    this.ring.stats[R.STAT_SNAP_FAILED_REV] = rev;
+  }
+
+  /** Abandons a snapshot file: closed and removed (best effort; a leftover .tmp is tidied at open). */
+  private dropSnapshot(snap: SnapshotInProgress): void {
+    this.snap = null;
+    try {
+      if (snap.fd >= 0) this.io.close(snap.fd);
+    } catch {
+      // already failing; the file is removed next
+    }
+    snap.fd = -1;
+    try {
+      this.io.unlink(snap.tmpPath);
+    } catch {
+      // left for open() to tidy
+    }
   }
 
   private sleep(head: number): void {

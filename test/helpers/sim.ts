@@ -10,6 +10,7 @@ import { WalWriter, continueLog } from "../../src/wal/writer.ts";
 import { FaultIO, type LossMode } from "./fault-io.ts";
 
 export const WAL = "/sim/wal";
+export const SNAP = "/sim/snap";
 const SEGMENT_BYTES = 64 * 1024;
 const KEYS = 40;
 
@@ -35,6 +36,7 @@ export class SimLife {
         ...continueLog(rec),
         sab: this.ring.sab,
         walDir: WAL,
+        snapDir: SNAP,
         segmentBytes: SEGMENT_BYTES,
         sync: "always",
         syncIntervalMs: 1000,

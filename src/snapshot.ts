@@ -1,0 +1,264 @@
+// Snapshots: the index at one revision, as a file of checksummed frames (docs/snapshot-format.md).
+// Encoding runs on the main thread in chunks; the writer worker writes them (src/wal/writer.ts);
+// open() verifies and loads the newest good one (src/wal/recovery.ts).
+
+import * as path from "node:path";
+import { assert } from "./assert.ts";
+import { CorruptionError, WalFailedError } from "./errors.ts";
+import { payloadDecoder, payloadEncoder } from "./wal/cbor.ts";
+import { readFrame, readHead, readKey, skip, viewOf, type Encoded } from "./wal/decoder.ts";
+import { headBytes, utf8Bytes, writeHead, writeText } from "./wal/encoder.ts";
+import type { FileIO } from "./wal/file-io.ts";
+import {
+  FORMAT_VERSION,
+  FRAME_HEADER_BYTES,
+  MAGIC_BYTES,
+  SNAP_MAGIC,
+  SNAP_NAME_RE,
+  SNAP_TMP_SUFFIX,
+  TYPE_SNAP_CHUNK,
+  TYPE_SNAP_FOOTER,
+  TYPE_SNAP_HEADER,
+  frameBytes,
+} from "./wal/format.ts";
+
+export interface SnapshotHeader {
+  v: number;
+  /** Database id, the same as in the WAL segments. */
+  db: string;
+  /** Every entry with a revision up to this one is in the snapshot; none after it. */
+  rev: number;
+  keys: number;
+}
+
+export interface SnapshotFooter {
+  keys: number;
+  chunks: number;
+}
+
+/** One key as a snapshot keeps it: the CBOR encoding of its value, and its revisions. */
+export interface SnapshotEntry {
+  value: Uint8Array;
+  rev: number;
+  createRev: number;
+  version: number;
+}
+
+const MAJOR_UINT = 0;
+const MAJOR_BYTES = 2 << 5;
+const MAJOR_ARRAY = 4 << 5;
+/** A chunk's entry count is written as a 4-byte CBOR head, reserved before the count is known. */
+const COUNT_HEAD_BYTES = 5;
+
+export function headerPayload(h: SnapshotHeader): Uint8Array {
+  return payloadEncoder.encode({ v: h.v, db: h.db, rev: h.rev, keys: h.keys });
+}
+
+export function footerPayload(f: SnapshotFooter): Uint8Array {
+  return payloadEncoder.encode({ keys: f.keys, chunks: f.chunks });
+}
+
+/**
+ * Turns entries (in key order) into chunk payloads of about `chunkBytes` each: a CBOR array of
+ * [key, value, rev, createRev, version]. A chunk is a buffer of its own, handed to the caller.
+ */
+export class ChunkEncoder {
+  private buf: Uint8Array;
+  private pos = COUNT_HEAD_BYTES;
+  private count = 0;
+
+  constructor(private readonly chunkBytes: number) {
+    this.buf = new Uint8Array(chunkBytes);
+  }
+
+  /** Adds one entry; returns a full chunk when this entry did not fit in the current one. */
+  add(key: string, e: SnapshotEntry): Uint8Array | null {
+    const keyBytes = utf8Bytes(key);
+    const size = 1 + headBytes(keyBytes) + keyBytes + headBytes(e.value.length) + e.value.length + 3 * 9;
+    let full: Uint8Array | null = null;
+    if (this.pos + size > this.buf.length) {
+      if (this.count > 0) full = this.take();
+      if (COUNT_HEAD_BYTES + size > this.buf.length) this.buf = new Uint8Array(COUNT_HEAD_BYTES + size);
+    }
+    const b = this.buf;
+    let p = this.pos;
+    b[p++] = MAJOR_ARRAY | 5;
+    p = writeText(b, p, key, keyBytes);
+    p = writeHead(b, p, MAJOR_BYTES, e.value.length);
+    b.set(e.value, p);
+    p += e.value.length;
+    p = writeHead(b, p, MAJOR_UINT, e.rev);
+    p = writeHead(b, p, MAJOR_UINT, e.createRev);
+    p = writeHead(b, p, MAJOR_UINT, e.version);
+    this.pos = p;
+    this.count++;
+    return full;
+  }
+
+  /** The last, partly filled chunk, or null when it is empty. */
+  flush(): Uint8Array | null {
+    return this.count > 0 ? this.take() : null;
+  }
+
+  private take(): Uint8Array {
+    const b = this.buf;
+    b[0] = MAJOR_ARRAY | 26;
+    new DataView(b.buffer, b.byteOffset).setUint32(1, this.count, false);
+    const out = b.slice(0, this.pos);
+    this.buf = new Uint8Array(this.chunkBytes);
+    this.pos = COUNT_HEAD_BYTES;
+    this.count = 0;
+    return out;
+  }
+}
+
+/** A verified snapshot file: where its chunks are; the entries are read with visitEntries. */
+export interface VerifiedSnapshot {
+  file: string;
+  header: SnapshotHeader;
+  bytes: Uint8Array;
+  /** Payload [start, start + len) of each chunk frame. */
+  chunks: { start: number; len: number }[];
+}
+
+/**
+ * Checks a whole snapshot file: magic, every frame's checksum, header, chunk count and footer, and
+ * nothing after the footer. Throws CorruptionError naming the file and offset. Entries are parsed
+ * (and keys checked for order) when they are visited.
+ */
+export function verifySnapshot(file: string, bytes: Uint8Array): VerifiedSnapshot {
+  const fail = (msg: string, offset: number, rev = 0): never => {
+    throw new CorruptionError(`snapshot: ${msg}`, file, offset, rev);
+  };
+  if (bytes.length < MAGIC_BYTES || !SNAP_MAGIC.every((b, i) => bytes[i] === b)) fail("bad magic", 0);
+  const view = viewOf(bytes);
+  let off = MAGIC_BYTES;
+  const first = readFrame(bytes, off, view);
+  if (first.kind !== "frame" || first.type !== TYPE_SNAP_HEADER) fail("bad header frame", off);
+  const hf = first as Extract<typeof first, { kind: "frame" }>;
+  let header: SnapshotHeader;
+  try {
+    header = decodeMap(bytes.subarray(hf.start, hf.start + hf.len), ["v", "rev", "keys"], ["db"]) as unknown as SnapshotHeader;
+  } catch (cause) {
+    return fail(`undecodable header: ${(cause as Error).message}`, off);
+  }
+  if (header.v !== FORMAT_VERSION) fail(`unknown format version ${header.v}`, off);
+  if (hf.rev !== header.rev) fail("header frame revision does not match its payload", off, header.rev);
+  const chunks: VerifiedSnapshot["chunks"] = [];
+  let keys = 0;
+  off = hf.next;
+  for (;;) {
+    const v = readFrame(bytes, off, view);
+    if (v.kind !== "frame") return fail(`${v.kind} frame${"reason" in v ? `: ${v.reason}` : ""} before the footer`, off, header.rev);
+    if (v.rev !== header.rev) fail(`frame revision ${v.rev} in a snapshot at rev ${header.rev}`, off, header.rev);
+    if (v.type === TYPE_SNAP_CHUNK) {
+      chunks.push({ start: v.start, len: v.len });
+      keys += chunkCount(bytes, v.start, v.len);
+      off = v.next;
+      continue;
+    }
+    if (v.type !== TYPE_SNAP_FOOTER) fail(`unexpected frame type ${v.type}`, off, header.rev);
+    let footer: SnapshotFooter;
+    try {
+      footer = decodeMap(bytes.subarray(v.start, v.start + v.len), ["keys", "chunks"], []) as unknown as SnapshotFooter;
+    } catch (cause) {
+      return fail(`undecodable footer: ${(cause as Error).message}`, off, header.rev);
+    }
+    if (footer.chunks !== chunks.length || footer.keys !== keys || header.keys !== keys) {
+      fail(`footer says ${footer.keys} keys in ${footer.chunks} chunks, found ${keys} in ${chunks.length}`, off, header.rev);
+    }
+    if (v.next < bytes.length) fail("bytes after the footer", v.next, header.rev);
+    return { file, header, bytes, chunks };
+  }
+}
+
+/** The entry count at the start of a chunk payload. */
+function chunkCount(bytes: Uint8Array, start: number, len: number): number {
+  try {
+    return readHead(bytes, { pos: start, end: start + len }, 4);
+  } catch {
+    return -1;
+  }
+}
+
+export interface EntryVisitor {
+  /** One key; its value's CBOR encoding is bytes [start, end) of `e` (copy what you keep). */
+  (key: string, e: Encoded, start: number, end: number, rev: number, createRev: number, version: number): void;
+}
+
+/**
+ * Visits every entry of chunk `i` of a verified snapshot. Throws CorruptionError (the checksum held,
+ * so this is a bad writer or a bad format, never a torn write) on a malformed entry, keys out of
+ * order, or revisions that do not fit the snapshot.
+ */
+export function visitChunk(s: VerifiedSnapshot, e: Encoded, i: number, lastKey: string | null, visit: EntryVisitor): string | null {
+  const c = s.chunks[i]!;
+  const b = e.bytes;
+  const cur = { pos: c.start, end: c.start + c.len };
+  try {
+    const n = readHead(b, cur, 4);
+    for (let k = 0; k < n; k++) {
+      if (readHead(b, cur, 4) !== 5) throw new Error("entry is not a 5-element array");
+      const keyLen = readHead(b, cur, 3);
+      const key = readKey(e, skip(cur, keyLen), cur.pos);
+      if (lastKey !== null && !(key > lastKey)) throw new Error(`key ${JSON.stringify(key)} out of order`);
+      const valueLen = readHead(b, cur, 2);
+      const vs = skip(cur, valueLen);
+      const rev = readHead(b, cur, 0);
+      const createRev = readHead(b, cur, 0);
+      const version = readHead(b, cur, 0);
+      if (rev > s.header.rev || createRev > rev || createRev < 1 || version < 1) throw new Error(`key ${JSON.stringify(key)} has impossible revisions`);
+      visit(key, e, vs, vs + valueLen, rev, createRev, version);
+      lastKey = key;
+    }
+    if (cur.pos !== cur.end) throw new Error("trailing bytes after the entries");
+  } catch (cause) {
+    if (cause instanceof CorruptionError) throw cause;
+    throw new CorruptionError(`snapshot: ${(cause as Error).message}`, s.file, c.start - FRAME_HEADER_BYTES, s.header.rev);
+  }
+  return lastKey;
+}
+
+function decodeMap(payload: Uint8Array, uints: string[], strings: string[]): Record<string, unknown> {
+  const m: unknown = payloadDecoder.decode(payload);
+  if (typeof m !== "object" || m === null) throw new Error("payload is not a map");
+  const r = m as Record<string, unknown>;
+  for (const k of uints) if (!(typeof r[k] === "number" && Number.isSafeInteger(r[k]) && (r[k] as number) >= 0)) throw new Error(`field ${k} missing`);
+  for (const k of strings) if (typeof r[k] !== "string") throw new Error(`field ${k} missing`);
+  return r;
+}
+
+export interface SnapshotFile {
+  name: string;
+  rev: number;
+}
+
+/**
+ * The snapshots in `snapDir`, newest first. With `tidy`, leftover temp files (a snapshot that was
+ * being written when the process stopped) are removed. Anything else there is refused.
+ */
+export function listSnapshots(io: FileIO, snapDir: string, tidy: boolean): SnapshotFile[] {
+  let names: string[];
+  try {
+    names = io.readdir(snapDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw new WalFailedError(`cannot list ${snapDir}: ${(err as Error).message}`, { cause: err });
+  }
+  const out: SnapshotFile[] = [];
+  for (const name of names) {
+    const m = SNAP_NAME_RE.exec(name);
+    if (m) out.push({ name, rev: parseInt(m[1]!, 16) });
+    else if (name.endsWith(SNAP_TMP_SUFFIX)) {
+      if (tidy) io.unlink(path.join(snapDir, name));
+    } else throw new CorruptionError("unexpected file in the snapshot directory", path.join(snapDir, name), 0, 0);
+  }
+  return out.sort((a, b) => b.rev - a.rev);
+}
+
+/** Bytes of a snapshot frame with a payload of `len` (the writer sizes its ring reads with it). */
+export function snapshotFrameBytes(len: number): number {
+  return frameBytes(len);
+}
+
+assert(COUNT_HEAD_BYTES === 1 + 4, "chunk count head is a CBOR 4-byte argument");
