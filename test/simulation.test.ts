@@ -1,11 +1,11 @@
 import { expect, test } from "bun:test";
 import { FaultIO, PowerLoss, seeded, type Op as FaultOp } from "./helpers/fault-io.ts";
-import { LOSS_MODES, SimLife, WAL, randomOps, stateAt } from "./helpers/sim.ts";
+import { LOSS_MODES, SNAP, SimLife, WAL, randomOps, stateAt } from "./helpers/sim.ts";
 import type { Op } from "../src/wal/encoder.ts";
 
 const SCENARIOS = Number(process.env.HARMONYDB_SIM_SCENARIOS ?? 300);
 const SEED = Number(process.env.HARMONYDB_SIM_SEED ?? Date.now() % 1_000_000);
-const FAULT_OPS: FaultOp[] = ["pwrite", "fdatasync", "openWrite", "rename", "fsyncDir"];
+const FAULT_OPS: FaultOp[] = ["pwrite", "fdatasync", "openWrite", "rename", "fsyncDir", "unlink", "readFile"];
 
 interface Tally {
   crashes: number;
@@ -13,6 +13,9 @@ interface Tally {
   faults: number;
   tornTails: number;
   acked: number;
+  snapshots: number;
+  fromSnapshot: number;
+  compacted: number;
 }
 
 /**
@@ -26,6 +29,7 @@ function scenario(seed: number, t: Tally): void {
   let io = new FaultIO(random);
   io.mkdir("/sim");
   io.mkdir(WAL);
+  io.mkdir(SNAP);
   let history: Op[][] = [];
   let acked = 0;
   for (let life = 0; life < 4; life++) {
@@ -53,6 +57,8 @@ function verifyRecovery(io: FaultIO, history: Op[][], acked: number, t: Tally): 
   expect(db.recoveredRev).toBeLessThanOrEqual(history.length);
   expect(db.state).toEqual(stateAt(history, db.recoveredRev));
   if (probe.readdir(WAL).some((n) => n.endsWith(".broken"))) t.tornTails++;
+  if (db.snapshotRev > 0) t.fromSnapshot++;
+  if (!probe.readdir(WAL).some((n) => n.startsWith("0000000000000001-"))) t.compacted++;
   return history.slice(0, db.recoveredRev);
 }
 
@@ -66,6 +72,12 @@ function live(io: FaultIO, history: Op[][], random: () => number, t: Tally, onAc
     if (r < 0.6) {
       const ops = randomOps(random);
       if (db.submit(ops) !== null) history.push(ops);
+    } else if (r < 0.62) {
+      // A snapshot of the durable state, written between commits like db.snapshot() does.
+      if (!db.snapshotting) {
+        db.snapshot(db.ackedRev, stateAt(history, db.ackedRev));
+        t.snapshots++;
+      }
     } else if (r < 0.995) {
       const before = db.ackedRev;
       const failedBefore = db.writer.failed;
@@ -84,7 +96,7 @@ function live(io: FaultIO, history: Op[][], random: () => number, t: Tally, onAc
 
 test(`simulated power loss and I/O faults: ${SCENARIOS} scenarios keep every ack and a prefix of the history`, () => {
   console.log(`simulation seed ${SEED} (HARMONYDB_SIM_SEED=${SEED} replays it; HARMONYDB_SIM_SCENARIOS sets the count)`);
-  const t: Tally = { crashes: 0, midOperation: 0, faults: 0, tornTails: 0, acked: 0 };
+  const t: Tally = { crashes: 0, midOperation: 0, faults: 0, tornTails: 0, acked: 0, snapshots: 0, fromSnapshot: 0, compacted: 0 };
   for (let i = 0; i < SCENARIOS; i++) {
     try {
       scenario(SEED + i, t);
@@ -95,7 +107,11 @@ test(`simulated power loss and I/O faults: ${SCENARIOS} scenarios keep every ack
   }
   console.log(
     `simulation: ${SCENARIOS} scenarios, ${t.crashes} crashes (${t.midOperation} in the middle of an I/O sequence), ` +
-      `${t.faults} injected faults, ${t.tornTails} torn tails repaired, ${t.acked} acknowledged writes checked`,
+      `${t.faults} injected faults, ${t.tornTails} torn tails repaired, ${t.acked} acknowledged writes checked, ` +
+      `${t.snapshots} snapshots started, ${t.fromSnapshot} recoveries from a snapshot ` +
+      `(${t.compacted} with the first segments deleted)`,
   );
+  expect(t.fromSnapshot).toBeGreaterThan(0);
+  expect(t.compacted).toBeGreaterThan(0);
   expect(t.crashes).toBe(SCENARIOS * 4);
 }, 600_000);

@@ -13,7 +13,7 @@ interface SimFile {
   pending: { offset: number; bytes: Uint8Array }[];
 }
 
-export type Op = "openWrite" | "pwrite" | "fdatasync" | "fsync" | "rename" | "fsyncDir" | "readFile";
+export type Op = "openWrite" | "pwrite" | "fdatasync" | "fsync" | "rename" | "fsyncDir" | "readFile" | "unlink";
 
 /** How power loss treats writes that were not synced. */
 export type LossMode =
@@ -35,7 +35,7 @@ export class PowerLoss extends Error {
   override name = "PowerLoss";
 }
 
-const MUTATING = new Set<Op>(["openWrite", "pwrite", "fdatasync", "fsync", "rename", "fsyncDir"]);
+const MUTATING = new Set<Op>(["openWrite", "pwrite", "fdatasync", "fsync", "rename", "fsyncDir", "unlink"]);
 
 export class FaultIO implements FileIO {
   /** Directory → name → file, as a read sees it now. */
@@ -183,6 +183,7 @@ export class FaultIO implements FileIO {
   }
 
   unlink(p: string): void {
+    this.maybeFail("unlink");
     this.dirOf(p).delete(path.basename(p));
   }
 

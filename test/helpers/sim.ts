@@ -2,16 +2,17 @@
 // recovery, driven step by step in this thread, with an oracle of every write and every ack.
 
 import * as R from "../../src/ring.ts";
+import { ChunkEncoder, footerPayload, headerPayload } from "../../src/snapshot.ts";
 import { visitOps } from "../../src/wal/decoder.ts";
 import { entryPayloadBytes, utf8Bytes, type Op } from "../../src/wal/encoder.ts";
-import { frameBytes } from "../../src/wal/format.ts";
+import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER, frameBytes } from "../../src/wal/format.ts";
 import { openLog, type Apply } from "../../src/wal/recovery.ts";
 import { WalWriter, continueLog } from "../../src/wal/writer.ts";
 import { FaultIO, type LossMode } from "./fault-io.ts";
 
 export const WAL = "/sim/wal";
 export const SNAP = "/sim/snap";
-const SEGMENT_BYTES = 64 * 1024;
+const SEGMENT_BYTES = 16 * 1024;
 const KEYS = 40;
 
 /** One database life: open (recover) on `io`, then writes and writer steps until a crash. */
@@ -23,12 +24,24 @@ export class SimLife {
   private head = R.START_POS;
   private nextRev: number;
   private readonly inFlight: { end: number; rev: number }[] = [];
+  /** Snapshot frames waiting for room in the ring, in order. */
+  private readonly frames: { type: number; rev: number; payload: Uint8Array }[] = [];
+  private readonly dbId: string;
   /** The highest revision whose fdatasync returned (acknowledged to its writer). */
   ackedRev: number;
+  /** The snapshot recovery started from (0: none). */
+  readonly snapshotRev: number;
 
   constructor(readonly io: FaultIO) {
     const apply: Apply = (_rev, seg, start, end) => applyTo(this.state, seg, start, end);
-    const rec = openLog(WAL, apply, { io, log: () => {}, newDbId: () => "sim-db" });
+    const snapshots = {
+      dir: SNAP,
+      entry: (key: string, e: { bytes: Uint8Array }, s: number, end: number) => this.state.set(key, hex(e.bytes.subarray(s, end))),
+      done: () => {},
+    };
+    const rec = openLog(WAL, apply, { io, log: () => {}, newDbId: () => "sim-db", snapshots });
+    this.dbId = rec.dbId;
+    this.snapshotRev = rec.snapshot?.rev ?? 0;
     this.recoveredRev = this.ackedRev = rec.lastRev;
     this.nextRev = rec.lastRev + 1;
     this.writer = new WalWriter(
@@ -58,8 +71,40 @@ export class SimLife {
     return rev;
   }
 
+  /**
+   * Queues a snapshot of `state` (the state at `rev`, which must be durable) as db.snapshot()
+   * frames it: header, small chunks, footer. They reach the ring as room allows, between writes.
+   */
+  snapshot(rev: number, state: Map<string, string>): void {
+    const keys = [...state.keys()].sort();
+    this.frames.push({ type: TYPE_SNAP_HEADER, rev, payload: headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys: keys.length }) });
+    const enc = new ChunkEncoder(512);
+    let chunks = 0;
+    const chunk = (payload: Uint8Array | null) => {
+      if (payload) this.frames.push({ type: TYPE_SNAP_CHUNK, rev, payload }) && chunks++;
+    };
+    for (const key of keys) chunk(enc.add(key, { value: Buffer.from(state.get(key)!, "hex"), rev, createRev: rev, version: 1 }));
+    chunk(enc.flush());
+    this.frames.push({ type: TYPE_SNAP_FOOTER, rev, payload: footerPayload({ keys: keys.length, chunks }) });
+  }
+
+  get snapshotting(): boolean {
+    return this.frames.length > 0;
+  }
+
+  private publishFrames(): void {
+    while (this.frames.length > 0) {
+      const f = this.frames[0]!;
+      if (frameBytes(f.payload.length) > this.ring.capacity - R.diff(this.head, Atomics.load(this.ring.ctl, R.ACKED))) return;
+      this.head = R.putFrame(this.ring, this.head, f.type, f.rev, f.payload);
+      Atomics.store(this.ring.ctl, R.HEAD, this.head);
+      this.frames.shift();
+    }
+  }
+
   /** One writer step; then every write whose bytes ACKED covers is acknowledged. */
   step(): void {
+    this.publishFrames();
     this.writer.step();
     const acked = Atomics.load(this.ring.ctl, R.ACKED);
     while (this.inFlight.length > 0 && R.diff(acked, this.inFlight[0]!.end) >= 0) {
@@ -68,9 +113,13 @@ export class SimLife {
   }
 }
 
+function hex(b: Uint8Array): string {
+  return Buffer.from(b).toString("hex");
+}
+
 export function applyTo(state: Map<string, string>, seg: Parameters<typeof visitOps>[0], start: number, end: number): void {
   visitOps(seg, start, end, {
-    put: (key, e, s, en) => state.set(key, Buffer.from(e.bytes.subarray(s, en)).toString("hex")),
+    put: (key, e, s, en) => state.set(key, hex(e.bytes.subarray(s, en))),
     delete: (key) => state.delete(key),
   });
 }
