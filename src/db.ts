@@ -437,7 +437,9 @@ export class Db {
     // never filled by a snapshot at the expense of writes.
     const inFlight: Promise<unknown>[] = [];
     const send = async (type: number, payload: Uint8Array) => {
-      inFlight.push(this.submitFrame(type, rev, payload));
+      const written = this.submitFrame(type, rev, payload);
+      written.catch(() => {}); // awaited below or by Promise.all; a failure must not go unhandled meanwhile
+      inFlight.push(written);
       if (inFlight.length > L.snapshotFramesInFlight) await inFlight.shift();
     };
     try {

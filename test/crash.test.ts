@@ -41,12 +41,14 @@ test(`kill -9 mid-load, ${KILLS} times: every acknowledged write survives and wh
   console.log(`crash test seed ${seed} (HARMONYDB_SEED=${seed} replays the kill delays)`);
   const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   let everAcked = 0;
+  let fromSnapshot = 0;
   for (let k = 0; k < KILLS; k++) {
     if (k > 0 && k % KILLS_PER_DIR === 0) dir = tmpDir("harmonydb-crash-");
     const { acked, start } = await runAndKill(dir, 20 + Math.floor(rand() * 200));
     expect(start).toBeGreaterThanOrEqual(0);
-    const db = await open(dir, { segmentBytes: 256 * 1024, log: () => {} });
+    const db = await open(dir, { segmentBytes: 256 * 1024, snapshotEveryBytes: 0, log: () => {} });
     try {
+      if (db.stats().recovery.snapshot) fromSnapshot++;
       // Every write the child saw acknowledged is there, with its value.
       for (const i of acked) expect(db.get(`w${String(i).padStart(8, "0")}`)).toMatchObject({ i });
       // What survives is a prefix of the write order: keys w0..w(n-1), nothing after a hole.
@@ -62,5 +64,6 @@ test(`kill -9 mid-load, ${KILLS} times: every acknowledged write survives and wh
     }
   }
   expect(everAcked).toBeGreaterThan(0);
-  console.log(`crash test: ${KILLS} kills, ${everAcked} acknowledged writes checked`);
+  console.log(`crash test: ${KILLS} kills, ${everAcked} acknowledged writes checked, ${fromSnapshot} reopens from a snapshot`);
+  expect(fromSnapshot).toBeGreaterThan(0);
 }, 60_000 + KILLS * 5_000);

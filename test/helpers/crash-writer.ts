@@ -6,7 +6,8 @@ import { open } from "../../src/index.ts";
 const [dir, inflightArg] = process.argv.slice(2);
 if (!dir) throw new Error("usage: crash-writer.ts <dir> [inflight]");
 const inflight = Number(inflightArg ?? 64);
-const db = await open(dir, { segmentBytes: 256 * 1024, log: () => {} });
+// Small segments and a low snapshot threshold: kills land during rotations and snapshots too.
+const db = await open(dir, { segmentBytes: 256 * 1024, snapshotEveryBytes: 1024 * 1024, log: () => {} });
 const start = db.stats().keys; // keys written by earlier runs of this child
 let next = start;
 process.stdout.write(`ready ${start}\n`);

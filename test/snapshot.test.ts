@@ -1,0 +1,293 @@
+import { describe, expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ClosedError, CompactedError, CorruptionError, NoSpaceError, SnapshotFailedError, open, type Db, type OpenOptions } from "../src/index.ts";
+import type { FailingOptions } from "./helpers/failing-io.ts";
+import { flipByte, segments, tmpDir } from "./helpers/index.ts";
+
+/** Small segments and chunks, so a few thousand writes span many of both; no automatic snapshots. */
+const small: OpenOptions = { segmentBytes: 64 * 1024, snapshotChunkBytes: 1024, snapshotEveryBytes: 0, log: () => {} };
+const FAILING = path.join(import.meta.dir, "helpers/failing-io.ts");
+
+const key = (i: number) => `k${String(i).padStart(4, "0")}`;
+
+/** `n` writes over 500 keys: puts of objects and bytes, some deletes. */
+async function load(db: Db, n: number, from = 0): Promise<void> {
+  for (let i = from; i < from + n; i += 50) {
+    await Promise.all(
+      Array.from({ length: 50 }, (_, j) => {
+        const k = i + j;
+        if (k % 17 === 0) return db.delete(key(k % 500));
+        return db.put(key(k % 500), k % 3 === 0 ? new Uint8Array(40).fill(k & 0xff) : { k, pad: "x".repeat(k % 60) });
+      }),
+    );
+  }
+}
+
+/** Everything a reader can see: every key with its value and all three revisions, in order. */
+function contents(db: Db): unknown[] {
+  return [...db.range()].map((e) => ({ ...db.getEntry(e.key), key: e.key }));
+}
+
+function snapFiles(dir: string): string[] {
+  return fs.readdirSync(path.join(dir, "snap")).sort();
+}
+
+describe("snapshots", () => {
+  test("a snapshot deletes the segments it covers, and a reopen starts from it with the same contents", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    await load(db, 4000);
+    const before = segments(dir).length;
+    const info = await db.snapshot();
+    expect(info.rev).toBe(db.rev);
+    expect(info.keys).toBe(db.stats().keys);
+    expect(snapFiles(dir)).toEqual([path.basename(info.file)]);
+    expect(segments(dir).length).toBeLessThan(before);
+    expect(db.stats().snapshot).toMatchObject({ rev: info.rev, bytes: info.bytes, taken: 1, lastError: null });
+    await load(db, 300, 4000); // some log after the snapshot
+    const expected = contents(db);
+    const rev = db.rev;
+    await db.close();
+
+    const again = await open(dir, small);
+    try {
+      expect(again.rev).toBe(rev);
+      expect(contents(again)).toEqual(expected);
+      const r = again.stats().recovery;
+      expect(r.snapshot).toEqual({ rev: info.rev, keys: info.keys, bytes: info.bytes });
+      expect(r.records).toBe(rev - info.rev); // only the log after the snapshot is replayed
+      expect(await again.put("after", 1)).toBe(rev + 1);
+    } finally {
+      await again.close();
+    }
+  });
+
+  test("every kind of value keeps its type and revisions through a snapshot", async () => {
+    const dir = tmpDir();
+    const values: Record<string, unknown> = {
+      str: "héllo",
+      num: 3.5,
+      int: -7,
+      big: 2n ** 70n,
+      yes: true,
+      nil: null,
+      bytes: new Uint8Array([0, 1, 2, 255]),
+      empty: new Uint8Array(0),
+      obj: { a: [1, "two", { three: 3 }] },
+      date: new Date(1_700_000_000_000),
+      map: new Map([["x", 1]]),
+      long: "z".repeat(70_000),
+    };
+    const db = await open(dir, small);
+    for (const [k, v] of Object.entries(values)) await db.put(k, v);
+    await db.put("str", "héllo again");
+    values.str = "héllo again";
+    const expected = contents(db);
+    await db.snapshot();
+    await db.close();
+    const again = await open(dir, small);
+    try {
+      expect(again.stats().recovery.records).toBe(0);
+      for (const [k, v] of Object.entries(values)) expect(again.get(k)).toEqual(v);
+      expect(contents(again)).toEqual(expected);
+      expect(again.getEntry("str")).toMatchObject({ version: 2, createRev: 1 });
+    } finally {
+      await again.close();
+    }
+  });
+
+  test("writes and reads go on while a snapshot is written, and all of them survive", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    await load(db, 2000);
+    const snap = db.snapshot();
+    const during = Array.from({ length: 500 }, (_, i) => db.put(`during${i}`, i));
+    let reads = 0;
+    while (db.stats().snapshot.running) {
+      expect(db.get(`during0`) === undefined || db.get(`during0`) === 0).toBe(true);
+      reads++;
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    const info = await snap;
+    await Promise.all(during);
+    expect(reads).toBeGreaterThan(0);
+    const expected = contents(db);
+    await db.close();
+    const again = await open(dir, small);
+    try {
+      expect(contents(again)).toEqual(expected);
+      expect(again.stats().recovery.snapshot?.rev).toBe(info.rev);
+      for (let i = 0; i < 500; i++) expect(again.get(`during${i}`)).toBe(i);
+    } finally {
+      await again.close();
+    }
+  });
+
+  test("automatic snapshots keep the log bounded and only the newest snapshot stays", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, { ...small, snapshotEveryBytes: 128 * 1024 });
+    await load(db, 20_000);
+    while (db.stats().snapshot.running) await new Promise((r) => setTimeout(r, 5));
+    const s = db.stats().snapshot;
+    expect(s.taken).toBeGreaterThan(3);
+    expect(s.segmentsDeleted).toBeGreaterThan(3);
+    expect(s.walBytesSince).toBeLessThan(3 * 128 * 1024);
+    expect(snapFiles(dir).length).toBe(1);
+    // The log holds what came after the snapshot (plus the segment it starts in), not everything.
+    expect(segments(dir).length).toBeLessThanOrEqual(6);
+    const expected = contents(db);
+    await db.close();
+    const again = await open(dir, small);
+    try {
+      expect(contents(again)).toEqual(expected);
+    } finally {
+      await again.close();
+    }
+  });
+
+  test("a snapshot of an unchanged store is the one already there", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    await load(db, 200);
+    const a = await db.snapshot();
+    const b = await db.snapshot();
+    expect(b.rev).toBe(a.rev);
+    expect(snapFiles(dir)).toEqual([path.basename(a.file)]);
+    expect(db.stats().snapshot.taken).toBe(1);
+    await db.close();
+  });
+
+  test("watching from a revision the snapshot compacted away is CompactedError", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    await load(db, 4000);
+    await db.snapshot();
+    expect(() => db.watch({ fromRev: 1 })).toThrow(CompactedError);
+    // A revision still in the log replays from there.
+    const w = db.watch({ fromRev: db.rev });
+    const first = await w.next();
+    expect(first.value).toMatchObject({ rev: db.rev });
+    await w.return?.();
+    await db.close();
+  });
+
+  test("close() during a snapshot stops it cleanly: no temp file, the next open is fine", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    await load(db, 3000);
+    const expected = contents(db);
+    const snap = db.snapshot().catch((e: unknown) => e);
+    await db.close();
+    expect(await snap).toBeInstanceOf(ClosedError);
+    expect(snapFiles(dir).filter((n) => n.endsWith(".tmp"))).toEqual([]);
+    const again = await open(dir, small);
+    try {
+      expect(contents(again)).toEqual(expected);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+describe("snapshots on a damaged or failing disk", () => {
+  test("a damaged newest snapshot falls back to the previous one plus the log", async () => {
+    const dir = tmpDir();
+    // Big segments: the log between the two snapshots stays (nothing is wholly covered).
+    const opts = { ...small, segmentBytes: 8 * 1024 * 1024 };
+    const db = await open(dir, opts);
+    await load(db, 1000);
+    const first = await db.snapshot();
+    const firstCopy = fs.readFileSync(first.file);
+    await load(db, 1000, 1000);
+    const second = await db.snapshot();
+    await load(db, 100, 2000);
+    const expected = contents(db);
+    await db.close();
+    expect(fs.existsSync(first.file)).toBe(false); // only the newest is kept...
+    fs.writeFileSync(first.file, firstCopy); // ...put the older one back, as if a crash had kept it
+    flipByte(second.file, Math.floor(fs.statSync(second.file).size / 2));
+    const lines: string[] = [];
+    const again = await open(dir, { ...opts, log: (l) => lines.push(l) });
+    try {
+      expect(contents(again)).toEqual(expected);
+      expect(again.stats().recovery.snapshot?.rev).toBe(first.rev);
+      expect(lines.join("\n")).toContain(path.basename(second.file));
+    } finally {
+      await again.close();
+    }
+  });
+
+  test("a damaged snapshot whose log is gone refuses to open, naming the snapshot", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    await load(db, 4000);
+    const info = await db.snapshot();
+    await db.close();
+    flipByte(info.file, 100);
+    const err = await open(dir, small).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CorruptionError);
+    expect((err as Error).message).toContain(path.basename(info.file));
+    expect((err as Error).message).toContain("no longer reaches back");
+  });
+
+  test("a log whose segments were deleted by hand refuses to open: the snapshot shows it reached further", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    await load(db, 4000);
+    const info = await db.snapshot();
+    await load(db, 2000, 4000);
+    await db.close();
+    for (const s of segments(dir)) fs.rmSync(s);
+    const err = await open(dir, small).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CorruptionError);
+    expect((err as Error).message).toContain(`does not reach back to rev ${info.rev + 1}`);
+  });
+
+  test("a leftover temp snapshot is removed at open; any other stray file in snap/ is refused", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    await load(db, 500);
+    await db.close();
+    fs.writeFileSync(path.join(dir, "snap", "00000000000000ff.snap.tmp"), "half a snapshot");
+    const again = await open(dir, small);
+    await again.close();
+    expect(snapFiles(dir)).toEqual([]);
+    fs.writeFileSync(path.join(dir, "snap", "notes.txt"), "hello");
+    const err = await open(dir, small).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CorruptionError);
+    expect((err as CorruptionError).file).toContain("notes.txt");
+  });
+
+  for (const [op, code, Err] of [
+    ["pwrite", "ENOSPC", NoSpaceError],
+    ["fdatasync", "EIO", SnapshotFailedError],
+  ] as const) {
+    test(`${code} on the snapshot file's ${op} fails that snapshot only: writes go on, nothing is lost`, async () => {
+      const dir = tmpDir();
+      const trigger = path.join(dir, "fail-now");
+      const options: FailingOptions = { op, code, trigger, pathIncludes: `${path.sep}snap${path.sep}` };
+      const db = await open(dir, { ...small, writerIO: { path: FAILING, options } });
+      await load(db, 3000);
+      const segmentsBefore = segments(dir);
+      fs.writeFileSync(trigger, "");
+      await expect(db.snapshot()).rejects.toBeInstanceOf(Err);
+      expect(db.stats().snapshot.lastError).toContain(code);
+      expect(db.stats().failed).toBeNull();
+      expect(snapFiles(dir)).toEqual([]); // the temp file is gone
+      expect(segments(dir)).toEqual(expect.arrayContaining(segmentsBefore)); // nothing was deleted
+      await db.put("still", "writable");
+      fs.rmSync(trigger);
+      const ok = await db.snapshot();
+      expect(ok.rev).toBe(db.rev);
+      const expected = contents(db);
+      await db.close();
+      const again = await open(dir, small);
+      try {
+        expect(contents(again)).toEqual(expected);
+      } finally {
+        await again.close();
+      }
+    });
+  }
+});
