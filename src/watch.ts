@@ -155,7 +155,7 @@ export function historyEvents(walDir: string, fromRev: number, toRev: number, ma
   return {
     *[Symbol.iterator]() {
       for (const file of files) {
-        const bytes = nodeIO.readFile(file);
+        const bytes = readHistorySegment(walDir, file, fromRev);
         const view = viewOf(bytes);
         const seg = encoded(bytes);
         let off = HEADER_FRAME_OFFSET;
@@ -179,4 +179,15 @@ export function historyEvents(walDir: string, fromRev: number, toRev: number, ma
       }
     },
   };
+}
+
+/** A segment for history; one a snapshot deleted since watch() began means those revisions are compacted. */
+function readHistorySegment(walDir: string, file: string, fromRev: number): Uint8Array {
+  try {
+    return nodeIO.readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    const oldest = listSegments(nodeIO, walDir, false)[0]?.firstRev ?? fromRev + 1;
+    throw new CompactedError(fromRev, oldest);
+  }
 }

@@ -244,6 +244,8 @@ describe("HTTP handler (in process)", () => {
     expect(text).toMatch(/^harmonydb_wal_segment_seq 1$/m);
     expect(text).toMatch(/^harmonydb_recovery_seconds [\d.e-]+$/m);
     expect(text).toMatch(/^harmonydb_watchers 0$/m);
+    expect(text).toMatch(/^harmonydb_snapshot_revision \d+$/m);
+    expect(text).toMatch(/^harmonydb_wal_bytes_since_snapshot \d+$/m);
     for (const name of ["harmonydb_wal_fsync_duration_seconds", "harmonydb_wal_batch_records"]) {
       expect(text).toContain(`# TYPE ${name} histogram`);
       const buckets = [...text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\d+)$`, "gm"))];

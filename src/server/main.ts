@@ -82,7 +82,8 @@ async function openDb(c: ServerConfig, log: Logger): Promise<Db | null> {
         state.progress = p;
         if (performance.now() - lastLogMs < 1000) return;
         lastLogMs = performance.now();
-        log.info("replaying the WAL", { segment: p.segment, segments: p.segments, records: p.records, rev: p.rev });
+        if (p.phase === "snapshot") log.info("loading the snapshot", { keys: p.keys, keysTotal: p.keysTotal, rev: p.rev });
+        else log.info("replaying the WAL", { segment: p.segment, segments: p.segments, records: p.records, rev: p.rev });
       },
     });
     const s = db.stats();
@@ -90,6 +91,7 @@ async function openDb(c: ServerConfig, log: Logger): Promise<Db | null> {
       keys: s.keys,
       records: s.recovery.records,
       segments: s.recovery.segments,
+      snapshotRev: s.recovery.snapshot?.rev,
       sync: s.sync,
       tornTail: s.recovery.tornTail ? `${s.recovery.tornTail.bytesDropped} bytes dropped` : undefined,
     });

@@ -75,6 +75,12 @@ function renderStats(out: string[], s: Stats): void {
   gauge("harmonydb_wal_fsync_max_seconds", "Slowest group-commit fdatasync since open.", [[{}, s.wal.fsyncMsMax / 1000]]);
   gauge("harmonydb_recovery_seconds", "How long open() took to replay the WAL.", [[{}, s.recovery.ms / 1000]]);
   gauge("harmonydb_recovery_records", "WAL records replayed by open().", [[{}, s.recovery.records]]);
+  gauge("harmonydb_snapshot_revision", "Revision of the newest durable snapshot (0: none).", [[{}, s.snapshot.rev]]);
+  gauge("harmonydb_snapshot_bytes", "Size of the newest durable snapshot.", [[{}, s.snapshot.bytes]]);
+  gauge("harmonydb_snapshot_running", "1 while a snapshot is being written.", [[{}, s.snapshot.running ? 1 : 0]]);
+  gauge("harmonydb_wal_bytes_since_snapshot", "WAL bytes after the newest snapshot: what a restart replays.", [[{}, s.snapshot.walBytesSince]]);
+  counter("harmonydb_snapshots_total", "Snapshots written since open.", [[{}, s.snapshot.taken]]);
+  counter("harmonydb_wal_segments_deleted_total", "WAL segments deleted because a snapshot covers them, since open.", [[{}, s.snapshot.segmentsDeleted]]);
   // The engine counts per bucket; Prometheus wants cumulative counts. Microseconds become seconds.
   histogram(out, "harmonydb_wal_fsync_duration_seconds", "Group-commit fdatasync latency.", s.wal.fsyncLatencyUs, 1e-6);
   histogram(out, "harmonydb_wal_batch_records", "Records carried by one group commit.", s.wal.batchRecords, 1);
