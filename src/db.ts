@@ -19,7 +19,7 @@ import {
   WalFailedError,
 } from "./errors.ts";
 import * as L from "./limits.ts";
-import { KeyIndex, materialize, snapshotEntry } from "./key-index.ts";
+import { KeyIndex } from "./key-index.ts";
 import { ChunkEncoder, footerPayload, headerPayload } from "./snapshot.ts";
 import { lockDir, type DirLock } from "./lock.ts";
 import { checkWatchOptions, historyEvents, keyFilter, Watcher, type WatchEvent, type WatchOptions } from "./watch.ts";
@@ -135,6 +135,11 @@ export interface Stats {
   };
   /** Open watch() iterators. */
   watchers: number;
+  /**
+   * The value arena: bytes allocated, bytes of current records, bytes of overwritten ones awaiting
+   * compaction; and whether the hash map is complete (false for a moment after a snapshot load).
+   */
+  memory: { arenaBytes: number; liveBytes: number; garbageBytes: number; mapFilled: boolean };
   recovery: {
     records: number;
     segments: number;
@@ -165,8 +170,6 @@ interface Write {
   /** UTF-8 length of each op's key, and the payload length they add up to. */
   keyBytes: number[];
   payloadBytes: number;
-  /** The original values of primitive puts, so applying them needs no decode. */
-  hints: unknown[] | undefined;
   conds: { key: string; ifRev: number }[];
   /** A delete; of a key that does not exist, it writes nothing. */
   isDelete: boolean;
@@ -179,7 +182,6 @@ interface Pending {
   end: number; // ring counter after this frame: durable once ACKED reaches it
   rev: number;
   ops: Op[] | null;
-  hints: unknown[] | undefined;
   /** null: resolve with the revision; else a delete, resolved with { rev, deleted }. */
   deleted: boolean | null;
   resolve: (r: unknown) => void;
@@ -253,6 +255,16 @@ export class Db {
       }
     });
     void this.dispatch();
+    this.fillIndex();
+  }
+
+  /**
+   * After a snapshot load, fills the index's hash map a slice at a time between other work (until
+   * then a get looks in the B-tree): open() does not wait for a million map inserts.
+   */
+  private fillIndex(): void {
+    if (this.state === "closed" || this.index.fillMap(L.indexFillKeysPerStep)) return;
+    setTimeout(() => this.fillIndex(), 0).unref();
   }
 
   /** The revision of the newest durable write. */
@@ -262,14 +274,12 @@ export class Db {
 
   get(key: string): unknown {
     checkKeyType(key);
-    const s = this.index.get(key);
-    return s === undefined ? undefined : materialize(s);
+    return this.index.get(key);
   }
 
   getEntry(key: string): Entry | undefined {
     checkKeyType(key);
-    const s = this.index.get(key);
-    return s === undefined ? undefined : { value: materialize(s), rev: s.rev, createRev: s.createRev, version: s.version };
+    return this.index.getEntry(key);
   }
 
   has(key: string): boolean {
@@ -283,17 +293,18 @@ export class Db {
    */
   range(opts: RangeOptions = {}): Iterable<{ key: string; value: unknown; rev: number }> {
     const b = rangeBounds(opts);
-    const snapshot = this.index.snapshot();
+    const view = this.index.view();
     return {
       *[Symbol.iterator]() {
         if (b.limit <= 0) return;
         let n = 0;
-        const it = b.reverse ? snapshot.entriesReversed(b.hi) : snapshot.entries(b.lo);
-        for (const [key, s] of it) {
+        const it = b.reverse ? view.tree.entriesReversed(b.hi) : view.tree.entries(b.lo);
+        for (const [key, ref] of it) {
           // Past the far bound: done. Before the near bound (an exclusive start): skip.
           if (b.reverse ? !b.aboveLo(key) : !b.belowHi(key)) return;
           if (b.reverse ? !b.belowHi(key) : !b.aboveLo(key)) continue;
-          yield { key, value: materialize(s), rev: s.rev };
+          const rev = view.record(ref).rev;
+          yield { key, value: view.value(ref), rev };
           if (++n >= b.limit) return;
         }
       },
@@ -324,8 +335,7 @@ export class Db {
       this.checkWritable();
       checkKey(key, this.limits);
       const conds = condition(key, opts.ifRev);
-      const hint = hintOf(value);
-      return this.submit([[key, this.encodeValue(value)]], conds, false, hint === undefined ? undefined : [hint]) as Promise<number>;
+      return this.submit([[key, this.encodeValue(value)]], conds, false) as Promise<number>;
     } catch (err) {
       return Promise.reject(err);
     }
@@ -335,7 +345,7 @@ export class Db {
     try {
       this.checkWritable();
       checkKey(key, this.limits);
-      return this.submit([[key]], condition(key, opts.ifRev), true, undefined) as Promise<{ rev: number; deleted: boolean }>;
+      return this.submit([[key]], condition(key, opts.ifRev), true) as Promise<{ rev: number; deleted: boolean }>;
     } catch (err) {
       return Promise.reject(err);
     }
@@ -350,14 +360,13 @@ export class Db {
     }
   }
 
-  private batchWrite(ops: BatchOp[]): [Op[], Write["conds"], boolean, unknown[]] {
+  private batchWrite(ops: BatchOp[]): [Op[], Write["conds"], boolean] {
     this.checkWritable();
     if (!Array.isArray(ops) || ops.length === 0) throw new InvalidArgumentError("batch needs a non-empty array of operations");
     if (ops.length > this.limits.batchOpsMax) {
       throw new InvalidArgumentError(`batch has ${ops.length} operations, the limit is ${this.limits.batchOpsMax}`);
     }
     const out: Op[] = [];
-    const hints: unknown[] = [];
     const conds: Write["conds"] = [];
     for (const op of ops) {
       checkKey(op?.key, this.limits);
@@ -365,9 +374,8 @@ export class Db {
       if (op.type === "put") out.push([op.key, this.encodeValue(op.value)]);
       else if (op.type === "delete") out.push([op.key]);
       else throw new InvalidArgumentError(`batch op type must be "put" or "delete", got ${JSON.stringify((op as { type: unknown }).type)}`);
-      hints.push(op.type === "put" ? hintOf(op.value) : undefined);
     }
-    return [out, conds, false, hints];
+    return [out, conds, false];
   }
 
   stats(): Stats {
@@ -395,6 +403,7 @@ export class Db {
         batchRecords: histogram(s, R.STAT_BATCH_HIST, R.BATCH_RECORDS_BOUNDS, s[R.STAT_RECORDS]!),
       },
       watchers: this.watchers.size,
+      memory: { ...this.index.memory(), mapFilled: this.index.mapFilled },
       recovery: this.recoveryStats,
       snapshot: {
         rev: s[R.STAT_SNAP_REV]!,
@@ -426,8 +435,8 @@ export class Db {
   private async writeSnapshot(): Promise<SnapshotInfo> {
     const t0 = performance.now();
     const rev = this.durableRev;
-    const tree = this.index.snapshot();
-    const keys = tree.size;
+    const view = this.index.view();
+    const keys = view.tree.size;
     const file = path.join(this.dir, "snap", snapshotName(rev));
     const stats = this.ring.stats;
     if (stats[R.STAT_SNAP_REV] === rev) return { rev, keys, bytes: stats[R.STAT_SNAP_BYTES]!, file, ms: 0 }; // nothing new
@@ -446,8 +455,9 @@ export class Db {
       await send(TYPE_SNAP_HEADER, headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys }));
       const enc = new ChunkEncoder(this.o.snapshotChunkBytes);
       let chunks = 0;
-      for (const [key, s] of tree.entries()) {
-        const full = enc.add(key, snapshotEntry(s));
+      for (const ref of view.tree.values()) {
+        const r = view.record(ref);
+        const full = enc.addRecord(r.b, r.start, r.end);
         if (full === null) continue;
         chunks++;
         await send(TYPE_SNAP_CHUNK, full);
@@ -482,7 +492,7 @@ export class Db {
       return Promise.reject(err);
     }
     return new Promise((resolve, reject) => {
-      const w: Write = { frame: { type, rev, payload }, ops: [], keyBytes: [], payloadBytes: payload.length, hints: undefined, conds: [], isDelete: false, resolve, reject };
+      const w: Write = { frame: { type, rev, payload }, ops: [], keyBytes: [], payloadBytes: payload.length, conds: [], isDelete: false, resolve, reject };
       if (this.queued.length > this.queuedHead || !this.publish(w)) this.queued.push(w);
     });
   }
@@ -561,14 +571,13 @@ export class Db {
     ops: Op[],
     conds: Write["conds"],
     isDelete: boolean,
-    hints: unknown[] | undefined,
   ): Promise<unknown> {
     const keyBytes = ops.length === 1 ? [utf8Bytes(ops[0]![0])] : ops.map((op) => utf8Bytes(op[0]));
     const payloadBytes = entryPayloadBytes(ops, keyBytes);
     const recordMax = this.limits.valueBytesMax + L.recordSlackBytes;
     if (frameBytes(payloadBytes) > recordMax) throw new ValueTooLargeError(payloadBytes, recordMax);
     return new Promise((resolve, reject) => {
-      const w: Write = { ops, keyBytes, payloadBytes, hints, conds, isDelete, resolve, reject };
+      const w: Write = { ops, keyBytes, payloadBytes, conds, isDelete, resolve, reject };
       if (this.queued.length > this.queuedHead || !this.publish(w)) this.queued.push(w);
     });
   }
@@ -584,7 +593,7 @@ export class Db {
     if (size > ring.capacity - R.diff(this.head, this.seenAcked)) return false;
     if (w.frame) {
       this.head = R.putFrame(ring, this.head, w.frame.type, w.frame.rev, w.frame.payload);
-      this.enqueuePending({ end: this.head, rev: w.frame.rev, ops: null, hints: undefined, deleted: null, resolve: w.resolve, reject: w.reject });
+      this.enqueuePending({ end: this.head, rev: w.frame.rev, ops: null, deleted: null, resolve: w.resolve, reject: w.reject });
       this.publishHead();
       return true;
     }
@@ -597,14 +606,14 @@ export class Db {
     }
     if (w.isDelete && this.newestRev(w.ops[0]![0]) === 0) {
       // Nothing to delete: no record, but resolve only once everything before it is durable.
-      this.enqueuePending({ end: this.head, rev: this.nextRev - 1, ops: null, hints: undefined, deleted: false, resolve: w.resolve, reject: w.reject });
+      this.enqueuePending({ end: this.head, rev: this.nextRev - 1, ops: null, deleted: false, resolve: w.resolve, reject: w.reject });
       return true;
     }
     const rev = this.nextRev++;
     // The frame is built in place: payload first, then the header with its CRC over both.
     this.head = R.putEntry(ring, this.head, rev, w.ops, w.keyBytes, w.payloadBytes);
     if (this.newestValid) for (const op of w.ops) this.newest.set(op[0], op.length === 2 ? rev : -rev);
-    this.enqueuePending({ end: this.head, rev, ops: w.ops, hints: w.hints, deleted: w.isDelete ? true : null, resolve: w.resolve, reject: w.reject });
+    this.enqueuePending({ end: this.head, rev, ops: w.ops, deleted: w.isDelete ? true : null, resolve: w.resolve, reject: w.reject });
     this.publishHead();
     return true;
   }
@@ -622,7 +631,7 @@ export class Db {
     if (!this.newestValid) this.buildNewest();
     const n = this.newest.get(key);
     if (n !== undefined && Math.abs(n) > this.durableRev) return n > 0 ? n : 0;
-    return this.index.get(key)?.rev ?? 0;
+    return this.index.revOf(key);
   }
 
   private buildNewest(): void {
@@ -695,7 +704,7 @@ export class Db {
       if (R.diff(acked, p.end) < 0) break;
       this.pendingHead++;
       if (p.ops) {
-        this.apply(p.rev, p.ops, p.hints);
+        this.apply(p.rev, p.ops);
         if (this.watchers.size > 0) this.fanOut(p.rev, p.ops);
       }
       done.push(p);
@@ -718,15 +727,15 @@ export class Db {
     for (const p of done) p.resolve(p.deleted === null ? p.rev : { rev: p.rev, deleted: p.deleted });
   }
 
-  private apply(rev: number, ops: Op[], hints: unknown[] | undefined): void {
-    this.index.apply(rev, ops, hints);
+  private apply(rev: number, ops: Op[]): void {
+    this.index.apply(rev, ops);
     this.durableRev = rev;
   }
 
   private fanOut(rev: number, ops: Op[]): void {
     for (const op of ops) {
       const key = op[0];
-      const stored = op.length === 2 ? (this.index.get(key) ?? null) : null;
+      const stored = op.length === 2 ? this.index.handle(key) : null;
       for (const w of this.watchers) if (w.matches(key)) w.push(rev, key, stored);
     }
   }
@@ -767,14 +776,6 @@ export class Db {
 }
 
 // ---- helpers (pure) ----
-
-const PRIMITIVES = new Set(["string", "number", "boolean", "bigint"]);
-
-/** Immutable values can be kept as they are; for anything else the index keeps the bytes. */
-function hintOf(value: unknown): unknown {
-  if (Object.is(value, -0)) return undefined; // read back as CBOR encodes it, as after a restart
-  return value === null || PRIMITIVES.has(typeof value) ? value : undefined;
-}
 
 const utf8 = new TextEncoder();
 

@@ -1,208 +1,328 @@
-// The in-memory index of durable data: a hash map for point reads, a B-tree (sorted-btree) for order.
+// The in-memory index of durable data: a hash map for point reads and a B-tree (sorted-btree) for
+// order, both from key to a ref into the arena (src/arena.ts), where each key's record lives.
 
 import BTree from "sorted-btree";
 import { bulkLoad } from "sorted-btree/extended/bulkLoad";
-import { assert } from "./assert.ts";
-import type { SnapshotEntry } from "./snapshot.ts";
+import { Arena, locate, REF_SPAN, type Blocks, type Located } from "./arena.ts";
+import { assert, verifyEnabled } from "./assert.ts";
+import * as L from "./limits.ts";
 import type { SnapshotLoader } from "./wal/recovery.ts";
-import { valueDecoder, valueEncoder } from "./wal/cbor.ts";
+import { valueDecoder } from "./wal/cbor.ts";
 import { visitOps, type Encoded, type OpVisitor } from "./wal/decoder.ts";
-import type { Op } from "./wal/encoder.ts";
-
-/** How a value is kept: decoded (immutable primitives), raw bytes (Uint8Array), or CBOR (the rest). */
-export const KIND_PRIMITIVE = 0;
-export const KIND_BYTES = 1;
-export const KIND_CBOR = 2;
-
-/** One key's durable state. Never mutated once stored: range snapshots share these objects. */
-export interface Stored {
-  kind: number;
-  v: unknown;
-  /** KIND_BYTES: the value's bytes, exactly; KIND_CBOR: its CBOR encoding. */
-  b: Uint8Array | null;
-  rev: number;
-  createRev: number;
-  version: number;
-}
-
-/** sorted-btree's default node size. */
-const BTREE_NODE_SIZE = 32;
+import { utf8Bytes, type Op } from "./wal/encoder.ts";
 
 /** Plain UTF-16 code-unit order; faster than sorted-btree's type-checking default comparator. */
 function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/**
- * Both structures hold the same Stored objects. The map answers get/has in O(1) (a B-tree lookup
- * of a random key costs ~17 string compares and as many cache misses at 100k keys); the tree
- * serves ordered ranges and O(1) copy-on-write snapshots for them.
- */
-export class KeyIndex {
-  private readonly map = new Map<string, Stored>();
-  private tree = new BTree<string, Stored>(undefined, compareKeys);
+/** sorted-btree's default node size. */
+const BTREE_NODE_SIZE = 32;
 
-  get size(): number {
-    return this.map.size;
+/** A value captured for later (a watcher's queue): the block it is in stays alive with it. */
+export interface ValueHandle {
+  b: Uint8Array;
+  text: Buffer;
+  start: number;
+  end: number;
+}
+
+export interface EntryInfo {
+  value: unknown;
+  rev: number;
+  createRev: number;
+  version: number;
+}
+
+/**
+ * The index as of one moment, for a range scan or a snapshot: an O(1) copy-on-write clone of the
+ * tree and a copy of the arena's block table, so later writes and compaction do not show through.
+ */
+export class IndexView {
+  constructor(
+    readonly tree: BTree<string, number>,
+    private readonly blocks: Blocks,
+  ) {}
+
+  value(ref: number): unknown {
+    const r = locate(this.blocks, ref);
+    return materialize(r.b, r.text, r.valueStart, r.valueEnd);
   }
 
-  get(key: string): Stored | undefined {
-    return this.map.get(key);
+  /** The record at `ref` (a shared scratch object, valid until the next locate). */
+  record(ref: number): Located {
+    return locate(this.blocks, ref);
+  }
+}
+
+/**
+ * The map answers point reads in O(1) (a B-tree lookup of a random key costs ~20 string compares and
+ * as many cache misses); the tree serves ordered ranges and O(1) copy-on-write views. After a
+ * snapshot load the map is filled in the background (fillMap): until it is complete, a key missing
+ * from it is looked up in the tree. Every change updates both, so a key the map has is current.
+ */
+export class KeyIndex {
+  private readonly map = new Map<string, number>();
+  private tree = new BTree<string, number>(undefined, compareKeys);
+  private mapComplete = true;
+  /** Where fillMap goes on from (the last key it filled). */
+  private fillFrom: string | undefined = undefined;
+  private readonly arena = new Arena(L.arenaBlockBytes);
+  /** The block being compacted (−1: none) and how far. */
+  private compacting = -1;
+  private compactPos = 0;
+
+  get size(): number {
+    return this.tree.size;
+  }
+
+  private refOf(key: string): number | undefined {
+    const ref = this.map.get(key);
+    return ref !== undefined || this.mapComplete ? ref : this.tree.get(key);
   }
 
   has(key: string): boolean {
-    return this.map.has(key);
+    return this.refOf(key) !== undefined;
   }
 
-  /** A frozen view for a range scan: O(1) now, writes after it copy the nodes they touch. */
-  snapshot(): BTree<string, Stored> {
-    return this.tree.clone();
+  /** The value, freshly decoded (bytes copied), or undefined. */
+  get(key: string): unknown {
+    const ref = this.refOf(key);
+    if (ref === undefined) return undefined;
+    const r = locate(this.arena.blocks, ref);
+    return materialize(r.b, r.text, r.valueStart, r.valueEnd);
   }
 
-  /**
-   * Applies one entry from the live path: the value buffers in `ops` are ours to keep. `hints[i]`,
-   * when given, is the original value of a primitive put, which saves decoding it again.
-   */
-  apply(rev: number, ops: Op[], hints?: unknown[]): void {
+  getEntry(key: string): EntryInfo | undefined {
+    const ref = this.refOf(key);
+    if (ref === undefined) return undefined;
+    const r = locate(this.arena.blocks, ref);
+    const { rev, createRev, version } = r;
+    return { value: materialize(r.b, r.text, r.valueStart, r.valueEnd), rev, createRev, version };
+  }
+
+  /** The key's revision, 0 when it does not exist. */
+  revOf(key: string): number {
+    const ref = this.refOf(key);
+    return ref === undefined ? 0 : locate(this.arena.blocks, ref).rev;
+  }
+
+  handle(key: string): ValueHandle | null {
+    const ref = this.refOf(key);
+    if (ref === undefined) return null;
+    const r = locate(this.arena.blocks, ref);
+    return { b: r.b, text: r.text, start: r.valueStart, end: r.valueEnd };
+  }
+
+  view(): IndexView {
+    return new IndexView(this.tree.clone(), this.arena.view());
+  }
+
+  /** Memory the values take: allocated blocks, live records, garbage awaiting compaction. */
+  memory(): { arenaBytes: number; liveBytes: number; garbageBytes: number } {
+    return { arenaBytes: this.arena.allocatedBytes, liveBytes: this.arena.liveBytes, garbageBytes: this.arena.garbageBytes };
+  }
+
+  /** Applies one entry from the live path; each put's value bytes are copied into the arena. */
+  apply(rev: number, ops: Op[]): void {
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
       if (op.length === 1) this.remove(op[0]);
-      else this.store(op[0], rev, storedValue(op[1], 0, op[1].length, true, undefined, hints?.[i]));
+      else this.store(op[0], op[1], 0, op[1].length, rev);
     }
-  }
-
-  /**
-   * Loads a snapshot into this (empty) index: entries arrive in key order, so the tree is built
-   * bottom-up in one pass (sorted-btree's bulkLoad) instead of by a million inserts.
-   */
-  snapshotLoader(dir: string): SnapshotLoader {
-    assert(this.map.size === 0, "a snapshot loads into an empty index");
-    const keys: string[] = [];
-    const values: Stored[] = [];
-    return {
-      dir,
-      entry: (key, e, start, end, rev, createRev, version) => {
-        const s = storedValue(e.bytes, start, end, false, e.text);
-        s.rev = rev;
-        s.createRev = createRev;
-        s.version = version;
-        keys.push(key);
-        values.push(s);
-        this.map.set(key, s);
-      },
-      done: () => {
-        if (keys.length > 0) this.tree = bulkLoad(keys, values, BTREE_NODE_SIZE, compareKeys, 1);
-      },
-    };
+    this.compactSome(ops.length);
   }
 
   /** Applies one entry from replay: its payload is bytes [start, end) of a segment buffer. */
   applyEncoded(rev: number, segment: Encoded, start: number, end: number): void {
     this.replayRev = rev;
+    this.replayOps = 0;
     visitOps(segment, start, end, this.replayVisitor);
+    this.compactSome(this.replayOps);
   }
 
   private replayRev = 0;
+  private replayOps = 0;
   private readonly replayVisitor: OpVisitor = {
-    put: (key, e, s, end) => this.store(key, this.replayRev, storedValue(e.bytes, s, end, false, e.text)),
-    delete: (key) => this.remove(key),
+    put: (key, e, s, end) => {
+      // From the log, a value must decode now: a checksum-valid frame with an undecodable value is
+      // corruption at open, never an error on some later get.
+      checkValue(e.bytes, s, end);
+      this.store(key, e.bytes, s, end, this.replayRev);
+      this.replayOps++;
+    },
+    delete: (key) => {
+      this.remove(key);
+      this.replayOps++;
+    },
   };
 
-  private store(key: string, rev: number, s: Stored): void {
-    const prev = this.map.get(key);
-    s.rev = rev;
-    s.createRev = prev ? prev.createRev : rev;
-    s.version = prev ? prev.version + 1 : 1;
-    this.map.set(key, s);
-    this.tree.set(key, s);
+  private store(key: string, src: Uint8Array, vs: number, ve: number, rev: number): void {
+    const prev = this.refOf(key);
+    let createRev = rev;
+    let version = 1;
+    if (prev !== undefined) {
+      const p = locate(this.arena.blocks, prev);
+      createRev = p.createRev;
+      version = p.version + 1;
+      this.arena.release(prev);
+    }
+    const ref = this.arena.append(key, utf8Bytes(key), src, vs, ve, rev, createRev, version);
+    this.map.set(key, ref);
+    this.tree.set(key, ref);
   }
 
   private remove(key: string): void {
-    if (this.map.delete(key)) this.tree.delete(key);
+    const prev = this.refOf(key);
+    if (prev === undefined) return;
+    this.arena.release(prev);
+    this.map.delete(key);
+    this.tree.delete(key);
   }
 
-  /** HARMONYDB_VERIFY=1: both structures agree and every entry is consistent. */
-  verify(lastRev: number): void {
-    this.tree.checkValid();
-    assert(this.tree.size === this.map.size, "tree and map hold the same keys");
-    for (const [key, s] of this.tree.entries()) {
-      assert(this.map.get(key) === s, `map and tree agree on ${key}`);
-      assert(s.rev >= s.createRev && s.rev <= lastRev && s.version >= 1, `index entry for ${key} is consistent`);
+  /**
+   * Loads a snapshot into this (empty) index: each chunk's records are copied into the arena as
+   * they are, and the tree is built bottom-up in one pass (sorted-btree's bulkLoad) at the end.
+   */
+  snapshotLoader(dir: string): SnapshotLoader {
+    assert(this.map.size === 0, "a snapshot loads into an empty index");
+    const keys: string[] = [];
+    const refs: number[] = [];
+    let base = 0;
+    return {
+      dir,
+      chunk: (e, start, end) => {
+        // The chunk's records, as read from the file, become an arena block: no copy.
+        base = this.arena.adopt(e.bytes.subarray(start, end)) * REF_SPAN - start;
+      },
+      entry: (key, e, vs, ve, _rev, _createRev, _version, recordStart) => {
+        // The snapshot was made from checked state and its checksums hold; decoding every value
+        // again costs open time, so only HARMONYDB_VERIFY=1 does.
+        if (verifyEnabled) checkValue(e.bytes, vs, ve);
+        keys.push(key);
+        refs.push(base + recordStart);
+      },
+      done: () => {
+        if (keys.length === 0) return;
+        this.tree = bulkLoad(keys, refs, BTREE_NODE_SIZE, compareKeys, 1);
+        this.mapComplete = false; // the map fills in the background (fillMap)
+        this.fillFrom = undefined;
+      },
+    };
+  }
+
+  /** Whether the hash map holds every key yet (see fillMap). */
+  get mapFilled(): boolean {
+    return this.mapComplete;
+  }
+
+  /**
+   * Adds up to `max` keys the map is missing, in key order from where the last call stopped.
+   * Returns true once the map is complete.
+   */
+  fillMap(max: number): boolean {
+    if (this.mapComplete) return true;
+    let n = 0;
+    for (const [key, ref] of this.tree.entries(this.fillFrom)) {
+      if (n++ >= max) {
+        this.fillFrom = key;
+        return false;
+      }
+      // A key the map has was changed since the load: the map's entry is the current one.
+      if (!this.map.has(key)) this.map.set(key, ref);
+    }
+    this.mapComplete = true;
+    return true;
+  }
+
+  /**
+   * Reclaims garbage a little at a time: moves the live records of the block with the most garbage
+   * to the end of the arena, then drops the block. Looks at a few records for each of the `ops`
+   * just applied, so garbage is reclaimed at least as fast as overwrites make it, in small steps.
+   */
+  private compactSome(ops: number): void {
+    if (this.compacting < 0) {
+      this.compacting = this.arena.compactionVictim(Math.max(L.arenaCompactGarbageBytesMin, this.arena.liveBytes / 2));
+      this.compactPos = 0;
+      if (this.compacting < 0) return;
+    }
+    const bi = this.compacting;
+    const used = this.arena.usedBytes(bi);
+    const blocks = this.arena.blocks;
+    const budget = L.arenaCompactRecordsPerOp * ops + L.arenaCompactRecordsPerOp;
+    for (let n = 0; n < budget && this.compactPos < used; n++) {
+      const ref = bi * REF_SPAN + this.compactPos;
+      const r = locate(blocks, ref);
+      const next = r.end;
+      const key = keyOf(r);
+      if (this.refOf(key) === ref) {
+        const moved = this.arena.relocate(ref, next);
+        this.map.set(key, moved);
+        this.tree.set(key, moved);
+      }
+      this.compactPos = next;
+    }
+    if (this.compactPos >= used) {
+      this.arena.dropBlock(bi);
+      this.compacting = -1;
     }
   }
+
+  /** HARMONYDB_VERIFY=1: both structures agree and every record is consistent. */
+  verify(lastRev: number): void {
+    this.tree.checkValid();
+    if (this.mapComplete) assert(this.tree.size === this.map.size, "tree and map hold the same keys");
+    let live = 0;
+    for (const [key, ref] of this.tree.entries()) {
+      assert(this.refOf(key) === ref, `map and tree agree on ${key}`);
+      const r = locate(this.arena.blocks, ref);
+      assert(keyOf(r) === key, `the record for ${key} holds that key`);
+      assert(r.rev >= r.createRev && r.rev <= lastRev && r.version >= 1, `index entry for ${key} is consistent`);
+      live += r.end - r.start;
+    }
+    assert(live === this.arena.liveBytes, `live bytes ${live} match the arena's count ${this.arena.liveBytes}`);
+  }
+}
+
+function keyOf(r: Located): string {
+  const b = r.b;
+  for (let i = r.keyStart; i < r.keyEnd; i++) if (b[i]! >= 0x80) return r.text.toString("utf8", r.keyStart, r.keyEnd);
+  return r.text.toString("latin1", r.keyStart, r.keyEnd);
 }
 
 const TAG_UINT8ARRAY_0 = 0xd8;
 const TAG_UINT8ARRAY_1 = 0x40;
 
-/**
- * Classifies a value's CBOR encoding, bytes [start, end) of `b` (a plain Uint8Array); see Stored.
- * `owned`: `b` is a buffer of the value's own that may be kept; otherwise (a segment) what is kept is
- * copied. `text` is a Buffer over the same memory, for decoding strings; the live path has none and
- * passes the original string as `hint` instead.
- */
-function storedValue(b: Uint8Array, start: number, end: number, owned: boolean, text: Buffer | undefined, hint?: unknown): Stored {
-  const s: Stored = { kind: KIND_CBOR, v: undefined, b: null, rev: 0, createRev: 0, version: 0 };
+/** Is the CBOR at [start, end) a tagged Uint8Array, a text string, or a simple scalar (no decode needed)? */
+function checkValue(b: Uint8Array, start: number, end: number): void {
   const first = b[start]!;
   const major = first >> 5;
+  if (first === TAG_UINT8ARRAY_0 && b[start + 1] === TAG_UINT8ARRAY_1 && b[start + 2]! >> 5 === 2) return;
+  if (major === 3 && first < 0x7b) return;
+  valueDecoder.decode(b.slice(start, end)); // throws on what does not decode
+}
+
+/** The value at [start, end) of a block, as the caller gets it: a fresh copy of anything mutable. */
+export function materialize(b: Uint8Array, text: Buffer, start: number, end: number): unknown {
+  const first = b[start]!;
   if (first === TAG_UINT8ARRAY_0 && b[start + 1] === TAG_UINT8ARRAY_1 && b[start + 2]! >> 5 === 2) {
-    s.kind = KIND_BYTES;
-    // An exact copy, not a view: a view reads `.buffer`, which makes JSC materialise an
-    // ArrayBuffer per small array (a quarter of a put's time, measured), and an exact array
-    // copies fastest on every get (`new Uint8Array(b)`).
-    s.b = b.slice(start + 2 + bytesHeadLength(b[start + 2]!), end);
-  } else if (major === 3 && first < 0x7b) {
-    s.kind = KIND_PRIMITIVE;
-    const from = start + 1 + textHeadExtra(first);
-    s.v = typeof hint === "string" ? hint : text ? text.toString("utf8", from, end) : valueDecoder.decode(b.slice(start, end));
-  } else if (major === 0 || major === 1 || (major === 7 && first !== 0xf7 && first !== 0xff)) {
-    s.kind = KIND_PRIMITIVE;
-    s.v = hint !== undefined ? hint : valueDecoder.decode(b.slice(start, end));
-  } else {
-    s.b = owned && start === 0 && end === b.length ? b : b.slice(start, end);
-    // From the log (not owned), a value must decode now: a checksum-valid frame with an
-    // undecodable value is corruption at open, never an error on some later get.
-    if (!owned) valueDecoder.decode(s.b);
+    // An exact copy: `slice` of a plain Uint8Array is the cheapest fresh array.
+    return b.slice(start + 3 + headExtra(b[start + 2]!), end);
   }
-  return s;
+  if (first >> 5 === 3 && first < 0x7b) return text.toString("utf8", start + 1 + headExtra(first), end);
+  if (first < 0x18) return first; // small unsigned integers
+  if (first === 0xf5) return true;
+  if (first === 0xf4) return false;
+  if (first === 0xf6) return null;
+  return valueDecoder.decode(b.slice(start, end));
+}
+
+export function materializeHandle(h: ValueHandle): unknown {
+  return materialize(h.b, h.text, h.start, h.end);
 }
 
 /** Extra head bytes after the initial byte for lengths 24 (1), 25 (2), 26 (4), 27 (8). */
-function textHeadExtra(first: number): number {
+function headExtra(first: number): number {
   const info = first & 31;
   return info < 24 ? 0 : 1 << (info - 24);
-}
-
-function bytesHeadLength(first: number): number {
-  return 1 + textHeadExtra(first);
-}
-
-/** A key's state as a snapshot keeps it (the value as its CBOR encoding). */
-export function snapshotEntry(s: Stored): SnapshotEntry {
-  let value: Uint8Array;
-  if (s.kind === KIND_CBOR) value = s.b!;
-  else if (s.kind === KIND_BYTES) {
-    const n = s.b!.length;
-    const head = bytesHead(n);
-    value = new Uint8Array(2 + head.length + n);
-    value[0] = TAG_UINT8ARRAY_0;
-    value[1] = TAG_UINT8ARRAY_1;
-    value.set(head, 2);
-    value.set(s.b!, 2 + head.length);
-  } else value = valueEncoder.encode(s.v);
-  return { value, rev: s.rev, createRev: s.createRev, version: s.version };
-}
-
-function bytesHead(n: number): number[] {
-  if (n < 24) return [0x40 | n];
-  if (n < 0x100) return [0x58, n];
-  if (n < 0x10000) return [0x59, n >>> 8, n & 0xff];
-  return [0x5a, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
-}
-
-/** The value of a Stored as the caller gets it: primitives as they are, anything else a fresh copy. */
-export function materialize(s: Stored): unknown {
-  if (s.kind === KIND_PRIMITIVE) return s.v;
-  if (s.kind === KIND_BYTES) return new Uint8Array(s.b!);
-  return valueDecoder.decode(s.b!);
 }

@@ -55,6 +55,19 @@ export const snapshotChunkBytes = 256 * KiB;
 /** Snapshot chunks handed to the writer and not yet written, at most. */
 export const snapshotFramesInFlight = 4;
 
+/** The value arena grows in blocks of this size (a larger record gets a block of its own). */
+export const arenaBlockBytes = 1 * MiB;
+/** Compaction starts once garbage in the arena passes this and half the live data. */
+export const arenaCompactGarbageBytesMin = 8 * MiB;
+/**
+ * Records compaction looks at per operation applied. The block with the most garbage goes first,
+ * so each record looked at reclaims about one record of garbage or more: 4 keeps well ahead.
+ */
+export const arenaCompactRecordsPerOp = 4;
+
+/** After a snapshot load, keys added to the hash map per event-loop turn (~2–5 ms of work). */
+export const indexFillKeysPerStep = 10_000;
+
 /** Live events held for one slow watcher before it is cut off (etcd cancels slow watchers too). */
 export const watchBufferEventsMax = 10_000;
 

@@ -2,7 +2,7 @@
 
 import * as path from "node:path";
 import { CompactedError, HarmonyError, InvalidArgumentError, WatchOverflowError } from "./errors.ts";
-import { materialize, type Stored } from "./key-index.ts";
+import { materializeHandle, type ValueHandle } from "./key-index.ts";
 import { valueDecoder } from "./wal/cbor.ts";
 import { encoded, readFrame, viewOf, visitOps } from "./wal/decoder.ts";
 import { nodeIO } from "./wal/file-io.ts";
@@ -31,7 +31,7 @@ export interface WatchEvent {
 interface Queued {
   rev: number;
   key: string;
-  stored: Stored | null;
+  stored: ValueHandle | null;
 }
 
 export class Watcher implements AsyncIterableIterator<WatchEvent> {
@@ -56,7 +56,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   readonly matches: (key: string) => boolean;
 
   /** A durable change (called in revision order, after the index has it). */
-  push(rev: number, key: string, stored: Stored | null): void {
+  push(rev: number, key: string, stored: ValueHandle | null): void {
     if (this.done) return;
     if (this.queue.length - this.queueHead >= this.bufferMax) {
       this.fail(new WatchOverflowError(this.bufferMax, this.queue[this.queueHead]!.rev));
@@ -86,7 +86,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
           this.queueHead = 0;
         }
         const ev: WatchEvent = q.stored
-          ? { type: "put", key: q.key, value: materialize(q.stored), rev: q.rev }
+          ? { type: "put", key: q.key, value: materializeHandle(q.stored), rev: q.rev }
           : { type: "delete", key: q.key, rev: q.rev };
         return { value: ev, done: false };
       }

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError, HarmonyError, open } from "../src/index.ts";
-import { KeyIndex, materialize } from "../src/key-index.ts";
+import { KeyIndex } from "../src/key-index.ts";
 import { recover, type TornTail } from "../src/wal/recovery.ts";
 import {
   FUZZ_OPTS,
@@ -79,9 +79,10 @@ function replay(walDir: string): Outcome {
   index.verify(rec.lastRev);
   const state: [string, unknown][] = [];
   const readErrors: string[] = [];
-  for (const [k, s] of index.snapshot().entries()) {
+  const view = index.view();
+  for (const [k, ref] of view.tree.entries()) {
     try {
-      state.push([k, materialize(s)]);
+      state.push([k, view.value(ref)]);
     } catch (err) {
       readErrors.push(`reading ${JSON.stringify(k)} after recovery: ${describeErr(err)}`);
     }

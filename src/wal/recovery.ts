@@ -23,9 +23,11 @@ export interface ReplayProgress {
   keysTotal: number;
 }
 
-/** Where open() loads a snapshot into: every entry in key order, then done(). */
+/** Where open() loads a snapshot into: each chunk's records, every entry in key order, then done(). */
 export interface SnapshotLoader {
   dir: string;
+  /** Bytes [start, end) of `e` are the next chunk's records, back to back (before its entries are visited). */
+  chunk?: (e: Encoded, start: number, end: number) => void;
   entry: EntryVisitor;
   done(): void;
 }
@@ -229,12 +231,12 @@ function* loadSnapshot(
   const e = encoded(s.bytes);
   let lastKey: string | null = null;
   let keys = 0;
-  const visit: EntryVisitor = (key, enc, vs, ve, rev, createRev, version) => {
-    loader.entry(key, enc, vs, ve, rev, createRev, version);
+  const visit: EntryVisitor = (key, enc, vs, ve, rev, createRev, version, recordStart) => {
+    loader.entry(key, enc, vs, ve, rev, createRev, version, recordStart);
     keys++;
   };
   for (let i = 0; i < s.chunks.length; i++) {
-    lastKey = visitChunk(s, e, i, lastKey, visit);
+    lastKey = visitChunk(s, e, i, lastKey, visit, loader.chunk);
     if ((i + 1) % chunksPerStep === 0 || i === s.chunks.length - 1) {
       const p: ReplayProgress = { phase: "snapshot", segment: 0, segments, records: 0, rev: s.header.rev, keys, keysTotal: s.header.keys };
       onProgress?.(p);

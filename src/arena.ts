@@ -1,0 +1,278 @@
+// The value store: every key's durable state as one CBOR record in large append-only blocks, so a
+// million keys cost a million small strings and map slots, not a million objects and typed arrays.
+//
+// A record is exactly a snapshot entry (docs/snapshot-format.md):
+//   [ key:text, value:bytes, rev:uint, createRev:uint, version:uint ]
+// so a snapshot chunk loads with one copy and a snapshot is written by copying records out.
+// A record is addressed by a ref: block × REF_SPAN + offset, a plain number (no allocation).
+// Records are never changed in place: an overwrite appends a new one and the old one becomes
+// garbage, reclaimed by compaction (copying a block's live records out and dropping the block).
+// Readers that must not see later changes (range iterators, the snapshot writer) keep a copy of the
+// block table (`view()`): a dropped block stays alive for them, and is never reused.
+
+import { assert } from "./assert.ts";
+import { headBytes, writeHead, writeText } from "./wal/encoder.ts";
+
+/** Offsets within a block are below this: refs are block × REF_SPAN + offset. */
+export const REF_SPAN = 2 ** 26;
+
+const MAJOR_UINT = 0;
+const MAJOR_BYTES = 2 << 5;
+const MAJOR_ARRAY = 4 << 5;
+const RECORD_HEAD = MAJOR_ARRAY | 5;
+
+/** The blocks a reader resolves refs against: the live table, or a copy of it kept by a view. */
+export interface Blocks {
+  bytes: (Uint8Array | null)[];
+  text: (Buffer | null)[];
+}
+
+/** Where the parts of the record at a ref are; filled in by locate() (one shared scratch object). */
+export interface Located {
+  b: Uint8Array;
+  text: Buffer;
+  /** Offsets within the block `b`. */
+  start: number;
+  keyStart: number;
+  keyEnd: number;
+  valueStart: number;
+  valueEnd: number;
+  rev: number;
+  createRev: number;
+  version: number;
+  end: number;
+}
+
+const scratch: Located = {
+  b: new Uint8Array(0),
+  text: Buffer.alloc(0),
+  start: 0,
+  keyStart: 0,
+  keyEnd: 0,
+  valueStart: 0,
+  valueEnd: 0,
+  rev: 0,
+  createRev: 0,
+  version: 0,
+  end: 0,
+};
+
+let pos = 0;
+
+/** Reads a CBOR head at `pos` (definite length or unsigned integer); advances `pos`. */
+function head(b: Uint8Array): number {
+  const first = b[pos++]!;
+  const info = first & 31;
+  if (info < 24) return info;
+  if (info === 24) return b[pos++]!;
+  if (info === 25) {
+    const n = (b[pos]! << 8) | b[pos + 1]!;
+    pos += 2;
+    return n;
+  }
+  if (info === 26) {
+    const n = ((b[pos]! << 24) >>> 0) + ((b[pos + 1]! << 16) | (b[pos + 2]! << 8) | b[pos + 3]!);
+    pos += 4;
+    return n;
+  }
+  assert(info === 27, "record heads are definite");
+  let n = 0;
+  for (let i = 0; i < 8; i++) n = n * 256 + b[pos++]!;
+  return n;
+}
+
+/**
+ * Parses the record at `ref` of `blocks` into the shared scratch object (valid until the next
+ * call). Records were checked when they were stored: this trusts them (and asserts the shape).
+ */
+export function locate(blocks: Blocks, ref: number): Located {
+  const bi = (ref / REF_SPAN) | 0;
+  const b = blocks.bytes[bi];
+  assert(b !== null && b !== undefined, `record ref ${ref} points into a live block`);
+  pos = ref - bi * REF_SPAN;
+  assert(b[pos] === RECORD_HEAD, "a record starts with a 5-element array");
+  pos++;
+  const s = scratch;
+  s.b = b;
+  s.text = blocks.text[bi]!;
+  s.start = pos - 1;
+  const keyLen = head(b);
+  s.keyStart = pos;
+  s.keyEnd = pos += keyLen;
+  const valueLen = head(b);
+  s.valueStart = pos;
+  s.valueEnd = pos += valueLen;
+  s.rev = head(b);
+  s.createRev = head(b);
+  s.version = head(b);
+  s.end = pos;
+  return s;
+}
+
+/** Bytes of a record for a key of `keyBytes` UTF-8 bytes and a value of `valueBytes`. */
+export function recordBytes(keyBytes: number, valueBytes: number, rev: number, createRev: number, version: number): number {
+  return 1 + headBytes(keyBytes) + keyBytes + headBytes(valueBytes) + valueBytes + headBytes(rev) + headBytes(createRev) + headBytes(version);
+}
+
+export class Arena {
+  readonly blocks: Blocks = { bytes: [], text: [] };
+  /** Bytes used and bytes of live records, per block. */
+  private readonly used: number[] = [];
+  private readonly live: number[] = [];
+  private active = -1;
+  liveBytes = 0;
+  garbageBytes = 0;
+
+  constructor(private readonly blockBytes: number) {
+    assert(blockBytes <= REF_SPAN, "a block fits the ref span");
+  }
+
+  /** A copy of the block table: what a reader keeps to resolve refs that may be compacted later. */
+  view(): Blocks {
+    return { bytes: this.blocks.bytes.slice(), text: this.blocks.text.slice() };
+  }
+
+  /** Room for `n` bytes; returns the ref where they go (the caller writes them, then calls commit). */
+  private reserve(n: number): number {
+    const bi = this.active;
+    if (bi < 0 || this.used[bi]! + n > this.blocks.bytes[bi]!.length) {
+      assert(n <= REF_SPAN, `record of ${n} bytes fits a block`);
+      this.active = this.newBlock(Math.max(this.blockBytes, n));
+    }
+    return this.active * REF_SPAN + this.used[this.active]!;
+  }
+
+  private newBlock(size: number): number {
+    const b = new Uint8Array(size);
+    // Reuse a slot compaction freed; its old contents live on only in views that hold them.
+    let bi = this.blocks.bytes.indexOf(null);
+    if (bi < 0) {
+      bi = this.blocks.bytes.length;
+      this.used.push(0);
+      this.live.push(0);
+    }
+    this.blocks.bytes[bi] = b;
+    this.blocks.text[bi] = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    this.used[bi] = 0;
+    this.live[bi] = 0;
+    return bi;
+  }
+
+  /** Appends a record for a put; `value` is bytes [vs, ve) of `src`. Returns its ref. */
+  append(key: string, keyBytes: number, src: Uint8Array, vs: number, ve: number, rev: number, createRev: number, version: number): number {
+    const n = recordBytes(keyBytes, ve - vs, rev, createRev, version);
+    const ref = this.reserve(n);
+    const bi = this.active;
+    const b = this.blocks.bytes[bi]!;
+    let p = this.used[bi]!;
+    b[p++] = RECORD_HEAD;
+    p = writeText(b, p, key, keyBytes);
+    p = writeHead(b, p, MAJOR_BYTES, ve - vs);
+    if (ve - vs <= 64) for (let i = vs; i < ve; i++) b[p++] = src[i]!;
+    else {
+      b.set(src.subarray(vs, ve), p);
+      p += ve - vs;
+    }
+    p = writeHead(b, p, MAJOR_UINT, rev);
+    p = writeHead(b, p, MAJOR_UINT, createRev);
+    p = writeHead(b, p, MAJOR_UINT, version);
+    assert(p - this.used[bi]! === n, "record size as measured");
+    this.commit(bi, n);
+    return ref;
+  }
+
+  /**
+   * Takes `records` (whole records back to back: a snapshot chunk, a view into the file just read)
+   * as a block of its own, without copying; it is full, never appended to. Returns its index.
+   */
+  adopt(records: Uint8Array): number {
+    assert(records.length <= REF_SPAN, "an adopted block fits the ref span");
+    let bi = this.blocks.bytes.indexOf(null);
+    if (bi < 0) {
+      bi = this.blocks.bytes.length;
+      this.used.push(0);
+      this.live.push(0);
+    }
+    this.blocks.bytes[bi] = records;
+    this.blocks.text[bi] = Buffer.from(records.buffer, records.byteOffset, records.byteLength);
+    this.used[bi] = records.length;
+    this.live[bi] = records.length;
+    this.liveBytes += records.length;
+    return bi;
+  }
+
+  /** Copies bytes [start, end) of `src` (whole records, e.g. a snapshot chunk) in; returns the ref of `start`. */
+  appendRecords(src: Uint8Array, start: number, end: number): number {
+    const n = end - start;
+    const ref = this.reserve(n);
+    const bi = this.active;
+    this.blocks.bytes[bi]!.set(src.subarray(start, end), this.used[bi]!);
+    this.commit(bi, n);
+    return ref;
+  }
+
+  /** Moves the live record at `ref` (ending at block offset `end`) to the end of the arena; returns its new ref. */
+  relocate(ref: number, end: number): number {
+    const bi = (ref / REF_SPAN) | 0;
+    const start = ref - bi * REF_SPAN;
+    const moved = this.appendRecords(this.blocks.bytes[bi]!, start, end);
+    this.live[bi]! -= end - start;
+    this.liveBytes -= end - start;
+    return moved;
+  }
+
+  private commit(bi: number, n: number): void {
+    this.used[bi]! += n;
+    this.live[bi]! += n;
+    this.liveBytes += n;
+  }
+
+  /** The record at `ref` is no longer anyone's current state. */
+  release(ref: number): void {
+    const bi = (ref / REF_SPAN) | 0;
+    const n = locate(this.blocks, ref).end - (ref - bi * REF_SPAN);
+    this.live[bi]! -= n;
+    this.liveBytes -= n;
+    this.garbageBytes += n;
+  }
+
+  /**
+   * The block most worth compacting (the most garbage, never the one being appended to), once
+   * garbage passes `minGarbageBytes`; else -1.
+   */
+  compactionVictim(minGarbageBytes: number): number {
+    if (this.garbageBytes < minGarbageBytes) return -1;
+    let best = -1;
+    let bestGarbage = 0;
+    for (let bi = 0; bi < this.used.length; bi++) {
+      if (bi === this.active || this.blocks.bytes[bi] === null) continue;
+      const garbage = this.used[bi]! - this.live[bi]!;
+      if (garbage > bestGarbage) {
+        best = bi;
+        bestGarbage = garbage;
+      }
+    }
+    return best;
+  }
+
+  /** Bytes used in block `bi` (records are contiguous from 0). */
+  usedBytes(bi: number): number {
+    return this.used[bi]!;
+  }
+
+  /** Drops a compacted block (its live records were all moved): views that hold it keep it. */
+  dropBlock(bi: number): void {
+    assert(this.live[bi] === 0, "a dropped block holds no live record");
+    this.garbageBytes -= this.used[bi]!;
+    this.blocks.bytes[bi] = null;
+    this.blocks.text[bi] = null;
+    this.used[bi] = 0;
+  }
+
+  /** Bytes of memory the blocks take (for stats). */
+  get allocatedBytes(): number {
+    let n = 0;
+    for (const b of this.blocks.bytes) if (b) n += b.length;
+    return n;
+  }
+}
