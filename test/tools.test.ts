@@ -2,9 +2,10 @@ import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { LockedError, open, type OpenOptions } from "../src/index.ts";
-import { dump, jsonRecord, type JsonRecord } from "../src/tools/dump.ts";
+import { compactedNote, dump, dumpSnapshot, jsonRecord, type JsonEntry, type JsonMarker, type JsonRecord } from "../src/tools/dump.ts";
 import { formatPointInTime, formatTruncateTail, pointInTime, truncateTail } from "../src/tools/repair.ts";
 import { formatVerify, verify, verifyExitCode } from "../src/tools/verify.ts";
+import { SEGMENT_NAME_RE } from "../src/wal/format.ts";
 import { corrupt, flipByte, frameOffsets, lastSegment, segments, tmpDir, writeAt } from "./helpers/index.ts";
 
 const small: OpenOptions = { segmentBytes: 64 * 1024, log: () => {} };
@@ -408,5 +409,265 @@ describe("the harmonydb command", () => {
     expect(cli("repair", dir).code).toBe(64);
     expect(cli("dump", dir, "--from-rev", "x").code).toBe(64);
     expect(cli("verify", path.join(dir, "nope")).code).toBe(1);
+  });
+});
+
+// ---- a log that starts from a snapshot ----
+
+const snappy: OpenOptions = { segmentBytes: 64 * 1024, snapshotEveryBytes: 0, snapshotChunkBytes: 1024, log: () => {} };
+/** Revisions of the fixture below: 150 puts, one overwrite, one delete, the snapshot, then 5 puts. */
+const SNAP_REV = 152;
+const LAST_REV = 157;
+
+/**
+ * 150 puts over ~4 segments (rev i+1 holds key(i)), key(1) overwritten at rev 151 and key(0)
+ * deleted at rev 152, a snapshot at rev 152 (its covered segments deleted), then after0..after4 at
+ * revs 153..157. `after`: how many puts follow the snapshot.
+ */
+async function snapshotted(after = 5): Promise<{ dir: string; snapFile: string; snapBytes: number }> {
+  const dir = tmpDir();
+  const db = await open(dir, snappy);
+  for (let i = 0; i < 150; i++) await db.put(key(i), valueOf(i));
+  await db.put(key(1), "v2");
+  await db.delete(key(0));
+  const info = await db.snapshot();
+  expect(info.rev).toBe(SNAP_REV);
+  for (let i = 0; i < after; i++) await db.put(`after${i}`, i);
+  await db.close();
+  return { dir, snapFile: info.file, snapBytes: fs.statSync(info.file).size };
+}
+
+const firstRevOf = (file: string) => parseInt(SEGMENT_NAME_RE.exec(path.basename(file))![2]!, 16);
+const seqOf = (file: string) => parseInt(SEGMENT_NAME_RE.exec(path.basename(file))![1]!, 16);
+
+/** The offset of the entry frame holding `rev` in `file` (entries are contiguous from firstRev; markers skipped). */
+function entryOffset(file: string, rev: number): number {
+  const bytes = fs.readFileSync(file);
+  let r = firstRevOf(file) - 1;
+  for (const off of frameOffsets(file).offsets.slice(1)) {
+    if (bytes[off + 15] !== 2) continue; // not an entry (a snapshot marker)
+    if (++r === rev) return off;
+  }
+  throw new Error(`rev ${rev} is not in ${file}`);
+}
+
+describe("snapshots", () => {
+  test("verify: a log that starts from a snapshot is clean, and the snapshot is checked and reported", async () => {
+    const { dir, snapFile, snapBytes } = await snapshotted();
+    expect(seqOf(segments(dir)[0]!)).toBeGreaterThan(1); // the covered segments are gone
+    const r = verify(dir);
+    expect(r.kind).toBe("clean");
+    expect(verifyExitCode(r)).toBe(0);
+    expect(r.scan.snapshot).toEqual({ file: snapFile, rev: SNAP_REV, keys: 149 });
+    expect(r.scan).toMatchObject({ records: LAST_REV - SNAP_REV, lastRev: LAST_REV, skippedSnapshots: [], problem: null });
+    const name = path.basename(snapFile);
+    expect(r.snapshots).toEqual([{ name, file: snapFile, rev: SNAP_REV, keys: 149, bytes: snapBytes, problem: null }]);
+    expect(formatVerify(r, dir)).toEqual([
+      expect.stringMatching(new RegExp(`^ok: \\d+ segments?, 5 records, last rev ${LAST_REV}, db \\S+; from snapshot ${name} \\(rev ${SNAP_REV}, 149 keys\\)$`)),
+      `snapshot ${name}: rev ${SNAP_REV}, 149 keys, ${snapBytes} bytes: ok, open() starts from it`,
+    ]);
+    const c = cli("verify", dir);
+    expect(c.code).toBe(0);
+    expect(c.out).toContain(`snapshot ${name}: rev ${SNAP_REV}, 149 keys`);
+  });
+
+  test("dump lists the log after the snapshot with its marker, and says which revisions the snapshot holds", async () => {
+    const { dir, snapFile, snapBytes } = await snapshotted();
+    const name = path.basename(snapFile);
+    const { lines, result } = dumpLines(dir);
+    expect(result.kind).toBe("clean");
+    const heads = lines.filter((l) => !l.startsWith("  "));
+    const markerAt = heads.findIndex((l) => l.startsWith("marker "));
+    const seg = lastSegment(dir);
+    const markerOffset = frameOffsets(seg).offsets.find((off) => fs.readFileSync(seg)[off + 15] === 3);
+    expect(heads[markerAt]).toBe(`marker rev=${SNAP_REV} seg=${path.basename(seg)} off=${markerOffset} snapshot=${name} bytes=${snapBytes}`);
+    // The marker follows entry 152 (covered: not listed) and comes before entry 153.
+    expect(heads.filter((l) => l.startsWith("rev=")).map((l) => l.split(" ")[0])).toEqual(["rev=153", "rev=154", "rev=155", "rev=156", "rev=157"]);
+    expect(markerAt).toBe(0);
+    expect(lines).toContain(`  put "after0" 0`);
+
+    const json = dumpLines(dir, { json: true }).lines.map((l) => JSON.parse(l) as JsonRecord | JsonMarker);
+    expect(json[0]).toEqual({ rev: SNAP_REV, segment: path.basename(seg), offset: markerOffset!, marker: { snapshotRev: SNAP_REV, bytes: snapBytes } });
+    expect(json.slice(1).map((r) => r.rev)).toEqual([153, 154, 155, 156, 157]);
+
+    expect(compactedNote(result.scan, 0, dir)).toContain(`revisions 1..${SNAP_REV} are compacted into snapshot ${snapFile}`);
+    expect(compactedNote(result.scan, SNAP_REV + 1, dir)).toBeNull();
+    const c = cli("dump", dir, "--from-rev", "10");
+    expect(c.code).toBe(0);
+    expect(c.err).toContain(`revisions 10..${SNAP_REV} are compacted into snapshot ${snapFile}`);
+    expect(c.out.split("\n")[0]).toStartWith(`marker rev=${SNAP_REV} `);
+  });
+
+  test("dump finds a marker in a segment whose every entry the snapshot covers", async () => {
+    const { dir, snapFile } = await snapshotted(0);
+    const { lines, result } = dumpLines(dir);
+    expect(result.kind).toBe("clean");
+    expect(result.scan.lastRev).toBe(SNAP_REV);
+    expect(lines).toEqual([expect.stringMatching(new RegExp(`^marker rev=${SNAP_REV} seg=\\S+ off=\\d+ snapshot=${path.basename(snapFile)} bytes=\\d+$`))]);
+  });
+
+  test("dump --snapshot prints every key in order with its revisions and decoded value", async () => {
+    const { dir, snapFile } = await snapshotted();
+    const lines: string[] = [];
+    const r = dumpSnapshot(dir, {}, (l) => lines.push(l));
+    expect(r.kind).toBe("clean");
+    expect(lines[0]).toMatch(new RegExp(`^snapshot=${path.basename(snapFile)} rev=${SNAP_REV} keys=149 db=\\S+$`));
+    expect(lines.slice(1).map((l) => JSON.parse(l.split(" ")[0]!))).toEqual(Array.from({ length: 149 }, (_, i) => key(i + 1)));
+    expect(lines[1]).toBe(`"k001" rev=151 createRev=2 version=2 "v2"`);
+    expect(lines[2]).toStartWith(`"k002" rev=3 createRev=3 version=1 {"i":2,"pad":"xxx`);
+
+    const json: string[] = [];
+    dumpSnapshot(dir, { file: path.basename(snapFile), json: true }, (l) => json.push(l));
+    const entries = json.map((l) => JSON.parse(l) as JsonEntry);
+    expect(entries).toHaveLength(149);
+    expect(entries[0]).toEqual({ key: "k001", rev: 151, createRev: 2, version: 2, value: "v2" });
+    expect(entries[148]).toEqual({ key: "k149", rev: 150, createRev: 150, version: 1, value: valueOf(149) });
+    expect(entries.some((e) => e.key.startsWith("after"))).toBe(false); // written after the snapshot
+
+    const c = cli("dump", dir, "--snapshot", "--json");
+    expect(c.code).toBe(0);
+    expect(c.out.trim().split("\n").map((l) => (JSON.parse(l) as JsonEntry).key)).toEqual(entries.map((e) => e.key));
+    expect(cli("dump", dir, "--snapshot", "--from-rev", "3").code).toBe(64);
+    const none = await seeded(3);
+    const n = cli("dump", none, "--snapshot");
+    expect(n.code).toBe(1);
+    expect(n.err).toContain("no snapshot in");
+  });
+
+  test("a flipped byte in the snapshot: verify, dump --snapshot and both repairs report it, exit 1, change nothing", async () => {
+    const { dir, snapFile } = await snapshotted();
+    flipByte(snapFile, Math.floor(fs.statSync(snapFile).size / 2));
+    fs.rmSync(path.join(dir, "LOCK"));
+    const before = snapshot(dir);
+    const r = verify(dir);
+    expect(verifyExitCode(r)).toBe(1);
+    expect(r.snapshots).toHaveLength(1);
+    expect(r.snapshots[0]!.problem).toContain(snapFile);
+    expect(r.snapshots[0]!.problem).toContain("crc mismatch");
+    // open() would skip it, but the log no longer reaches back to revision 1.
+    expect(r.scan.skippedSnapshots).toEqual([r.snapshots[0]!.problem!]);
+    if (r.kind !== "corrupt") throw new Error(`expected corrupt, got ${r.kind}`);
+    expect(r.problem.kind).toBe("coverage");
+    const text = formatVerify(r, dir).join("\n");
+    expect(text).toContain(`snapshot ${path.basename(snapFile)}: rev ${SNAP_REV}, ? keys`);
+    expect(text).toContain("damaged: ");
+    expect(text).toContain("restore snap/ from a backup");
+    expect(text).not.toContain("--point-in-time");
+
+    const c = cli("verify", dir);
+    expect(c.code).toBe(1);
+    expect(c.err).toContain(`snapshot ${path.basename(snapFile)}: rev ${SNAP_REV}`);
+    const d = cli("dump", dir, "--snapshot");
+    expect(d.code).toBe(1);
+    expect(d.err).toContain("crc mismatch");
+
+    const pit = pointInTime(dir);
+    expect(pit.kind).toBe("refused");
+    expect(formatPointInTime(pit).join("\n")).toContain("does not join a good snapshot");
+    const tail = truncateTail(dir);
+    expect(tail.kind).toBe("refused");
+    expect(formatTruncateTail(tail, dir).join("\n")).toContain("--point-in-time cannot fix it either");
+    const after = snapshot(dir);
+    after.delete("LOCK");
+    expect(after).toEqual(before);
+  });
+
+  test("a damaged newest snapshot fails verify even when the log still reaches back to revision 1", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, snappy);
+    for (let i = 0; i < 10; i++) await db.put(key(i), i);
+    const { file } = await db.snapshot();
+    for (let i = 10; i < 15; i++) await db.put(key(i), i); // segment 1 now holds revisions past the snapshot: kept
+    await db.close();
+    expect(seqOf(segments(dir)[0]!)).toBe(1);
+    flipByte(file, fs.statSync(file).size - 10);
+    const r = verify(dir);
+    expect(r.kind).toBe("clean"); // the log itself is fine: open() replays it from revision 1
+    expect(r.scan).toMatchObject({ snapshot: null, records: 15, lastRev: 15 });
+    expect(r.scan.skippedSnapshots).toHaveLength(1);
+    expect(verifyExitCode(r)).toBe(1);
+    const text = formatVerify(r, dir);
+    expect(text[1]).toContain("damaged: ");
+    expect(text[2]).toBe("  the newest snapshot is damaged: open() skips it and starts from revision 1 of the log; take a new snapshot soon");
+    const again = await open(dir, snappy);
+    expect(again.rev).toBe(15);
+    await again.close();
+  });
+
+  test("a stray file in snap/ is named, and left for the operator", async () => {
+    const dir = await seeded(3);
+    fs.mkdirSync(path.join(dir, "snap"), { recursive: true }); // open() may have made it
+    const stray = path.join(dir, "snap", "old-backup.snap");
+    fs.writeFileSync(stray, "hello");
+    const r = verify(dir);
+    if (r.kind !== "corrupt") throw new Error(`expected corrupt, got ${r.kind}`);
+    expect(r.problem).toMatchObject({ kind: "stray", file: stray });
+    expect(formatVerify(r, dir).join("\n")).toContain("not a snapshot: move it out of the snap directory");
+    const pit = pointInTime(dir);
+    expect(pit.kind).toBe("refused");
+    expect(fs.readFileSync(stray, "utf8")).toBe("hello");
+    expect(segments(dir).map((f) => fs.existsSync(f))).toEqual([true]);
+  });
+
+  test("repair --truncate-tail works on a log that starts after segment 1", async () => {
+    const { dir } = await snapshotted();
+    const { file, offset } = tearLastRecord(dir);
+    expect(verify(dir).kind).toBe("torn-tail");
+    const r = truncateTail(dir);
+    if (r.kind !== "repaired") throw new Error(`expected a repair, got ${r.kind}`);
+    expect(r.tornTail).toMatchObject({ file, offset, lastGoodRev: LAST_REV - 1 });
+    expect(verify(dir).kind).toBe("clean");
+    const db = await open(dir, snappy);
+    expect(db.rev).toBe(LAST_REV - 1);
+    expect(db.get("after3")).toBe(3);
+    expect(db.has("after4")).toBe(false);
+    expect(db.get(key(5))).toEqual(valueOf(5));
+    await db.close();
+  });
+
+  test("repair --point-in-time cuts damage after the snapshot", async () => {
+    const { dir } = await snapshotted();
+    const file = lastSegment(dir);
+    flipByte(file, entryOffset(file, 155) + 20);
+    const r = pointInTime(dir);
+    if (r.kind !== "repaired") throw new Error(`expected a repair, got ${r.kind}`);
+    expect(r.keptRev).toBe(154);
+    expect(r.lost).toEqual({ fromRev: 155, toRev: LAST_REV, readable: 2 });
+    expect(r.after.kind).toBe("clean");
+    const db = await open(dir, snappy);
+    expect(db.rev).toBe(154);
+    expect(db.get("after1")).toBe(1);
+    expect(db.get(key(1))).toBe("v2");
+    await db.close();
+  });
+
+  test("repair --point-in-time refuses a cut that would end the log before the snapshot, or a log without its snapshot", async () => {
+    const { dir, snapFile } = await snapshotted();
+    const first = segments(dir)[0]!;
+    const covered = firstRevOf(first);
+    expect(covered).toBeLessThanOrEqual(SNAP_REV); // this segment starts with entries the snapshot holds
+    flipByte(first, entryOffset(first, covered) + 20);
+    fs.rmSync(path.join(dir, "LOCK"));
+    const before = snapshot(dir);
+    const r = verify(dir);
+    if (r.kind !== "corrupt") throw new Error(`expected corrupt, got ${r.kind}`);
+    expect(r.problem).toMatchObject({ kind: "segment", rev: covered, file: first });
+    const text = formatVerify(r, dir).join("\n");
+    expect(text).toContain(`inside what snapshot ${path.basename(snapFile)} (rev ${SNAP_REV}) covers`);
+    expect(text).not.toContain("--point-in-time");
+    const pit = pointInTime(dir);
+    expect(pit.kind).toBe("refused");
+    expect(formatPointInTime(pit).join("\n")).toContain("a log cut there would end before the snapshot");
+    const after = snapshot(dir);
+    after.delete("LOCK");
+    expect(after).toEqual(before);
+
+    // Without its snapshot, a log whose first segments were deleted cannot be cut into shape either.
+    const other = await snapshotted();
+    fs.rmSync(other.snapFile);
+    const gone = pointInTime(other.dir);
+    expect(gone.kind).toBe("refused");
+    expect(formatPointInTime(gone).join("\n")).toContain(`the log starts at segment ${seqOf(segments(other.dir)[0]!)}`);
+    expect(segments(other.dir).length).toBeGreaterThan(0);
   });
 });

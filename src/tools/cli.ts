@@ -3,7 +3,7 @@
 
 import { parseArgs } from "node:util";
 import { HarmonyError } from "../errors.ts";
-import { dump } from "./dump.ts";
+import { compactedNote, dump, dumpSnapshot, formatSnapshotProblem } from "./dump.ts";
 import { formatPointInTime, formatTruncateTail, pointInTime, truncateTail } from "./repair.ts";
 import { EXIT_CORRUPT, formatVerify, verify, verifyExitCode } from "./verify.ts";
 
@@ -12,7 +12,8 @@ export const EXIT_USAGE = 64;
 
 const EXIT_CODES = `exit codes:
   0   the log is clean (or was repaired)
-  1   corruption open() refuses, a refused repair, or an error (locked, unreadable, not a data dir)
+  1   corruption open() refuses, a damaged newest snapshot, a refused repair, or an error (locked,
+      unreadable, not a data dir)
   2   a torn tail open() would truncate (verify, dump)
   64  bad command line
 `;
@@ -20,8 +21,9 @@ const EXIT_CODES = `exit codes:
 const HELP = `harmonydb: operator tools for a HarmonyDB data directory
 
 usage:
-  harmonydb verify <dir>                      check every segment, change nothing
+  harmonydb verify <dir>                      check every segment and snapshot, change nothing
   harmonydb dump <dir> [--from-rev N] [--json]  print every record in order
+  harmonydb dump <dir> --snapshot [--json]    print the keys of the newest snapshot
   harmonydb repair <dir> --truncate-tail      drop a torn tail, as open() would
   harmonydb repair <dir> --point-in-time      keep the log up to the first damaged record
   harmonydb <command> --help                  more about one command
@@ -30,24 +32,40 @@ ${EXIT_CODES}`;
 
 const HELP_VERIFY = `harmonydb verify <dir>
 
-Reads every segment in <dir>/wal with the checks open() makes (magic, headers, the segment chain,
-checksums, contiguous revisions, entry grammar) and writes nothing, not even the LOCK.
-Clean: one line, "ok: <segments> segments, <records> records, last rev <n>, db <id>".
+Reads the log as open() does, from the newest good snapshot in <dir>/snap, with every check it
+makes (magic, headers, the segment chain, checksums, contiguous revisions, entry grammar), and
+writes nothing, not even the LOCK.
+Clean: "ok: <segments> segments, <records> records, last rev <n>, db <id>", plus
+"; from snapshot <file> (rev <r>, <k> keys)" when the log starts from one.
 Otherwise the first problem, with its file, offset and revision, and the repair that fits it.
+Then every snapshot file, newest first, checked whole (frames, then every entry):
+  snapshot <file>: rev <r>, <k> keys, <b> bytes: ok[, open() starts from it] | damaged: <why>
+A damaged newest snapshot exits 1 even when open() would fall back to an older one.
 Safe on a running database, though a record being written at that moment can show as a torn tail.
 
 ${EXIT_CODES}`;
 
 const HELP_DUMP = `harmonydb dump <dir> [--from-rev N] [--json]
+harmonydb dump <dir> --snapshot [--snapshot-file F] [--json]
 
 One record per entry, in revision order, then its operations:
   rev=<n> seg=<segment file> off=<frame offset> ops=<k>
     put "<key>" <value, as JSON, cut to 80 characters>
     delete "<key>"
-  --from-rev N  start at revision N (earlier records are still checked)
-  --json        one JSON object per line: {rev, segment, offset, ops: [{op:"put", key, value} |
-                {op:"delete", key}]}; bytes are {"$bytes": base64}, bigints {"$bigint": "..."},
-                Map {"$map": [[k, v], ...]}, Set {"$set": [...]}, undefined {"$undefined": true}
+and a line where a snapshot became durable:
+  marker rev=<rev of the entry before it> seg=<segment file> off=<frame offset> snapshot=<file> bytes=<size>
+When the log starts from a snapshot, only the entries after it are listed; a note on stderr says
+which revisions the snapshot holds.
+  --from-rev N       start at revision N (earlier records are still checked)
+  --json             one JSON object per line: {rev, segment, offset, ops: [{op:"put", key, value} |
+                     {op:"delete", key}]}, markers {rev, segment, offset, marker: {snapshotRev, bytes}};
+                     bytes are {"$bytes": base64}, bigints {"$bigint": "..."}, Map {"$map": [[k, v], ...]},
+                     Set {"$set": [...]}, undefined {"$undefined": true}
+  --snapshot         instead of the log, the keys of the newest snapshot in key order, after a header line
+                     "snapshot=<file> rev=<r> keys=<k> db=<id>":
+                       "<key>" rev=<n> createRev=<n> version=<n> <value, as JSON, cut to 80 characters>
+                     with --json: {key, rev, createRev, version, value}, no header
+  --snapshot-file F  the same for snapshot F (a name in <dir>/snap, or a path)
 Records go to stdout up to the first problem; the problem goes to stderr, as verify reports it.
 
 ${EXIT_CODES}`;
@@ -61,7 +79,9 @@ Takes the directory LOCK first: a running database makes it refuse.
   --point-in-time  for corruption in the middle: keeps every record before the first damaged one.
                    The rest of that segment is copied to <segment>.<offset>.broken and zeroed; every
                    later segment is renamed to <segment>.broken (kept, ignored by open()). Prints the
-                   revisions lost, then verifies.
+                   revisions lost, then verifies. Refuses when what it would keep no longer reaches
+                   the snapshot the log starts from (those revisions are only in snap/), and when
+                   the damage is in a snapshot: restore snap/ from a backup then.
 Both print exactly what was dropped; nothing is ever deleted.
 
 ${EXIT_CODES}`;
@@ -95,19 +115,28 @@ const COMMANDS: Record<string, (args: string[], io: Io) => number> = {
     const { dir, values } = parse(args, {}, HELP_VERIFY);
     if (values.help) return help(io, HELP_VERIFY);
     const r = verify(dir);
-    for (const line of formatVerify(r, dir)) (r.kind === "clean" ? io.out : io.err)(line);
-    return verifyExitCode(r);
+    const code = verifyExitCode(r);
+    for (const line of formatVerify(r, dir)) (code === 0 ? io.out : io.err)(line);
+    return code;
   },
 
   dump(args, io) {
-    const { dir, values } = parse(args, { "from-rev": { type: "string" }, json: { type: "boolean" } }, HELP_DUMP);
+    const opts: Options = {
+      "from-rev": { type: "string" },
+      json: { type: "boolean" },
+      snapshot: { type: "boolean" },
+      "snapshot-file": { type: "string" },
+    };
+    const { dir, values } = parse(args, opts, HELP_DUMP);
     if (values.help) return help(io, HELP_DUMP);
-    const raw = values["from-rev"];
-    const fromRev = typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : raw === undefined ? 0 : -1;
-    if (!Number.isSafeInteger(fromRev) || fromRev < 0) throw new UsageError("--from-rev takes a revision (0, 1, 2, ...)", HELP_DUMP);
-    const r = dump(dir, { fromRev, json: values.json === true }, io.out);
-    if (r.kind !== "clean") for (const line of formatVerify(r, dir)) io.err(line);
-    return verifyExitCode(r);
+    const json = values.json === true;
+    const snapshotFile = values["snapshot-file"] as string | undefined;
+    if (values.snapshot !== true && snapshotFile === undefined) return dumpLog(dir, values["from-rev"], json, io);
+    if (values["from-rev"] !== undefined) throw new UsageError("--from-rev is for the log, not --snapshot", HELP_DUMP);
+    const r = dumpSnapshot(dir, { file: snapshotFile, json }, io.out);
+    if (r.kind === "clean") return 0;
+    for (const line of formatSnapshotProblem(r)) io.err(line);
+    return EXIT_CORRUPT;
   },
 
   repair(args, io) {
@@ -128,6 +157,16 @@ const COMMANDS: Record<string, (args: string[], io: Io) => number> = {
     return ok ? 0 : EXIT_CORRUPT;
   },
 };
+
+function dumpLog(dir: string, raw: string | boolean | undefined, json: boolean, io: Io): number {
+  const fromRev = typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : raw === undefined ? 0 : -1;
+  if (!Number.isSafeInteger(fromRev) || fromRev < 0) throw new UsageError("--from-rev takes a revision (0, 1, 2, ...)", HELP_DUMP);
+  const r = dump(dir, { fromRev, json }, io.out);
+  const note = compactedNote(r.scan, fromRev, dir);
+  if (note) io.err(note);
+  if (r.kind !== "clean") for (const line of formatVerify(r, dir)) io.err(line);
+  return verifyExitCode(r);
+}
 
 class UsageError extends Error {
   constructor(message: string, readonly help: string) {

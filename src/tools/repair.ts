@@ -7,8 +7,8 @@ import { allZero, findValidFrameAfter, readFrame, visitOps } from "../wal/decode
 import { nodeIO } from "../wal/file-io.ts";
 import { FRAME_ALIGN_BYTES, HEADER_FRAME_OFFSET, SEGMENT_NAME_RE, TYPE_ENTRY, hex16 } from "../wal/format.ts";
 import { dataEnd, recover, unusedBrokenPath, type TornTail } from "../wal/recovery.ts";
-import { scanLog, walDirOf, type Problem, type ScanResult } from "./scan.ts";
-import { isInSegment, summaryLine, verify, verifyExitCode, type VerifyResult } from "./verify.ts";
+import { checkingLoader, scanLog, snapDirOf, walDirOf, type Problem, type ScanResult } from "./scan.ts";
+import { pointInTimeBlocker, summaryLine, verify, verifyExitCode, type VerifyResult } from "./verify.ts";
 
 export type TruncateTailResult =
   | { kind: "clean"; scan: ScanResult }
@@ -29,6 +29,7 @@ export function truncateTail(dir: string): TruncateTailResult {
     const rec = recover(walDir, (_rev, seg, start, end) => visitOps(seg, start, end, { put() {}, delete() {} }), {
       repair: true,
       log: () => {},
+      snapshots: checkingLoader(snapDirOf(dir)), // the WAL may start after segment 1
     });
     assert(rec.tornTail !== null && rec.tornTail.offset === scan.tornTail.offset, "recovery repaired the torn tail verify saw");
     return { kind: "repaired", tornTail: rec.tornTail };
@@ -88,9 +89,7 @@ export function pointInTime(dir: string): PointInTimeResult {
     const scan = scanLog(dir);
     const damage = damageOf(scan);
     if (damage === null) return { kind: "clean", scan };
-    if (damage === "stray") {
-      return { kind: "refused", reason: "not a segment: move it out of the wal directory by hand", problem: scan.problem };
-    }
+    if (typeof damage === "string") return { kind: "refused", reason: damage, problem: scan.problem };
     const lost = lostRange(walDir, scan, damage);
     const file = path.join(walDir, scan.segments[damage.index]!);
     // Order: the copy of the cut bytes is durable first, later segments go highest seq first (a
@@ -113,10 +112,12 @@ export function pointInTime(dir: string): PointInTimeResult {
   }
 }
 
-function damageOf(scan: ScanResult): Damage | "stray" | null {
+/** Where to cut, null when there is nothing to cut, or why a cut cannot help. */
+function damageOf(scan: ScanResult): Damage | string | null {
   const p = scan.problem;
   if (p) {
-    if (!isInSegment(p, scan)) return "stray";
+    const blocker = pointInTimeBlocker(p, scan);
+    if (blocker) return blocker;
     // Header checks report offset 0 (magic, missing segment) or the header frame's offset.
     return { index: scan.segments.indexOf(path.basename(p.file)), offset: p.offset, whole: p.offset <= HEADER_FRAME_OFFSET };
   }
@@ -201,10 +202,13 @@ function readableEntries(bytes: Uint8Array, from: number, afterRev: number): { c
 export function formatTruncateTail(r: TruncateTailResult, dir: string): string[] {
   if (r.kind === "clean") return [`nothing to repair: no torn tail (${summaryLine(r.scan)})`];
   if (r.kind === "refused") {
+    const blocker = pointInTimeBlocker(r.problem, r.scan);
     return [
       `refused: the damage is not a torn tail: ${r.problem.message}`,
       `  --truncate-tail only drops a tail no valid record follows; nothing was changed.`,
-      `  to keep revisions up to ${r.scan.lastRev} and set the rest aside: harmonydb repair ${dir} --point-in-time`,
+      blocker
+        ? `  --point-in-time cannot fix it either: ${blocker}`
+        : `  to keep revisions up to ${r.scan.lastRev} and set the rest aside: harmonydb repair ${dir} --point-in-time`,
     ];
   }
   const t = r.tornTail;
