@@ -168,11 +168,7 @@ export class Arena {
     b[p++] = RECORD_HEAD;
     p = writeText(b, p, key, keyBytes);
     p = writeHead(b, p, MAJOR_BYTES, ve - vs);
-    if (ve - vs <= 64) for (let i = vs; i < ve; i++) b[p++] = src[i]!;
-    else {
-      b.set(src.subarray(vs, ve), p);
-      p += ve - vs;
-    }
+    p = copyBytes(b, p, src, vs, ve);
     p = writeHead(b, p, MAJOR_UINT, rev);
     p = writeHead(b, p, MAJOR_UINT, createRev);
     p = writeHead(b, p, MAJOR_UINT, version);
@@ -275,4 +271,22 @@ export class Arena {
     for (const b of this.blocks.bytes) if (b) n += b.length;
     return n;
   }
+}
+
+/** Bytes copied by a plain loop: `set` needs a view (`subarray`) of small arrays, which costs more. */
+const LOOP_COPY_BYTES_MAX = 512;
+
+/**
+ * Copies bytes [vs, ve) of `src` to `dst` at `p`; returns the end. Small spans go byte by byte: for a
+ * small typed array, `subarray` makes JSC give it an ArrayBuffer of its own first (measured: the
+ * subarray + set of a 100 B value took a third of a put's main-thread time).
+ */
+export function copyBytes(dst: Uint8Array, p: number, src: Uint8Array, vs: number, ve: number): number {
+  const n = ve - vs;
+  if (n <= LOOP_COPY_BYTES_MAX) {
+    for (let i = vs; i < ve; i++) dst[p++] = src[i]!;
+    return p;
+  }
+  dst.set(vs === 0 && ve === src.length ? src : src.subarray(vs, ve), p);
+  return p + n;
 }

@@ -108,9 +108,14 @@ export function writeEntryPayload(buf: Uint8Array, pos: number, ops: Op[], keyBy
     buf[pos++] = MAJOR_ARRAY | op.length;
     pos = writeText(buf, pos, op[0], keyBytes[i]!);
     if (op.length === 2) {
-      pos = writeHead(buf, pos, MAJOR_BYTES, op[1].length);
-      buf.set(op[1], pos);
-      pos += op[1].length;
+      const v = op[1];
+      pos = writeHead(buf, pos, MAJOR_BYTES, v.length);
+      // A loop for small values: `set` into the shared ring was measured at ~3 µs for 100 B.
+      if (v.length <= 512) for (let j = 0; j < v.length; j++) buf[pos++] = v[j]!;
+      else {
+        buf.set(v, pos);
+        pos += v.length;
+      }
     }
   }
   return pos;
