@@ -6,10 +6,10 @@ import { assert } from "../assert.ts";
 import { CorruptionError, InvalidArgumentError, WalFailedError } from "../errors.ts";
 import { listSnapshots, verifySnapshot, visitChunk, type EntryVisitor, type SnapshotHeader } from "../snapshot.ts";
 import { payloadDecoder } from "../wal/cbor.ts";
-import { decodeOps, encoded, payloadOf, readFrame, visitOps, type OpVisitor } from "../wal/decoder.ts";
+import { decodeOps, encoded, payloadOf, visitOps, type OpVisitor } from "../wal/decoder.ts";
 import type { Op } from "../wal/encoder.ts";
 import { nodeIO } from "../wal/file-io.ts";
-import { FRAME_HEADER_BYTES, HEADER_FRAME_OFFSET, SNAP_NAME_RE, TYPE_SNAPSHOT_MARKER, frameBytes } from "../wal/format.ts";
+import { FRAME_HEADER_BYTES, SNAP_NAME_RE } from "../wal/format.ts";
 import { recover, type Apply, type RecoveryResult, type SnapshotLoader, type TornTail } from "../wal/recovery.ts";
 import { listSegments } from "../wal/segment.ts";
 
@@ -123,12 +123,12 @@ export function scanLog(dir: string, sink: ScanSink = {}): ScanResult {
   const snapDir = snapDirOf(dir);
   const result: ScanResult = { dbId: null, segments: [], records: 0, lastRev: 0, tornTail: null, problem: null, snapshot: null, skippedSnapshots: [] };
   const guard = new SinkGuard();
-  const markers = sink.marker ? new MarkerFinder(walDir, (m) => guard.call(() => sink.marker!(m))) : null;
+  /** Markers below this revision (an older snapshot's, before the one loaded) are not reported. */
+  let minRev = 0;
   let phase: Phase = "before-segments";
   let segment = "?";
   const apply: Apply = (rev, seg, start, end) => {
     const offset = start - FRAME_HEADER_BYTES;
-    markers?.entry(seg.bytes, offset, offset + frameBytes(end - start));
     if (sink.record) {
       // Decoding is recovery's check (it throws on a malformed entry); the sink's own errors are not.
       const ops = decodeOps(payloadOf(seg.bytes, { start, len: end - start }));
@@ -141,7 +141,7 @@ export function scanLog(dir: string, sink: ScanSink = {}): ScanResult {
   };
   const loader = checkingLoader(snapDir, (keys) => {
     result.snapshot = usedSnapshot(snapDir, result.skippedSnapshots.length, keys);
-    if (markers) markers.minRev = result.snapshot.rev;
+    minRev = result.snapshot.rev;
   });
   try {
     result.segments = listSegments(nodeIO, walDir, false).map((s) => s.name);
@@ -150,19 +150,19 @@ export function scanLog(dir: string, sink: ScanSink = {}): ScanResult {
       snapshots: loader,
       log: (line) => result.skippedSnapshots.push(skippedSnapshot(line)),
       onSegment: (_i, name) => {
-        markers?.startSegment(name);
         segment = name;
         phase = "in-segment";
       },
       onProgress: (p) => void (p.phase === "wal" && (phase = "after-segments")),
+      onMarker: (m) => {
+        if (sink.marker && m.rev >= minRev) guard.call(() => sink.marker!(markerOf(m)));
+      },
     });
-    markers?.finish(rec.tail?.offset ?? null);
     finishScan(result, rec);
   } catch (err) {
     guard.rethrowOwn();
     if (!(err instanceof CorruptionError)) throw err;
     const problem = problemOf(err, walDir, snapDir, result.segments, phase);
-    markers?.finish(path.basename(problem.file) === segment ? problem.offset : null);
     // Entries up to the snapshot are checked but not handed to apply: the error says how far the log was good.
     if (problem.kind === "segment") result.lastRev = Math.max(result.lastRev, problem.rev - 1);
     result.problem = problem;
@@ -224,74 +224,16 @@ class SinkGuard {
   }
 }
 
-/**
- * Finds the snapshot markers, which recovery checks but does not hand to apply: the frames between
- * the entries it applies, and after the last one of each segment. Only what recovery accepted is
- * walked: up to the next entry, the start of the next segment, or where recovery stopped.
- */
-class MarkerFinder {
-  /** Markers below this revision (an older snapshot's, before the one loaded) are not reported. */
-  minRev = 0;
-  private name: string | null = null;
-  private bytes: Uint8Array | null = null;
-  /** Where the next frame not yet walked starts; 0: the first one after the segment's header. */
-  private pos = 0;
-
-  constructor(
-    private readonly walDir: string,
-    private readonly emit: (m: MarkerRecord) => void,
-  ) {}
-
-  /** Recovery moves on to segment `name`: it accepted all of the previous one. */
-  startSegment(name: string): void {
-    this.finish(Infinity);
-    this.name = name;
-    this.bytes = null;
-    this.pos = 0;
-  }
-
-  /** Recovery applies the entry frame [offset, next) of the current segment: markers before it come first. */
-  entry(bytes: Uint8Array, offset: number, next: number): void {
-    this.bytes = bytes;
-    this.walkTo(offset);
-    this.pos = next;
-  }
-
-  /** Recovery stopped at `end` of the current segment (null: it stopped before reading any of it). */
-  finish(end: number | null): void {
-    if (this.name !== null && end !== null && end > HEADER_FRAME_OFFSET) this.walkTo(end);
-    this.name = null;
-  }
-
-  private walkTo(limit: number): void {
-    // A segment with no entry applied (all of them covered by the snapshot) is read again here.
-    const bytes = (this.bytes ??= readOrFail(path.join(this.walDir, this.name!)));
-    let off = this.pos === 0 ? afterHeader(bytes) : this.pos;
-    while (off < limit) {
-      const v = readFrame(bytes, off);
-      if (v.kind !== "frame") break;
-      if (v.type === TYPE_SNAPSHOT_MARKER && v.rev >= this.minRev) this.emit(markerOf(bytes, v, this.name!));
-      off = v.next;
-    }
-    this.pos = off;
-  }
-}
-
-function afterHeader(bytes: Uint8Array): number {
-  const v = readFrame(bytes, HEADER_FRAME_OFFSET);
-  return v.kind === "frame" ? v.next : bytes.length;
-}
-
-function markerOf(bytes: Uint8Array, f: { rev: number; start: number; len: number }, segment: string): MarkerRecord {
+/** A marker as recovery hands it over (its payload a copy: cbor-x is slower on a view into a whole segment). */
+function markerOf(m: { rev: number; segment: string; offset: number; payload: Uint8Array }): MarkerRecord {
   type Payload = { rev?: unknown; bytes?: unknown } | null;
   let payload: Payload = null;
   try {
-    // A copy: cbor-x is slower on a view into a whole segment than on a small buffer of its own.
-    payload = payloadDecoder.decode(payloadOf(bytes, f).slice()) as Payload;
+    payload = payloadDecoder.decode(m.payload) as Payload;
   } catch {
     // Left null: nothing depends on a marker's payload, and recovery does not decode it either.
   }
-  return { rev: f.rev, segment, offset: f.start - FRAME_HEADER_BYTES, snapshotRev: uintOrNull(payload?.rev), snapshotBytes: uintOrNull(payload?.bytes) };
+  return { rev: m.rev, segment: m.segment, offset: m.offset, snapshotRev: uintOrNull(payload?.rev), snapshotBytes: uintOrNull(payload?.bytes) };
 }
 
 function uintOrNull(v: unknown): number | null {

@@ -84,6 +84,11 @@ export interface RecoverOptions {
   snapshots?: SnapshotLoader;
   /** Called before each segment is replayed, with its index in the directory's segment list. */
   onSegment?: (index: number, name: string) => void;
+  /**
+   * Called for each snapshot marker recovery accepts, in log order with the entries (also those in
+   * the part the snapshot covers). `segment` is the file name, `offset` the frame's; `payload` is a copy.
+   */
+  onMarker?: (m: { rev: number; segment: string; offset: number; payload: Uint8Array }) => void;
 }
 
 /** Replays the whole log at once. */
@@ -138,7 +143,7 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
     const bytes = readSegment(io, file);
     checkHeader(file, bytes, seg, cur);
     const start = cur.start;
-    const { end, damage, complete } = replayFrames(bytes, cur, apply);
+    const { end, damage, complete } = replayFrames(bytes, cur, apply, seg.name, opts.onMarker);
     if (damage) {
       // A frame whose checksum holds was written whole: no crash tears it, so it is never a torn tail.
       if (complete) throw new CorruptionError(damage, file, end, cur.lastRev + 1);
@@ -353,10 +358,17 @@ function checkHeader(file: string, bytes: Uint8Array, seg: SegmentFile, cur: Cur
 }
 
 /**
- * Applies every entry from the header on; stops at the clean end or at the first damaged frame.
+ * Applies every entry from the header on (and hands each marker of segment `name` to onMarker);
+ * stops at the clean end or at the first damaged frame.
  * Returns where the log ends (the writer's next offset) and, if it ended in damage, why.
  */
-function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: number; damage: string | null; complete: boolean } {
+function replayFrames(
+  bytes: Uint8Array,
+  cur: Cursor,
+  apply: Apply,
+  name: string,
+  onMarker: RecoverOptions["onMarker"],
+): { end: number; damage: string | null; complete: boolean } {
   let off = cur.start;
   const view = viewOf(bytes);
   const segment = encoded(bytes);
@@ -371,6 +383,7 @@ function replayFrames(bytes: Uint8Array, cur: Cursor, apply: Apply): { end: numb
     if (v.type === TYPE_SNAPSHOT_MARKER) {
       // Says a snapshot was made durable here; it carries the revision of the entry before it.
       if (v.rev !== cur.lastRev) return bad(`snapshot marker with rev ${v.rev} after rev ${cur.lastRev}`);
+      onMarker?.({ rev: v.rev, segment: name, offset: off, payload: payloadOf(bytes, v).slice() });
       cur.lastCrc = v.crc;
       off = v.next;
       continue;
