@@ -223,10 +223,9 @@ export class Arena {
     this.liveBytes += n;
   }
 
-  /** The record at `ref` is no longer anyone's current state. */
-  release(ref: number): void {
+  /** The record at `ref` (`n` bytes long) is no longer anyone's current state. */
+  release(ref: number, n: number): void {
     const bi = (ref / REF_SPAN) | 0;
-    const n = locate(this.blocks, ref).end - (ref - bi * REF_SPAN);
     this.live[bi]! -= n;
     this.liveBytes -= n;
     this.garbageBytes += n;

@@ -165,7 +165,7 @@ export class KeyIndex {
       const p = locate(this.arena.blocks, prev);
       createRev = p.createRev;
       version = p.version + 1;
-      this.arena.release(prev);
+      this.arena.release(prev, p.end - p.start);
     }
     const ref = this.arena.append(key, utf8Bytes(key), src, vs, ve, rev, createRev, version);
     this.map.set(key, ref);
@@ -175,7 +175,8 @@ export class KeyIndex {
   private remove(key: string): void {
     const prev = this.refOf(key);
     if (prev === undefined) return;
-    this.arena.release(prev);
+    const p = locate(this.arena.blocks, prev);
+    this.arena.release(prev, p.end - p.start);
     this.map.delete(key);
     this.tree.delete(key);
   }

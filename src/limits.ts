@@ -48,8 +48,12 @@ export const writerSpinUs = 50;
 /** While busy, the writer zero-fills one chunk ahead after this many group commits. */
 export const prepareEveryGroups = 8;
 
-/** Automatic snapshots: at least this much WAL between two (the default is 2× the last snapshot). */
+/** Automatic snapshots: at least this much WAL between two... */
 export const snapshotEveryBytesMin = 64 * MiB;
+/** ...or this fraction of the live data, whichever is larger (docs/design-notes.md: disk and restart budgets). */
+export const snapshotEveryLiveFraction = 0.5;
+/** close() takes a snapshot when the log since the last one is at least this fraction of the threshold. */
+export const snapshotOnCloseFraction = 0.25;
 /** A snapshot is encoded and written in chunks of about this size (one frame each). */
 export const snapshotChunkBytes = 256 * KiB;
 /** Snapshot chunks handed to the writer and not yet written, at most. */

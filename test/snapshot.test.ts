@@ -172,17 +172,42 @@ describe("snapshots", () => {
     await db.close();
   });
 
-  test("close() during a snapshot stops it cleanly: no temp file, the next open is fine", async () => {
+  test("close() during a snapshot lets it finish, and the next open starts from it", async () => {
     const dir = tmpDir();
     const db = await open(dir, small);
     await load(db, 3000);
     const expected = contents(db);
-    const snap = db.snapshot().catch((e: unknown) => e);
+    const snap = db.snapshot();
     await db.close();
-    expect(await snap).toBeInstanceOf(ClosedError);
-    expect(snapFiles(dir).filter((n) => n.endsWith(".tmp"))).toEqual([]);
+    const info = await snap;
+    expect(snapFiles(dir)).toEqual([path.basename(info.file)]);
+    await expect(db.snapshot()).rejects.toBeInstanceOf(ClosedError);
     const again = await open(dir, small);
     try {
+      expect(again.stats().recovery.snapshot?.rev).toBe(info.rev);
+      expect(contents(again)).toEqual(expected);
+    } finally {
+      await again.close();
+    }
+  });
+
+  test("close() takes a snapshot when much log has piled up since the last one, not otherwise", async () => {
+    const dir = tmpDir();
+    const opts = { ...small, snapshotEveryBytes: 4 * 1024 * 1024 };
+    let db = await open(dir, opts);
+    await load(db, 200); // far below a quarter of the threshold
+    await db.close();
+    expect(snapFiles(dir)).toEqual([]);
+    db = await open(dir, opts);
+    await load(db, 25_000, 200); // over a quarter (1 MiB), under the threshold
+    expect(db.stats().snapshot.walBytesSince).toBeGreaterThan(1024 * 1024);
+    expect(db.stats().snapshot.taken).toBe(0);
+    const expected = contents(db);
+    await db.close();
+    expect(snapFiles(dir).length).toBe(1);
+    const again = await open(dir, opts);
+    try {
+      expect(again.stats().recovery.records).toBe(0); // nothing left to replay
       expect(contents(again)).toEqual(expected);
     } finally {
       await again.close();
