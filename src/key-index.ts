@@ -57,17 +57,20 @@ export class IndexView {
 
 /**
  * The map answers point reads in O(1) (a B-tree lookup of a random key costs ~20 string compares and
- * as many cache misses); the tree serves ordered ranges and O(1) copy-on-write views. After a
- * snapshot load the map is filled in the background (fillMap): until it is complete, a key missing
- * from it is looked up in the tree. Every change updates both, so a key the map has is current.
+ * as many cache misses); the tree serves ordered ranges and O(1) copy-on-write views.
+ * Open (snapshot load and replay) builds only the tree: the map stays empty ("deferred") until the
+ * first fillMap call, and is then filled in the background; until it is complete, a key missing
+ * from it is looked up in the tree. Once filling began every change updates both, so a key the map
+ * has is current.
  */
 export class KeyIndex {
   private readonly map = new Map<string, number>();
   private tree = new BTree<string, number>(undefined, compareKeys);
-  private mapComplete = true;
+  private mapComplete = false;
+  private mapDeferred = true;
   /** Where fillMap goes on from (the last key it filled). */
   private fillFrom: string | undefined = undefined;
-  private readonly arena = new Arena(L.arenaBlockBytes);
+  private arena = new Arena(L.arenaBlockBytes);
   /** The block being compacted (−1: none) and how far. */
   private compacting = -1;
   private compactPos = 0;
@@ -77,8 +80,14 @@ export class KeyIndex {
   }
 
   private refOf(key: string): number | undefined {
+    if (this.mapDeferred) return this.tree.get(key);
     const ref = this.map.get(key);
     return ref !== undefined || this.mapComplete ? ref : this.tree.get(key);
+  }
+
+  private setRef(key: string, ref: number): void {
+    if (!this.mapDeferred) this.map.set(key, ref);
+    this.tree.set(key, ref);
   }
 
   has(key: string): boolean {
@@ -167,9 +176,7 @@ export class KeyIndex {
       version = p.version + 1;
       this.arena.release(prev, p.end - p.start);
     }
-    const ref = this.arena.append(key, utf8Bytes(key), src, vs, ve, rev, createRev, version);
-    this.map.set(key, ref);
-    this.tree.set(key, ref);
+    this.setRef(key, this.arena.append(key, utf8Bytes(key), src, vs, ve, rev, createRev, version));
   }
 
   private remove(key: string): void {
@@ -177,7 +184,7 @@ export class KeyIndex {
     if (prev === undefined) return;
     const p = locate(this.arena.blocks, prev);
     this.arena.release(prev, p.end - p.start);
-    this.map.delete(key);
+    if (!this.mapDeferred) this.map.delete(key);
     this.tree.delete(key);
   }
 
@@ -186,7 +193,7 @@ export class KeyIndex {
    * they are, and the tree is built bottom-up in one pass (sorted-btree's bulkLoad) at the end.
    */
   snapshotLoader(dir: string): SnapshotLoader {
-    assert(this.map.size === 0, "a snapshot loads into an empty index");
+    assert(this.tree.size === 0 && this.mapDeferred, "a snapshot loads into an empty index");
     const keys: string[] = [];
     const refs: number[] = [];
     let base = 0;
@@ -204,10 +211,12 @@ export class KeyIndex {
         refs.push(base + recordStart);
       },
       done: () => {
-        if (keys.length === 0) return;
-        this.tree = bulkLoad(keys, refs, BTREE_NODE_SIZE, compareKeys, 1);
-        this.mapComplete = false; // the map fills in the background (fillMap)
-        this.fillFrom = undefined;
+        if (keys.length > 0) this.tree = bulkLoad(keys, refs, BTREE_NODE_SIZE, compareKeys, 1);
+      },
+      reset: () => {
+        keys.length = 0;
+        refs.length = 0;
+        this.arena = new Arena(L.arenaBlockBytes); // drops the blocks adopted so far
       },
     };
   }
@@ -223,6 +232,7 @@ export class KeyIndex {
    */
   fillMap(max: number): boolean {
     if (this.mapComplete) return true;
+    this.mapDeferred = false;
     let n = 0;
     for (const [key, ref] of this.tree.entries(this.fillFrom)) {
       if (n++ >= max) {
@@ -256,11 +266,7 @@ export class KeyIndex {
       const r = locate(blocks, ref);
       const next = r.end;
       const key = keyOf(r);
-      if (this.refOf(key) === ref) {
-        const moved = this.arena.relocate(ref, next);
-        this.map.set(key, moved);
-        this.tree.set(key, moved);
-      }
+      if (this.refOf(key) === ref) this.setRef(key, this.arena.relocate(ref, next));
       this.compactPos = next;
     }
     if (this.compactPos >= used) {
@@ -273,6 +279,7 @@ export class KeyIndex {
   verify(lastRev: number): void {
     this.tree.checkValid();
     if (this.mapComplete) assert(this.tree.size === this.map.size, "tree and map hold the same keys");
+    if (this.mapDeferred) assert(this.map.size === 0, "a deferred map is empty");
     let live = 0;
     for (const [key, ref] of this.tree.entries()) {
       assert(this.refOf(key) === ref, `map and tree agree on ${key}`);

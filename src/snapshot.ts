@@ -131,64 +131,94 @@ export class ChunkEncoder {
   }
 }
 
-/** A verified snapshot file: where its chunks are; the entries are read with visitEntries. */
+/** A verified snapshot file: where its chunks are; the entries are read with visitChunk. */
 export interface VerifiedSnapshot {
   file: string;
   header: SnapshotHeader;
   bytes: Uint8Array;
   /** Payload [start, start + len) of each chunk frame. */
-  chunks: { start: number; len: number }[];
+  chunks: SnapshotChunk[];
+}
+
+export interface SnapshotChunk {
+  start: number;
+  len: number;
 }
 
 /**
- * Checks a whole snapshot file: magic, every frame's checksum, header, chunk count and footer, and
- * nothing after the footer. Throws CorruptionError naming the file and offset. Entries are parsed
- * (and keys checked for order) when they are visited.
+ * Reads a snapshot file front to back: the constructor checks magic and header, each next() one
+ * chunk frame's checksum (so a loader can use the chunk while it is in cache), and the last next()
+ * the footer: counts that agree, nothing after it. Every failure is a CorruptionError naming the
+ * file and offset.
  */
-export function verifySnapshot(file: string, bytes: Uint8Array): VerifiedSnapshot {
-  const fail = (msg: string, offset: number, rev = 0): never => {
-    throw new CorruptionError(`snapshot: ${msg}`, file, offset, rev);
-  };
-  if (bytes.length < MAGIC_BYTES || !SNAP_MAGIC.every((b, i) => bytes[i] === b)) fail("bad magic", 0);
-  const view = viewOf(bytes);
-  let off = MAGIC_BYTES;
-  const first = readFrame(bytes, off, view);
-  if (first.kind !== "frame" || first.type !== TYPE_SNAP_HEADER) fail("bad header frame", off);
-  const hf = first as Extract<typeof first, { kind: "frame" }>;
-  let header: SnapshotHeader;
-  try {
-    header = decodeMap(bytes.subarray(hf.start, hf.start + hf.len), ["v", "rev", "keys"], ["db"]) as unknown as SnapshotHeader;
-  } catch (cause) {
-    return fail(`undecodable header: ${(cause as Error).message}`, off);
-  }
-  if (header.v !== FORMAT_VERSION) fail(`unknown format version ${header.v}`, off);
-  if (hf.rev !== header.rev) fail("header frame revision does not match its payload", off, header.rev);
-  const chunks: VerifiedSnapshot["chunks"] = [];
-  let keys = 0;
-  off = hf.next;
-  for (;;) {
-    const v = readFrame(bytes, off, view);
-    if (v.kind !== "frame") return fail(`${v.kind} frame${"reason" in v ? `: ${v.reason}` : ""} before the footer`, off, header.rev);
-    if (v.rev !== header.rev) fail(`frame revision ${v.rev} in a snapshot at rev ${header.rev}`, off, header.rev);
-    if (v.type === TYPE_SNAP_CHUNK) {
-      chunks.push({ start: v.start, len: v.len });
-      keys += chunkCount(bytes, v.start, v.len);
-      off = v.next;
-      continue;
+export class SnapshotReader {
+  readonly header!: SnapshotHeader;
+  private readonly view: DataView;
+  private off = 0;
+  private chunks = 0;
+  private keys = 0;
+  private done = false;
+
+  constructor(
+    readonly file: string,
+    readonly bytes: Uint8Array,
+  ) {
+    if (bytes.length < MAGIC_BYTES || !SNAP_MAGIC.every((b, i) => bytes[i] === b)) this.fail("bad magic", 0);
+    this.view = viewOf(bytes);
+    const first = readFrame(bytes, MAGIC_BYTES, this.view);
+    if (first.kind !== "frame" || first.type !== TYPE_SNAP_HEADER) return this.fail("bad header frame", MAGIC_BYTES);
+    let header: SnapshotHeader;
+    try {
+      header = decodeMap(bytes.subarray(first.start, first.start + first.len), ["v", "rev", "keys"], ["db"]) as unknown as SnapshotHeader;
+    } catch (cause) {
+      return this.fail(`undecodable header: ${(cause as Error).message}`, MAGIC_BYTES);
     }
-    if (v.type !== TYPE_SNAP_FOOTER) fail(`unexpected frame type ${v.type}`, off, header.rev);
+    if (header.v !== FORMAT_VERSION) this.fail(`unknown format version ${header.v}`, MAGIC_BYTES);
+    if (first.rev !== header.rev) this.fail("header frame revision does not match its payload", MAGIC_BYTES, header.rev);
+    this.header = header;
+    this.off = first.next;
+  }
+
+  /** The next chunk, its checksum checked; null once the footer was read and checked. */
+  next(): SnapshotChunk | null {
+    if (this.done) return null;
+    const rev = this.header.rev;
+    const off = this.off;
+    const v = readFrame(this.bytes, off, this.view);
+    if (v.kind !== "frame") return this.fail(`${v.kind} frame${"reason" in v ? `: ${v.reason}` : ""} before the footer`, off, rev);
+    if (v.rev !== rev) this.fail(`frame revision ${v.rev} in a snapshot at rev ${rev}`, off, rev);
+    this.off = v.next;
+    if (v.type === TYPE_SNAP_CHUNK) {
+      this.chunks++;
+      this.keys += chunkCount(this.bytes, v.start, v.len);
+      return { start: v.start, len: v.len };
+    }
+    if (v.type !== TYPE_SNAP_FOOTER) this.fail(`unexpected frame type ${v.type}`, off, rev);
     let footer: SnapshotFooter;
     try {
-      footer = decodeMap(bytes.subarray(v.start, v.start + v.len), ["keys", "chunks"], []) as unknown as SnapshotFooter;
+      footer = decodeMap(this.bytes.subarray(v.start, v.start + v.len), ["keys", "chunks"], []) as unknown as SnapshotFooter;
     } catch (cause) {
-      return fail(`undecodable footer: ${(cause as Error).message}`, off, header.rev);
+      return this.fail(`undecodable footer: ${(cause as Error).message}`, off, rev);
     }
-    if (footer.chunks !== chunks.length || footer.keys !== keys || header.keys !== keys) {
-      fail(`footer says ${footer.keys} keys in ${footer.chunks} chunks, found ${keys} in ${chunks.length}`, off, header.rev);
+    if (footer.chunks !== this.chunks || footer.keys !== this.keys || this.header.keys !== this.keys) {
+      this.fail(`footer says ${footer.keys} keys in ${footer.chunks} chunks, found ${this.keys} in ${this.chunks}`, off, rev);
     }
-    if (v.next < bytes.length) fail("bytes after the footer", v.next, header.rev);
-    return { file, header, bytes, chunks };
+    if (v.next < this.bytes.length) this.fail("bytes after the footer", v.next, rev);
+    this.done = true;
+    return null;
   }
+
+  private fail(msg: string, offset: number, rev = 0): never {
+    throw new CorruptionError(`snapshot: ${msg}`, this.file, offset, rev);
+  }
+}
+
+/** Checks a whole snapshot file (every frame; entries are parsed when visited). See SnapshotReader. */
+export function verifySnapshot(file: string, bytes: Uint8Array): VerifiedSnapshot {
+  const r = new SnapshotReader(file, bytes);
+  const chunks: SnapshotChunk[] = [];
+  for (let c = r.next(); c !== null; c = r.next()) chunks.push(c);
+  return { file, header: r.header, bytes, chunks };
 }
 
 /** The entry count at the start of a chunk payload. */
@@ -221,7 +251,19 @@ export function visitChunk(
   visit: EntryVisitor,
   onRecords?: (e: Encoded, start: number, end: number) => void,
 ): string | null {
-  const c = s.chunks[i]!;
+  return visitEntries(s.file, s.header.rev, s.chunks[i]!, e, lastKey, visit, onRecords);
+}
+
+/** visitChunk for one chunk of a snapshot at `rev` (as SnapshotReader hands them out). */
+export function visitEntries(
+  file: string,
+  rev: number,
+  c: SnapshotChunk,
+  e: Encoded,
+  lastKey: string | null,
+  visit: EntryVisitor,
+  onRecords?: (e: Encoded, start: number, end: number) => void,
+): string | null {
   const b = e.bytes;
   const cur = { pos: c.start, end: c.start + c.len };
   try {
@@ -235,17 +277,17 @@ export function visitChunk(
       if (lastKey !== null && !(key > lastKey)) throw new Error(`key ${JSON.stringify(key)} out of order`);
       const valueLen = readHead(b, cur, 2);
       const vs = skip(cur, valueLen);
-      const rev = readHead(b, cur, 0);
+      const entryRev = readHead(b, cur, 0);
       const createRev = readHead(b, cur, 0);
       const version = readHead(b, cur, 0);
-      if (rev > s.header.rev || createRev > rev || createRev < 1 || version < 1) throw new Error(`key ${JSON.stringify(key)} has impossible revisions`);
-      visit(key, e, vs, vs + valueLen, rev, createRev, version, recordStart);
+      if (entryRev > rev || createRev > entryRev || createRev < 1 || version < 1) throw new Error(`key ${JSON.stringify(key)} has impossible revisions`);
+      visit(key, e, vs, vs + valueLen, entryRev, createRev, version, recordStart);
       lastKey = key;
     }
     if (cur.pos !== cur.end) throw new Error("trailing bytes after the entries");
   } catch (cause) {
     if (cause instanceof CorruptionError) throw cause;
-    throw new CorruptionError(`snapshot: ${(cause as Error).message}`, s.file, c.start - FRAME_HEADER_BYTES, s.header.rev);
+    throw new CorruptionError(`snapshot: ${(cause as Error).message}`, file, c.start - FRAME_HEADER_BYTES, rev);
   }
   return lastKey;
 }

@@ -106,7 +106,12 @@ export function snapDirOf(dir: string): string {
  */
 export function checkingLoader(snapDir: string, done: (keys: number) => void = () => {}): SnapshotLoader {
   let keys = 0;
-  return { dir: snapDir, entry: () => void keys++, done: () => done(keys) };
+  return {
+    dir: snapDir,
+    entry: () => void keys++,
+    done: () => done(keys),
+    reset: () => void (keys = 0),
+  };
 }
 
 const CHECK_ONLY: OpVisitor = { put() {}, delete() {} };

@@ -2,7 +2,7 @@
 
 import * as path from "node:path";
 import { CorruptionError, WalFailedError } from "../errors.ts";
-import { listSnapshots, verifySnapshot, visitChunk, type EntryVisitor, type VerifiedSnapshot } from "../snapshot.ts";
+import { listSnapshots, SnapshotReader, visitEntries, type EntryVisitor, type SnapshotHeader } from "../snapshot.ts";
 import { allZero, decodeHeader, encoded, findValidFrameAfter, payloadOf, readFrame, viewOf, type Encoded } from "./decoder.ts";
 import type { SegmentHeader } from "./encoder.ts";
 import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, TYPE_SNAPSHOT_MARKER, hex16 } from "./format.ts";
@@ -30,6 +30,15 @@ export interface SnapshotLoader {
   chunk?: (e: Encoded, start: number, end: number) => void;
   entry: EntryVisitor;
   done(): void;
+  /** Forget everything loaded so far: the snapshot turned out damaged, an older one comes next. */
+  reset(): void;
+}
+
+/** The snapshot open() loaded. */
+interface LoadedSnapshot {
+  file: string;
+  header: SnapshotHeader;
+  bytes: number;
 }
 
 export interface TornTail {
@@ -119,8 +128,9 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
   const repair = opts.repair ?? true;
   const log = opts.log ?? ((l: string) => console.warn(l));
   const segments = listSegments(io, walDir, repair);
-  const base = opts.snapshots ? chooseSnapshot(io, opts.snapshots.dir, repair, log) : { snapshot: null, rejected: [] };
-  if (base.snapshot) yield* loadSnapshot(base.snapshot, opts.snapshots!, segments.length, opts.onProgress);
+  const base = opts.snapshots
+    ? yield* loadNewestSnapshot(io, opts.snapshots, repair, log, segments.length, opts.onProgress)
+    : { snapshot: null, rejected: [] as string[] };
   const baseRev = base.snapshot?.header.rev ?? 0;
   const first = firstSegmentAfter(walDir, segments, base.snapshot, base.rejected);
   const cur: Cursor = {
@@ -192,31 +202,55 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
     segments: segments.length - first,
     tornTail,
     snapshot: base.snapshot
-      ? { file: base.snapshot.file, rev: baseRev, keys: base.snapshot.header.keys, bytes: base.snapshot.bytes.length }
+      ? { file: base.snapshot.file, rev: baseRev, keys: base.snapshot.header.keys, bytes: base.snapshot.bytes }
       : null,
     walBytesAfterSnapshot: cur.bytesAfterBase,
   };
 }
 
+/** Snapshot chunks to load between two yields to the event loop. */
+const chunksPerStep = 16;
+
 /**
- * The newest snapshot whose every checksum holds, or null. A damaged one is logged and skipped for
- * the one before it (etcd does the same); the WAL must then still reach back to that one.
+ * Loads the newest snapshot that checks out whole, each chunk checked just before it is loaded (in
+ * cache). A damaged one is logged, the loader reset, and the one before it tried (etcd does the
+ * same); the WAL must then still reach back to that one. Yields progress now and then.
  */
-function chooseSnapshot(
+function* loadNewestSnapshot(
   io: FileIO,
-  snapDir: string,
+  loader: SnapshotLoader,
   tidy: boolean,
   log: (line: string) => void,
-): { snapshot: VerifiedSnapshot | null; rejected: string[] } {
+  segments: number,
+  onProgress: RecoverOptions["onProgress"],
+): Generator<ReplayProgress, { snapshot: LoadedSnapshot | null; rejected: string[] }> {
   const rejected: string[] = [];
-  for (const s of listSnapshots(io, snapDir, tidy)) {
-    const file = path.join(snapDir, s.name);
+  for (const s of listSnapshots(io, loader.dir, tidy)) {
+    const file = path.join(loader.dir, s.name);
     try {
-      const v = verifySnapshot(file, readSegment(io, file));
-      if (v.header.rev !== s.rev) throw new CorruptionError("snapshot: revision does not match the file name", file, 0, v.header.rev);
-      return { snapshot: v, rejected };
+      const bytes = readSegment(io, file);
+      const r = new SnapshotReader(file, bytes);
+      if (r.header.rev !== s.rev) throw new CorruptionError("snapshot: revision does not match the file name", file, 0, r.header.rev);
+      const e = encoded(bytes);
+      let lastKey: string | null = null;
+      let keys = 0;
+      const visit: EntryVisitor = (key, enc, vs, ve, rev, createRev, version, recordStart) => {
+        loader.entry(key, enc, vs, ve, rev, createRev, version, recordStart);
+        keys++;
+      };
+      for (let c = r.next(), n = 1; c !== null; c = r.next(), n++) {
+        lastKey = visitEntries(file, r.header.rev, c, e, lastKey, visit, loader.chunk);
+        if (n % chunksPerStep === 0) {
+          const p: ReplayProgress = { phase: "snapshot", segment: 0, segments, records: 0, rev: r.header.rev, keys, keysTotal: r.header.keys };
+          onProgress?.(p);
+          yield p;
+        }
+      }
+      loader.done();
+      return { snapshot: { file, header: r.header, bytes: bytes.length }, rejected };
     } catch (err) {
       if (!(err instanceof CorruptionError)) throw err; // EIO: refuse to open, as for a segment
+      loader.reset();
       rejected.push(err.message);
       log(`harmonydb: ${err.message}; trying an older snapshot`);
     }
@@ -224,38 +258,11 @@ function chooseSnapshot(
   return { snapshot: null, rejected };
 }
 
-/** Snapshot chunks to load between two yields to the event loop. */
-const chunksPerStep = 16;
-
-function* loadSnapshot(
-  s: VerifiedSnapshot,
-  loader: SnapshotLoader,
-  segments: number,
-  onProgress: RecoverOptions["onProgress"],
-): Generator<ReplayProgress, void> {
-  const e = encoded(s.bytes);
-  let lastKey: string | null = null;
-  let keys = 0;
-  const visit: EntryVisitor = (key, enc, vs, ve, rev, createRev, version, recordStart) => {
-    loader.entry(key, enc, vs, ve, rev, createRev, version, recordStart);
-    keys++;
-  };
-  for (let i = 0; i < s.chunks.length; i++) {
-    lastKey = visitChunk(s, e, i, lastKey, visit, loader.chunk);
-    if ((i + 1) % chunksPerStep === 0 || i === s.chunks.length - 1) {
-      const p: ReplayProgress = { phase: "snapshot", segment: 0, segments, records: 0, rev: s.header.rev, keys, keysTotal: s.header.keys };
-      onProgress?.(p);
-      yield p;
-    }
-  }
-  loader.done();
-}
-
 /**
  * Where replay starts: segment 0 without a snapshot; with one at rev R, the last segment that starts
  * at or before R + 1 (those before it are covered; a crash may have left some of them).
  */
-function firstSegmentAfter(walDir: string, segments: SegmentFile[], snap: VerifiedSnapshot | null, rejected: string[]): number {
+function firstSegmentAfter(walDir: string, segments: SegmentFile[], snap: LoadedSnapshot | null, rejected: string[]): number {
   if (snap === null) {
     const firstSeg = segments[0];
     if (rejected.length > 0 && firstSeg !== undefined && firstSeg.seq !== 1) {

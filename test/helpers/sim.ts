@@ -38,6 +38,7 @@ export class SimLife {
       dir: SNAP,
       entry: (key: string, e: { bytes: Uint8Array }, s: number, end: number) => this.state.set(key, hex(e.bytes.subarray(s, end))),
       done: () => {},
+      reset: () => this.state.clear(), // a damaged snapshot: recovery tries an older one
     };
     const rec = openLog(WAL, apply, { io, log: () => {}, newDbId: () => "sim-db", snapshots });
     this.dbId = rec.dbId;
