@@ -502,7 +502,7 @@ export class Db {
 
   private snapshotEveryBytes(): number {
     if (this.o.snapshotEveryBytes !== undefined) return this.o.snapshotEveryBytes;
-    return Math.max(L.snapshotEveryBytesMin, this.index.memory().liveBytes * L.snapshotEveryLiveFraction);
+    return Math.max(L.snapshotEveryBytesMin, this.index.liveBytes * L.snapshotEveryLiveFraction);
   }
 
   /** Starts a snapshot in the background once enough log has piled up since the last one. */

@@ -127,6 +127,11 @@ export class KeyIndex {
     return new IndexView(this.tree.clone(), this.arena.view());
   }
 
+  /** Bytes of the current records: about the size of a snapshot of this index. */
+  get liveBytes(): number {
+    return this.arena.liveBytes;
+  }
+
   /** Memory the values take: allocated blocks, live records, garbage awaiting compaction. */
   memory(): { arenaBytes: number; liveBytes: number; garbageBytes: number } {
     return { arenaBytes: this.arena.allocatedBytes, liveBytes: this.arena.liveBytes, garbageBytes: this.arena.garbageBytes };
