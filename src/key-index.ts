@@ -4,7 +4,7 @@
 import BTree from "sorted-btree";
 import { bulkLoad } from "sorted-btree/extended/bulkLoad";
 import { Arena, locate, REF_SPAN, type Blocks, type Located } from "./arena.ts";
-import { assert, verifyEnabled } from "./assert.ts";
+import { assert } from "./assert.ts";
 import * as L from "./limits.ts";
 import type { SnapshotLoader } from "./wal/recovery.ts";
 import { valueDecoder } from "./wal/cbor.ts";
@@ -209,9 +209,9 @@ export class KeyIndex {
         base = this.arena.adopt(e.bytes.subarray(start, end)) * REF_SPAN - start;
       },
       entry: (key, e, vs, ve, _rev, _createRev, _version, recordStart) => {
-        // The snapshot was made from checked state and its checksums hold; decoding every value
-        // again costs open time, so only HARMONYDB_VERIFY=1 does.
-        if (verifyEnabled) checkValue(e.bytes, vs, ve);
+        // As for the WAL: a checksum-valid record whose value does not read back is corruption at
+        // open, never an error on a later get (bytes and strings are checked without a decode).
+        checkValue(e.bytes, vs, ve);
         keys.push(key);
         refs.push(base + recordStart);
       },
@@ -306,13 +306,33 @@ function keyOf(r: Located): string {
 const TAG_UINT8ARRAY_0 = 0xd8;
 const TAG_UINT8ARRAY_1 = 0x40;
 
-/** Is the CBOR at [start, end) a tagged Uint8Array, a text string, or a simple scalar (no decode needed)? */
+/**
+ * Throws unless the CBOR at [start, end) is one whole value that materialize() reads back: a tagged
+ * Uint8Array or a text string whose declared length is exactly its span (checked, not decoded), or
+ * anything else cbor-x decodes.
+ */
 function checkValue(b: Uint8Array, start: number, end: number): void {
   const first = b[start]!;
-  const major = first >> 5;
-  if (first === TAG_UINT8ARRAY_0 && b[start + 1] === TAG_UINT8ARRAY_1 && b[start + 2]! >> 5 === 2) return;
-  if (major === 3 && first < 0x7b) return;
-  valueDecoder.decode(b.slice(start, end)); // throws on what does not decode
+  if (first === TAG_UINT8ARRAY_0 && b[start + 1] === TAG_UINT8ARRAY_1 && b[start + 2]! >> 5 === 2) {
+    const head = b[start + 2]!;
+    if (declaredLength(b, start + 2) !== end - (start + 3 + headExtra(head))) throw new Error("byte string length does not match its value");
+    return;
+  }
+  if (first >> 5 === 3 && first < 0x7b) {
+    if (declaredLength(b, start) !== end - (start + 1 + headExtra(first))) throw new Error("text string length does not match its value");
+    return;
+  }
+  valueDecoder.decode(b.slice(start, end)); // throws on what does not decode, or on bytes after it
+}
+
+/** The length a definite CBOR head at `at` declares; −1 for an indefinite or reserved one. */
+function declaredLength(b: Uint8Array, at: number): number {
+  const info = b[at]! & 31;
+  if (info < 24) return info;
+  if (info > 27) return -1;
+  let n = 0;
+  for (let i = 1; i <= 1 << (info - 24); i++) n = n * 256 + b[at + i]!;
+  return n;
 }
 
 /** The value at [start, end) of a block, as the caller gets it: a fresh copy of anything mutable. */

@@ -44,6 +44,8 @@ export interface SnapshotEntry {
 }
 
 const MAJOR_UINT = 0;
+/** A record (an entry) starts with this byte: a CBOR array of 5, as the arena expects. */
+const RECORD_HEAD = 0x85;
 const MAJOR_BYTES = 2 << 5;
 const MAJOR_ARRAY = 4 << 5;
 /** A chunk's entry count is written as a 4-byte CBOR head, reserved before the count is known. */
@@ -271,7 +273,8 @@ export function visitEntries(
     onRecords?.(e, cur.pos, cur.end); // the records, back to back, before any is visited
     for (let k = 0; k < n; k++) {
       const recordStart = cur.pos;
-      if (readHead(b, cur, 4) !== 5) throw new Error("entry is not a 5-element array");
+      // Exactly 0x85 (the arena reads records by that byte), not any CBOR head that says 5.
+      if (b[cur.pos++] !== RECORD_HEAD) throw new Error("entry is not a 5-element array (0x85)");
       const keyLen = readHead(b, cur, 3);
       const key = readKey(e, skip(cur, keyLen), cur.pos);
       if (lastKey !== null && !(key > lastKey)) throw new Error(`key ${JSON.stringify(key)} out of order`);

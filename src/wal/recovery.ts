@@ -74,6 +74,8 @@ interface Cursor {
   /** The first segment read after a snapshot is not chained to the (deleted) one before it. */
   chained: boolean;
   bytesAfterBase: number;
+  /** The snapshot loaded, for messages. */
+  snapshotFile: string | null;
   dbId: string | null;
   lastRev: number;
   lastCrc: number;
@@ -137,6 +139,7 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
     baseRev,
     chained: base.snapshot === null,
     bytesAfterBase: 0,
+    snapshotFile: base.snapshot?.file ?? null,
     dbId: base.snapshot?.header.db ?? null,
     lastRev: 0,
     lastCrc: 0,
@@ -343,7 +346,13 @@ function checkHeader(file: string, bytes: Uint8Array, seg: SegmentFile, cur: Cur
     return fail(`undecodable segment header: ${(cause as Error).message}`);
   }
   if (h.v !== FORMAT_VERSION) fail(`unknown format version ${h.v}`);
-  if (cur.dbId !== null && h.db !== cur.dbId) fail(`segment belongs to database ${h.db}, not ${cur.dbId}`);
+  if (cur.dbId !== null && h.db !== cur.dbId) {
+    fail(
+      cur.chained
+        ? `segment belongs to database ${h.db}, not ${cur.dbId}`
+        : `the snapshot ${cur.snapshotFile} belongs to database ${cur.dbId}, the WAL to ${h.db}`,
+    );
+  }
   if (h.seq !== seg.seq || h.firstRev !== seg.firstRev) fail("header does not match the file name");
   if (frame.rev !== h.firstRev - 1) fail("header revision does not precede firstRev");
   if (!cur.chained) {
