@@ -8,9 +8,15 @@
 //   HARMONYDB_FUZZ_SEED=<n>   replay a run (the seed is printed first)
 //   HARMONYDB_FUZZ_CASES=<n>  total cases over all the tests (default 1400)
 //   HARMONYDB_FUZZ_CASE=<i>   only case i of each test (with the seed of a failing run)
+//   HARMONYDB_FUZZ_SNAPSHOT_CASES=<n>  total snapshot-file cases (default 300)
 //
 // Most cases call recover() directly with the real index as `apply` (fast); every 10th goes through
 // open(), writes one record to the repaired log, closes, and replays again.
+//
+// Snapshot files (docs/snapshot-format.md) get the same treatment at the end: one store with a
+// snapshot (the segments it covers deleted) is damaged only in its snapshot file, and
+// checkSnapFile/predictSnap in test/helpers/fuzz.ts read the damaged file by the spec to say whether
+// open() must refuse (CorruptionError naming the file) or open with exactly the state it describes.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
@@ -41,10 +47,30 @@ import {
   swapSegments,
   truncate,
   zeroRun,
+  SNAP_OPTS,
+  buildSnapSeed,
+  diffSnapState,
+  predictSnap,
+  snapBitFlip,
+  snapCtx,
+  snapEntries,
+  snapExtend,
+  snapForge,
+  snapFrames,
+  snapHeaderFooter,
+  snapOverwrite,
+  snapPadding,
+  snapTruncate,
+  snapZeroRun,
   type Ctx,
   type Expect,
   type Mutation,
   type SeedDb,
+  type SnapCtx,
+  type SnapExpect,
+  type SnapMutation,
+  type SnapSeed,
+  type SnapState,
   type WalFiles,
 } from "./helpers/fuzz.ts";
 import { tmpDir } from "./helpers/index.ts";
@@ -312,4 +338,221 @@ describe("WAL fuzz: damaged logs recover to a valid prefix or refuse with a type
     const all = [bitFlip, overwrite, zeroRun, frameLikeGarbage, truncate, lengthField, appendGarbage, removeSegment, duplicateSegment, renameSegment, swapSegments, foreignSegment];
     report(await fuzz(7, share(20), some(all, 3)));
   }, TEST_MS);
+});
+
+// ---- snapshot files ----
+
+const SNAP_CASES = Number(process.env.HARMONYDB_FUZZ_SNAPSHOT_CASES ?? 300);
+const SNAP_TEST_MS = 60_000 + SNAP_CASES * 40;
+
+type SnapOutcome = { kind: "open"; rev: number; state: SnapState; readErrors: string[] } | { kind: "error"; err: unknown };
+
+const snapSummary = { cases: 0, viaOpen: 0, openedOriginal: 0, openedOther: 0, typedErrors: 0, failures: 0, ms: 0 };
+
+/** What open() does before it starts the writer: a KeyIndex, its snapshot loader, recover(). */
+function replaySnap(dir: string): SnapOutcome {
+  const index = new KeyIndex();
+  let rec;
+  try {
+    rec = recover(path.join(dir, "wal"), (rev, seg, start, end) => index.applyEncoded(rev, seg, start, end), {
+      snapshots: index.snapshotLoader(path.join(dir, "snap")),
+      log: () => {},
+    });
+  } catch (err) {
+    return { kind: "error", err };
+  }
+  const readErrors: string[] = [];
+  try {
+    index.verify(rec.lastRev);
+  } catch (err) {
+    readErrors.push(`index.verify(${rec.lastRev}) after recovery: ${describeErr(err)}`);
+  }
+  const state: SnapState = new Map();
+  for (const [key] of index.view().tree.entries()) {
+    try {
+      state.set(key, { ...index.getEntry(key)! });
+    } catch (err) {
+      readErrors.push(`reading ${JSON.stringify(key)} after recovery: ${describeErr(err)}`);
+    }
+  }
+  return { kind: "open", rev: rec.lastRev, state, readErrors };
+}
+
+/** open() → read every key → one more write → close → replay: the state must be that plus the write. */
+async function viaOpenSnap(dir: string, problems: string[]): Promise<SnapOutcome> {
+  let db;
+  try {
+    db = await open(dir, SNAP_OPTS);
+  } catch (err) {
+    return { kind: "error", err };
+  }
+  const rev = db.rev;
+  const state: SnapState = new Map();
+  const readErrors: string[] = [];
+  try {
+    try {
+      for (const e of db.range()) state.set(e.key, { ...db.getEntry(e.key)! });
+    } catch (err) {
+      readErrors.push(`reading after open(): ${describeErr(err)}`);
+    }
+    const probe = await db.put(PROBE_KEY, rev);
+    if (probe !== rev + 1) problems.push(`after open at rev ${rev}, a put got rev ${probe}`);
+  } finally {
+    await db.close();
+  }
+  const again = replaySnap(dir);
+  if (again.kind === "error") problems.push(`replay after open + one put failed: ${describeErr(again.err)}`);
+  else if (readErrors.length === 0) {
+    const want: SnapState = new Map(state);
+    want.set(PROBE_KEY, { value: rev, rev: rev + 1, createRev: rev + 1, version: 1 });
+    if (again.rev !== rev + 1) problems.push(`replay after open + one put: rev ${again.rev}, expected ${rev + 1}`);
+    problems.push(...again.readErrors.slice(0, 3), ...diffSnapState(again.state, want).map((d) => `replay after open + one put: ${d}`));
+  }
+  return { kind: "open", rev, state, readErrors };
+}
+
+/** The files of wal/ and snap/ but temp files (recovery removes the writer's spare.tmp). */
+function readDbFiles(dir: string): Map<string, Uint8Array> {
+  const out = new Map<string, Uint8Array>();
+  for (const sub of ["wal", "snap"]) {
+    for (const name of fs.readdirSync(path.join(dir, sub))) {
+      if (!name.endsWith(".tmp")) out.set(`${sub}/${name}`, new Uint8Array(fs.readFileSync(path.join(dir, sub, name))));
+    }
+  }
+  return out;
+}
+
+/** What changed from the files runSnapCase wrote (temp files aside) to those found after recovery. */
+function sameFiles(a: Map<string, Uint8Array>, b: Map<string, Uint8Array>): string[] {
+  const out: string[] = [];
+  for (const [n, x] of a) if (n.endsWith(".tmp")) continue;
+  else if (!b.has(n)) out.push(`${n} was removed`);
+  else if (!Buffer.from(x).equals(b.get(n)!)) out.push(`${n} was changed`);
+  for (const n of b.keys()) if (!a.has(n)) out.push(`${n} was created`);
+  return out;
+}
+
+function checkSnap(seed: SnapSeed, dir: string, o: SnapOutcome, want: SnapExpect): string[] {
+  const problems: string[] = [];
+  if (o.kind === "error") {
+    if (!(o.err instanceof CorruptionError)) return [`not a CorruptionError: ${describeErr(o.err)}`];
+    if (want.kind === "error" && want.names && !o.err.message.includes(path.join(dir, want.names))) {
+      problems.push(`the CorruptionError does not name ${want.names}: ${o.err.message}`);
+    }
+    if (want.kind === "open" && want.strict) problems.push(`refused to open (${describeErr(o.err)}), expected open: ${want.why}`);
+    return problems;
+  }
+  if (o.rev !== seed.lastRev) problems.push(`opened at rev ${o.rev}, the log ends at rev ${seed.lastRev}`);
+  problems.push(...o.readErrors.slice(0, 3));
+  if (want.kind === "error") problems.push(`opened with ${o.state.size} keys, expected a CorruptionError: ${want.why}`);
+  else problems.push(...diffSnapState(o.state, want.state).map((d) => `opened with a different state (${want.why}): ${d}`));
+  return problems;
+}
+
+async function runSnapCase(seed: SnapSeed, c: SnapCtx, useOpen: boolean, want: SnapExpect) {
+  const dir = tmpDir("harmonydb-fuzz-snap-");
+  try {
+    fs.mkdirSync(path.join(dir, "wal"));
+    fs.mkdirSync(path.join(dir, "snap"));
+    for (const [name, bytes] of c.files) fs.writeFileSync(path.join(dir, name), bytes);
+    const problems: string[] = [];
+    const t0 = performance.now();
+    let outcome: SnapOutcome;
+    try {
+      outcome = useOpen ? await viaOpenSnap(dir, problems) : replaySnap(dir);
+    } catch (err) {
+      outcome = { kind: "error", err };
+      problems.push(`after recovery: ${describeErr(err)}`);
+    }
+    const ms = performance.now() - t0;
+    problems.push(...checkSnap(seed, dir, outcome, want));
+    // Refusing, or recovering without a writer, must not touch a byte (the snapshot is evidence).
+    if (outcome.kind === "error" || !useOpen) problems.push(...sameFiles(c.files, readDbFiles(dir)).map((d) => `after recovery, ${d}`));
+    return { outcome, problems, ms };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe("snapshot fuzz: a damaged snapshot file opens with exactly what it says, or refuses with a CorruptionError", () => {
+  let seed: SnapSeed;
+
+  beforeAll(async () => {
+    seed = await buildSnapSeed(rng(caseSeed(SEED, 100, 0)));
+    const snap = seed.files.get(`snap/${seed.snapName}`)!;
+    console.log(
+      `fuzz snapshot db: ${seed.state.size} keys at rev ${seed.lastRev}, snapshot at rev ${seed.snapRev} ` +
+        `(${seed.layout.length - 2} chunks, ${snap.length} bytes), WAL from segment ${seed.segs[0]!.seq} (rev ${seed.segs[0]!.firstRev})`,
+    );
+  }, 120_000);
+
+  afterAll(() => {
+    const s = snapSummary;
+    console.log(
+      `fuzz snapshot summary (seed ${SEED}): ${s.cases} cases in ${(s.ms / 1000).toFixed(1)} s (${s.viaOpen} via open()): ` +
+        `${s.openedOriginal + s.openedOther} opened (${s.openedOriginal} with the original state, ${s.openedOther} with the state a consistent forgery describes), ` +
+        `${s.typedErrors} CorruptionErrors, ${s.failures} failures`,
+    );
+  });
+
+  async function fuzzSnap(family: number, share: number, plan: (c: SnapCtx) => string[]): Promise<string[]> {
+    const n = Math.max(1, Math.round((SNAP_CASES * share) / 100));
+    const failures: string[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      if (ONLY !== undefined && i !== ONLY) continue;
+      const c = snapCtx(rng(caseSeed(SEED, family, i)), seed);
+      const desc = plan(c);
+      const want = predictSnap(seed, c.files);
+      const useOpen = i % OPEN_EVERY === 0;
+      const { outcome, problems, ms } = await runSnapCase(seed, c, useOpen, want);
+      snapSummary.cases++;
+      if (useOpen) snapSummary.viaOpen++;
+      if (outcome.kind === "error" && outcome.err instanceof CorruptionError) snapSummary.typedErrors++;
+      if (outcome.kind === "open") snapSummary[diffSnapState(outcome.state, seed.state).length === 0 ? "openedOriginal" : "openedOther"]++;
+      if (ms > CASE_MS_MAX) problems.push(`took ${ms.toFixed(0)} ms`);
+      if (process.memoryUsage().rss > RSS_MAX) problems.push(`rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`);
+      if (problems.length) {
+        snapSummary.failures++;
+        const got = outcome.kind === "open" ? `opened at rev ${outcome.rev} with ${outcome.state.size} keys` : describeErr(outcome.err);
+        failures.push(
+          `HARMONYDB_FUZZ_SEED=${SEED} HARMONYDB_FUZZ_CASE=${i} (${useOpen ? "open()" : "recover()"}, snapshot family ${family}): ` +
+            `${desc.join("; ")} => ${got} => ${problems.join("; ")}`,
+        );
+      }
+    }
+    snapSummary.ms += performance.now() - t0;
+    return failures;
+  }
+
+  const someOf = (pool: SnapMutation[], max = 1) => (c: SnapCtx) => Array.from({ length: c.r.range(1, max) }, () => c.r.pick(pool)(c));
+
+  test("bit flips, byte overwrites, zero runs; padding bytes (unchecked, so they must change nothing)", async () => {
+    report(await fuzzSnap(101, 20, someOf([snapBitFlip, snapBitFlip, snapOverwrite, snapZeroRun, snapPadding])));
+  }, SNAP_TEST_MS);
+
+  test("truncated anywhere (also inside the footer's padding), extended with zeros, garbage or whole frames", async () => {
+    report(await fuzzSnap(102, 12, someOf([snapTruncate, snapExtend])));
+  }, SNAP_TEST_MS);
+
+  test("whole checksum-valid frames duplicated, reordered, moved, removed; counts re-sealed to agree", async () => {
+    report(await fuzzSnap(103, 16, someOf([snapFrames])));
+  }, SNAP_TEST_MS);
+
+  test("chunk entries re-sealed: counts, key order, revisions, malformed and non-canonical CBOR, values, keys", async () => {
+    report(await fuzzSnap(104, 24, someOf([snapEntries])));
+  }, SNAP_TEST_MS);
+
+  test("header and footer payloads, frame types, revisions and lengths re-sealed", async () => {
+    report(await fuzzSnap(105, 12, someOf([snapHeaderFooter])));
+  }, SNAP_TEST_MS);
+
+  test("consistent forgeries and renames: open with exactly what the file describes, or refuse", async () => {
+    report(await fuzzSnap(106, 6, someOf([snapForge])));
+  }, SNAP_TEST_MS);
+
+  test("mixed: one to three mutations of any kind", async () => {
+    const all = [snapBitFlip, snapOverwrite, snapZeroRun, snapPadding, snapTruncate, snapExtend, snapFrames, snapEntries, snapHeaderFooter, snapForge];
+    report(await fuzzSnap(107, 10, someOf(all, 3)));
+  }, SNAP_TEST_MS);
 });
