@@ -56,6 +56,8 @@ export const snapshotEveryLiveFraction = 0.5;
 export const snapshotOnCloseFraction = 0.25;
 /** A snapshot is encoded and written in chunks of about this size (one frame each). */
 export const snapshotChunkBytes = 256 * KiB;
+/** The writer fdatasyncs a snapshot file after each this many bytes (short stalls, not one long one). */
+export const snapshotSyncEveryBytes = 4 * MiB;
 /** Snapshot chunks handed to the writer and not yet written, at most. */
 export const snapshotFramesInFlight = 4;
 

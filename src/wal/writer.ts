@@ -80,6 +80,8 @@ interface SnapshotInProgress {
   tmpPath: string;
   fd: number;
   offset: number;
+  /** Bytes written since the file was last fdatasynced. */
+  unsyncedBytes: number;
   /** Set once a write failed: the remaining frames are skipped and the footer reports it. */
   error: unknown;
 }
@@ -356,8 +358,9 @@ export class WalWriter {
   private startSnapshot(rev: number, frame: Uint8Array): void {
     if (this.snap) this.dropSnapshot(this.snap); // an abandoned one (cannot happen: the producer finishes or closes)
     const tmpPath = path.join(this.cfg.snapDir, snapshotName(rev) + SNAP_TMP_SUFFIX);
-    const snap: SnapshotInProgress = { rev, tmpPath, fd: -1, offset: 0, error: null };
+    const snap: SnapshotInProgress = { rev, tmpPath, fd: -1, offset: 0, unsyncedBytes: 0, error: null };
     this.snap = snap;
+    this.ring.stats[R.STAT_SNAP_FAILED_REV] = -1;
     try {
       snap.fd = this.io.openWrite(tmpPath, { create: true, truncate: true });
     } catch (err) {
@@ -368,11 +371,20 @@ export class WalWriter {
     this.snapshotWrite(snap, frame);
   }
 
+  /**
+   * Appends to the snapshot file; every few MiB also fdatasyncs it, so writeback happens in short
+   * stalls between group commits rather than one long one at the end.
+   */
   private snapshotWrite(snap: SnapshotInProgress, bytes: Uint8Array): void {
     if (snap.error) return;
     try {
       this.io.pwrite(snap.fd, bytes, snap.offset);
       snap.offset += bytes.length;
+      snap.unsyncedBytes += bytes.length;
+      if (snap.unsyncedBytes >= L.snapshotSyncEveryBytes) {
+        this.io.fdatasync(snap.fd);
+        snap.unsyncedBytes = 0;
+      }
     } catch (err) {
       snap.error = err;
     }
