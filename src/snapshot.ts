@@ -283,7 +283,10 @@ export function visitEntries(
       const entryRev = readHead(b, cur, 0);
       const createRev = readHead(b, cur, 0);
       const version = readHead(b, cur, 0);
-      if (entryRev > rev || createRev > entryRev || createRev < 1 || version < 1) throw new Error(`key ${JSON.stringify(key)} has impossible revisions`);
+      // Each version after the first took a revision of its own: version ≤ rev − createRev + 1.
+      if (entryRev > rev || createRev > entryRev || createRev < 1 || version < 1 || version > entryRev - createRev + 1) {
+        throw new Error(`key ${JSON.stringify(key)} has impossible revisions`);
+      }
       visit(key, e, vs, vs + valueLen, entryRev, createRev, version, recordStart);
       lastKey = key;
     }
