@@ -256,16 +256,17 @@ export class Db {
       }
     });
     void this.dispatch();
-    this.fillIndex();
+    this.indexWork();
   }
 
   /**
-   * After a snapshot load, fills the index's hash map a slice at a time between other work (until
-   * then a get looks in the B-tree): open() does not wait for a million map inserts.
+   * The index's background work after open (filling its hash map, then compacting what replay
+   * left), a slice per event-loop turn: open() does not wait for a million map inserts. Under a
+   * steady write load timers run late, so dispatch() also does a slice per round (settle).
    */
-  private fillIndex(): void {
-    if (this.state === "closed" || this.index.fillMap(L.indexFillKeysPerStep)) return;
-    setTimeout(() => this.fillIndex(), 0).unref();
+  private indexWork(): void {
+    if (this.state === "closed" || this.index.backgroundWork(L.indexWorkPerTurn)) return;
+    setTimeout(() => this.indexWork(), 0).unref();
   }
 
   /** The revision of the newest durable write. */
@@ -456,14 +457,15 @@ export class Db {
       await send(TYPE_SNAP_HEADER, headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys }));
       const enc = new ChunkEncoder(this.o.snapshotChunkBytes);
       let chunks = 0;
+      // Paced by the writer: with a few chunks in flight, the next is encoded once the oldest is
+      // written, and other work runs in between. (Not setImmediate: under a steady write load Bun
+      // runs immediates hundreds of ms late, and a snapshot of 500 chunks never finished.)
       for (const ref of view.tree.values()) {
         const r = view.record(ref);
         const full = enc.addRecord(r.b, r.start, r.end);
         if (full === null) continue;
         chunks++;
         await send(TYPE_SNAP_CHUNK, full);
-        // Let reads, writes and I/O callbacks in between two chunks.
-        await new Promise<void>((resolve) => setImmediate(resolve));
       }
       const last = enc.flush();
       if (last) {
@@ -700,6 +702,7 @@ export class Db {
         this.drainQueue();
         this.notifyIfIdle();
         this.maybeAutoSnapshot();
+        if (!this.index.mapFilled) this.index.backgroundWork(L.indexWorkPerDispatch);
         continue;
       }
       if (Atomics.load(ctl, R.FAILED) !== R.FAIL_NONE && !this.failure) {

@@ -144,7 +144,7 @@ export class KeyIndex {
       if (op.length === 1) this.remove(op[0]);
       else this.store(op[0], op[1], 0, op[1].length, rev);
     }
-    this.compactSome(ops.length);
+    this.compactSome(L.arenaCompactRecordsPerOp * (ops.length + 1));
   }
 
   /** Applies one entry from replay: its payload is bytes [start, end) of a segment buffer. */
@@ -152,7 +152,7 @@ export class KeyIndex {
     this.replayRev = rev;
     this.replayOps = 0;
     visitOps(segment, start, end, this.replayVisitor);
-    this.compactSome(this.replayOps);
+    this.compactSome(L.arenaCompactRecordsPerOp * (this.replayOps + 1));
   }
 
   private replayRev = 0;
@@ -252,20 +252,34 @@ export class KeyIndex {
   }
 
   /**
-   * Reclaims garbage a little at a time: moves the live records of the block with the most garbage
-   * to the end of the arena, then drops the block. Looks at a few records for each of the `ops`
-   * just applied, so garbage is reclaimed at least as fast as overwrites make it, in small steps.
+   * Work for a quiet moment, up to `budget` keys or records: fill the map, then compact. Returns
+   * true when there is none left.
    */
-  private compactSome(ops: number): void {
+  backgroundWork(budget: number): boolean {
+    if (!this.mapComplete) {
+      this.fillMap(budget);
+      return false;
+    }
+    return !this.compactSome(budget);
+  }
+
+  /**
+   * Reclaims garbage a little at a time: moves the live records of the block with the most garbage
+   * to the end of the arena, then drops the block; looks at up to `budget` records. Each write
+   * applied brings a few records' worth, so garbage is reclaimed as fast as overwrites make it.
+   * Not while the map is incomplete (replay, filling): telling a live record from garbage would
+   * then cost a B-tree lookup each. Returns whether it did anything.
+   */
+  private compactSome(budget: number): boolean {
+    if (!this.mapComplete) return false;
     if (this.compacting < 0) {
-      this.compacting = this.arena.compactionVictim(Math.max(L.arenaCompactGarbageBytesMin, this.arena.liveBytes / 2));
+      this.compacting = this.arena.compactionVictim(Math.max(L.arenaCompactGarbageBytesMin, this.arena.liveBytes));
       this.compactPos = 0;
-      if (this.compacting < 0) return;
+      if (this.compacting < 0) return false;
     }
     const bi = this.compacting;
     const used = this.arena.usedBytes(bi);
     const blocks = this.arena.blocks;
-    const budget = L.arenaCompactRecordsPerOp * ops + L.arenaCompactRecordsPerOp;
     for (let n = 0; n < budget && this.compactPos < used; n++) {
       const ref = bi * REF_SPAN + this.compactPos;
       const r = locate(blocks, ref);
@@ -278,6 +292,7 @@ export class KeyIndex {
       this.arena.dropBlock(bi);
       this.compacting = -1;
     }
+    return true;
   }
 
   /** HARMONYDB_VERIFY=1: both structures agree and every record is consistent. */

@@ -63,16 +63,22 @@ export const snapshotFramesInFlight = 4;
 
 /** The value arena grows in blocks of this size (a larger record gets a block of its own). */
 export const arenaBlockBytes = 1 * MiB;
-/** Compaction starts once garbage in the arena passes this and half the live data. */
+/**
+ * Compaction starts once garbage in the arena passes this and the live data (so the arena stays
+ * under about twice the live data, as an LSM tree's space amplification).
+ */
 export const arenaCompactGarbageBytesMin = 8 * MiB;
 /**
- * Records compaction looks at per operation applied. The block with the most garbage goes first,
- * so each record looked at reclaims about one record of garbage or more: 4 keeps well ahead.
+ * Records compaction looks at per operation applied. The block with the most garbage goes first
+ * (past the threshold, well over half of it is garbage), so 2 keeps up with overwrites; each look
+ * costs a key decode and a map lookup, so more would slow every overwrite.
  */
-export const arenaCompactRecordsPerOp = 4;
+export const arenaCompactRecordsPerOp = 2;
 
-/** After a snapshot load, keys added to the hash map per event-loop turn (~2–5 ms of work). */
-export const indexFillKeysPerStep = 10_000;
+/** After open, keys added to the hash map (or records compacted) per event-loop turn (~2–5 ms)... */
+export const indexWorkPerTurn = 10_000;
+/** ...and per dispatch round while writes keep coming (timers then run late). */
+export const indexWorkPerDispatch = 1_000;
 
 /** Live events held for one slow watcher before it is cut off (etcd cancels slow watchers too). */
 export const watchBufferEventsMax = 10_000;
