@@ -11,6 +11,7 @@
 // block table (`view()`): a dropped block stays alive for them, and is never reused.
 
 import { assert } from "./assert.ts";
+import { copyBytes } from "./bytes.ts";
 import { headBytes, writeHead, writeText } from "./wal/encoder.ts";
 
 /** Offsets within a block are below this: refs are block × REF_SPAN + offset. */
@@ -202,7 +203,7 @@ export class Arena {
     const n = end - start;
     const ref = this.reserve(n);
     const bi = this.active;
-    this.blocks.bytes[bi]!.set(src.subarray(start, end), this.used[bi]!);
+    copyBytes(this.blocks.bytes[bi]!, this.used[bi]!, src, start, end);
     this.commit(bi, n);
     return ref;
   }
@@ -270,22 +271,4 @@ export class Arena {
     for (const b of this.blocks.bytes) if (b) n += b.length;
     return n;
   }
-}
-
-/** Bytes copied by a plain loop: `set` needs a view (`subarray`) of small arrays, which costs more. */
-const LOOP_COPY_BYTES_MAX = 512;
-
-/**
- * Copies bytes [vs, ve) of `src` to `dst` at `p`; returns the end. Small spans go byte by byte: for a
- * small typed array, `subarray` makes JSC give it an ArrayBuffer of its own first (measured: the
- * subarray + set of a 100 B value took a third of a put's main-thread time).
- */
-export function copyBytes(dst: Uint8Array, p: number, src: Uint8Array, vs: number, ve: number): number {
-  const n = ve - vs;
-  if (n <= LOOP_COPY_BYTES_MAX) {
-    for (let i = vs; i < ve; i++) dst[p++] = src[i]!;
-    return p;
-  }
-  dst.set(vs === 0 && ve === src.length ? src : src.subarray(vs, ve), p);
-  return p + n;
 }

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { Worker } from "node:worker_threads";
 import hyperid from "hyperid";
 import { verifyEnabled } from "./assert.ts";
+import { copyBytes } from "./bytes.ts";
 import {
   ClosedError,
   ConflictError,
@@ -808,7 +809,7 @@ function fastEncode(value: unknown): Uint8Array | null {
     out[0] = 0xd8;
     out[1] = 0x40;
     writeHead(out, 2, 0x40, n);
-    out.set(value, 2 + head);
+    copyBytes(out, 2 + head, value, 0, n);
     return out;
   }
   if (typeof value === "string" && value.length < 0x10000) {

@@ -9,6 +9,7 @@
 // The plain writes to `data` before an Atomics.store are visible after the Atomics.load that reads it.
 
 import { assert } from "./assert.ts";
+import { copyBytes } from "./bytes.ts";
 import { sealFrame, writeEntryPayload, type Op } from "./wal/encoder.ts";
 import { FRAME_HEADER_BYTES, FRAME_TYPE_OFFSET, TYPE_ENTRY, frameBytes } from "./wal/format.ts";
 
@@ -148,7 +149,7 @@ export function putEntry(ring: RingViews, head: number, rev: number, ops: Op[], 
 /** Frames a ready payload (snapshot frames) in place at counter `head`; as putEntry. */
 export function putFrame(ring: RingViews, head: number, type: number, rev: number, payload: Uint8Array): number {
   const at = head & ring.mask;
-  ring.data.set(payload, at + FRAME_HEADER_BYTES);
+  copyBytes(ring.data, at + FRAME_HEADER_BYTES, payload, 0, payload.length);
   const size = sealFrame(ring.data, ring.view, at, type, rev, payload.length);
   mirrorOverflow(ring, at, size);
   return advance(head, size);

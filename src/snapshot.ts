@@ -4,6 +4,7 @@
 
 import * as path from "node:path";
 import { assert } from "./assert.ts";
+import { copyBytes } from "./bytes.ts";
 import { CorruptionError, WalFailedError } from "./errors.ts";
 import { payloadDecoder, payloadEncoder } from "./wal/cbor.ts";
 import { readFrame, readHead, readKey, skip, viewOf, type Encoded } from "./wal/decoder.ts";
@@ -80,14 +81,7 @@ export class ChunkEncoder {
       if (this.count > 0) full = this.take();
       if (COUNT_HEAD_BYTES + size > this.buf.length) this.buf = new Uint8Array(COUNT_HEAD_BYTES + size);
     }
-    const out = this.buf;
-    let p = this.pos;
-    if (size <= 256) for (let i = start; i < end; i++) out[p++] = b[i]!;
-    else {
-      out.set(b.subarray(start, end), p);
-      p += size;
-    }
-    this.pos = p;
+    this.pos = copyBytes(this.buf, this.pos, b, start, end);
     this.count++;
     return full;
   }
@@ -106,8 +100,7 @@ export class ChunkEncoder {
     b[p++] = MAJOR_ARRAY | 5;
     p = writeText(b, p, key, keyBytes);
     p = writeHead(b, p, MAJOR_BYTES, e.value.length);
-    b.set(e.value, p);
-    p += e.value.length;
+    p = copyBytes(b, p, e.value, 0, e.value.length);
     p = writeHead(b, p, MAJOR_UINT, e.rev);
     p = writeHead(b, p, MAJOR_UINT, e.createRev);
     p = writeHead(b, p, MAJOR_UINT, e.version);
@@ -125,7 +118,7 @@ export class ChunkEncoder {
     const b = this.buf;
     b[0] = MAJOR_ARRAY | 26;
     new DataView(b.buffer, b.byteOffset).setUint32(1, this.count, false);
-    const out = b.slice(0, this.pos);
+    const out = b.subarray(0, this.pos); // handed over: the next chunk gets a buffer of its own
     this.buf = new Uint8Array(this.chunkBytes);
     this.pos = COUNT_HEAD_BYTES;
     this.count = 0;
