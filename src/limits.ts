@@ -56,15 +56,16 @@ export const snapshotEveryLiveFraction = 0.5;
 export const snapshotOnCloseFraction = 0.25;
 /** A snapshot is encoded and written in chunks of about this size (one frame each). */
 export const snapshotChunkBytes = 256 * KiB;
-/** The writer fdatasyncs a snapshot file after each this many bytes (short stalls, not one long one). */
-export const snapshotSyncEveryBytes = 4 * MiB;
 /**
- * Snapshot chunks handed to the writer and not yet written, at most (8 MiB of the ring). Under a
+ * Snapshot chunks handed to the writer and not yet written, at most (2 MiB of the ring). Under a
  * steady write load the main thread gets back to the snapshot about once per round of applying
  * what became durable, and then refills every free slot: with 4 a 1M-key snapshot took 23–29 s
- * under 16 batches in flight, with 16 8.6 s, with 32 4.8 s (puts/s during it about the same).
+ * under 16 batches in flight; more slots than 8 put more snapshot bytes ahead of every write.
  */
-export const snapshotFramesInFlight = 32;
+export const snapshotFramesInFlight = 8;
+
+/** While writes are in flight, snapshot files are written at most this fast (the WAL shares the disk). */
+export const snapshotBytesPerSecond = 32 * MiB;
 
 /** The value arena grows in blocks of this size (a larger record gets a block of its own). */
 export const arenaBlockBytes = 1 * MiB;

@@ -80,8 +80,6 @@ interface SnapshotInProgress {
   tmpPath: string;
   fd: number;
   offset: number;
-  /** Bytes written since the file was last fdatasynced. */
-  unsyncedBytes: number;
   /** Set once a write failed: the remaining frames are skipped and the footer reports it. */
   error: unknown;
 }
@@ -358,7 +356,7 @@ export class WalWriter {
   private startSnapshot(rev: number, frame: Uint8Array): void {
     if (this.snap) this.dropSnapshot(this.snap); // an abandoned one (cannot happen: the producer finishes or closes)
     const tmpPath = path.join(this.cfg.snapDir, snapshotName(rev) + SNAP_TMP_SUFFIX);
-    const snap: SnapshotInProgress = { rev, tmpPath, fd: -1, offset: 0, unsyncedBytes: 0, error: null };
+    const snap: SnapshotInProgress = { rev, tmpPath, fd: -1, offset: 0, error: null };
     this.snap = snap;
     this.ring.stats[R.STAT_SNAP_FAILED_REV] = -1;
     try {
@@ -372,19 +370,15 @@ export class WalWriter {
   }
 
   /**
-   * Appends to the snapshot file; every few MiB also fdatasyncs it, so writeback happens in short
-   * stalls between group commits rather than one long one at the end.
+   * Appends to the snapshot file. No fdatasync until the footer: one in the middle would hold every
+   * write queued behind this frame for the whole writeback (measured: puts/s during a snapshot fell
+   * to a few percent with one every 4 MiB); the kernel writes back meanwhile on its own.
    */
   private snapshotWrite(snap: SnapshotInProgress, bytes: Uint8Array): void {
     if (snap.error) return;
     try {
       this.io.pwrite(snap.fd, bytes, snap.offset);
       snap.offset += bytes.length;
-      snap.unsyncedBytes += bytes.length;
-      if (snap.unsyncedBytes >= L.snapshotSyncEveryBytes) {
-        this.io.fdatasync(snap.fd);
-        snap.unsyncedBytes = 0;
-      }
     } catch (err) {
       snap.error = err;
     }
