@@ -144,7 +144,11 @@ export class Arena {
   }
 
   private newBlock(size: number): number {
-    const b = new Uint8Array(size);
+    return this.addBlock(new Uint8Array(size), 0);
+  }
+
+  /** Puts `b` in a free slot of the table with `used` bytes of records in it; returns the slot. */
+  private addBlock(b: Uint8Array, used: number): number {
     // Reuse a slot compaction freed; its old contents live on only in views that hold them.
     let bi = this.blocks.bytes.indexOf(null);
     if (bi < 0) {
@@ -154,8 +158,9 @@ export class Arena {
     }
     this.blocks.bytes[bi] = b;
     this.blocks.text[bi] = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-    this.used[bi] = 0;
-    this.live[bi] = 0;
+    this.used[bi] = used;
+    this.live[bi] = used;
+    this.liveBytes += used;
     return bi;
   }
 
@@ -184,18 +189,7 @@ export class Arena {
    */
   adopt(records: Uint8Array): number {
     assert(records.length <= REF_SPAN, "an adopted block fits the ref span");
-    let bi = this.blocks.bytes.indexOf(null);
-    if (bi < 0) {
-      bi = this.blocks.bytes.length;
-      this.used.push(0);
-      this.live.push(0);
-    }
-    this.blocks.bytes[bi] = records;
-    this.blocks.text[bi] = Buffer.from(records.buffer, records.byteOffset, records.byteLength);
-    this.used[bi] = records.length;
-    this.live[bi] = records.length;
-    this.liveBytes += records.length;
-    return bi;
+    return this.addBlock(records, records.length);
   }
 
   /** Copies bytes [start, end) of `src` (whole records, e.g. a snapshot chunk) in; returns the ref of `start`. */

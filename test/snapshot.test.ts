@@ -29,6 +29,16 @@ function contents(db: Db): unknown[] {
   return [...db.range()].map((e) => ({ ...db.getEntry(e.key), key: e.key }));
 }
 
+/** Reopens `dir` with `opts`: it holds exactly `expected` (see contents()). */
+async function reopensWith(dir: string, opts: OpenOptions, expected: unknown[]): Promise<void> {
+  const again = await open(dir, opts);
+  try {
+    expect(contents(again)).toEqual(expected);
+  } finally {
+    await again.close();
+  }
+}
+
 function snapFiles(dir: string): string[] {
   return fs.readdirSync(path.join(dir, "snap")).sort();
 }
@@ -138,12 +148,7 @@ describe("snapshots", () => {
     expect(segments(dir).length).toBeLessThanOrEqual(6);
     const expected = contents(db);
     await db.close();
-    const again = await open(dir, small);
-    try {
-      expect(contents(again)).toEqual(expected);
-    } finally {
-      await again.close();
-    }
+    await reopensWith(dir, small, expected);
   });
 
   test("a snapshot of an unchanged store is the one already there", async () => {

@@ -194,6 +194,34 @@ export async function buildSeed(label: string, r: Rng, targetSegs: number, bigVa
   }
 }
 
+/**
+ * One random write, recorded into the history once it resolves: a put (6 in 10; a value bigger than
+ * a chunk with `bigChance`), a batch of puts and deletes (2 in 10), or a delete (2 in 10).
+ */
+function randomWrite(
+  db: Db,
+  r: Rng,
+  keys: string[],
+  record: (rev: number, ops: HistOp[]) => void,
+  o: { bigChance: number; batchOpsMax: number },
+): Promise<unknown> {
+  const kind = r.int(10);
+  const key = r.pick(keys);
+  if (kind < 6) {
+    const v = value(r, r.chance(o.bigChance));
+    return db.put(key, v).then((rev) => record(rev, [{ key, value: v }]));
+  }
+  if (kind < 8) {
+    const ops: HistOp[] = Array.from({ length: r.range(1, o.batchOpsMax) }, () => {
+      const k = r.pick(keys);
+      return r.chance(0.25) ? { key: k, delete: true as const } : { key: k, value: value(r, false) };
+    });
+    const batch = ops.map((op) => ("delete" in op ? { type: "delete" as const, key: op.key } : { type: "put" as const, key: op.key, value: op.value }));
+    return db.batch(batch).then((rev) => record(rev, ops));
+  }
+  return db.delete(key).then((res) => res.deleted && record(res.rev, [{ key, delete: true }]));
+}
+
 async function writeHistory(db: Db, dir: string, r: Rng, targetSegs: number, bigValue: boolean) {
   const keys = keyPool(r);
   const history: HistOp[][] = [];
@@ -206,21 +234,7 @@ async function writeHistory(db: Db, dir: string, r: Rng, targetSegs: number, big
     const group: Promise<unknown>[] = [];
     const n = r.range(1, 8);
     for (let i = 0; i < n; i++) {
-      const kind = r.int(10);
-      const key = r.pick(keys);
-      if (kind < 6) {
-        const v = value(r, r.chance(0.5));
-        group.push(db.put(key, v).then((rev) => record(rev, [{ key, value: v }])));
-      } else if (kind < 8) {
-        const ops: HistOp[] = Array.from({ length: r.range(1, 12) }, () => {
-          const k = r.pick(keys);
-          return r.chance(0.25) ? { key: k, delete: true as const } : { key: k, value: value(r, false) };
-        });
-        const batch = ops.map((o) => ("delete" in o ? { type: "delete" as const, key: o.key } : { type: "put" as const, key: o.key, value: o.value }));
-        group.push(db.batch(batch).then((rev) => record(rev, ops)));
-      } else {
-        group.push(db.delete(key).then((res) => res.deleted && record(res.rev, [{ key, delete: true }])));
-      }
+      group.push(randomWrite(db, r, keys, record, { bigChance: 0.5, batchOpsMax: 12 }));
     }
     if (!wroteBig && segments(dir).length === targetSegs - 1) {
       // A frame larger than a whole segment goes into a fresh segment that grows past segmentBytes.
@@ -703,21 +717,7 @@ async function writeMixed(db: Db, r: Rng, keys: string[], history: HistOp[][], n
     const group: Promise<unknown>[] = [];
     const g = Math.min(n - done, r.range(1, 8));
     for (let i = 0; i < g; i++, done++) {
-      const kind = r.int(10);
-      const key = r.pick(keys);
-      if (kind < 6) {
-        const v = value(r, r.chance(0.3));
-        group.push(db.put(key, v).then((rev) => record(rev, [{ key, value: v }])));
-      } else if (kind < 8) {
-        const ops: HistOp[] = Array.from({ length: r.range(1, 6) }, () => {
-          const k = r.pick(keys);
-          return r.chance(0.25) ? { key: k, delete: true as const } : { key: k, value: value(r, false) };
-        });
-        const batch = ops.map((o) => ("delete" in o ? { type: "delete" as const, key: o.key } : { type: "put" as const, key: o.key, value: o.value }));
-        group.push(db.batch(batch).then((rev) => record(rev, ops)));
-      } else {
-        group.push(db.delete(key).then((res) => res.deleted && record(res.rev, [{ key, delete: true }])));
-      }
+      group.push(randomWrite(db, r, keys, record, { bigChance: 0.3, batchOpsMax: 6 }));
     }
     await Promise.all(group);
   }
