@@ -445,35 +445,11 @@ export class Db {
     if (stats[R.STAT_SNAP_REV] === rev) return { rev, keys, bytes: stats[R.STAT_SNAP_BYTES]!, file, ms: 0 }; // nothing new
     this.walBytesBefore = 0;
     this.walBytesMark = stats[R.STAT_BYTES]!;
-    // A few chunks in flight: the writer writes one while the next is encoded, and the ring is
-    // never filled by a snapshot at the expense of writes.
-    const inFlight: Promise<unknown>[] = [];
-    let sentBytes = 0;
-    const send = async (type: number, payload: Uint8Array) => {
-      const written = this.submitFrame(type, rev, payload);
-      written.catch(() => {}); // awaited below or by Promise.all; a failure must not go unhandled meanwhile
-      inFlight.push(written);
-      if (inFlight.length > L.snapshotFramesInFlight) await inFlight.shift();
-      // Rate-limited, as RocksDB limits flushes: the snapshot's writeback competes with the WAL's
-      // fdatasyncs for the disk (measured: at full speed each took ~5x longer and puts/s fell to
-      // 3-20% of what they were; at 32 MiB/s, ~70%).
-      // Only while writes are in flight besides our frames: an idle store's snapshot goes at full speed.
-      // Ahead of the rate, it waits for its own frames to be written rather than on a timer (under
-      // a steady load timers run seconds late, which made snapshots several times slower).
-      sentBytes += payload.length;
-      const ahead = () => (sentBytes / L.snapshotBytesPerSecond) * 1000 - (performance.now() - t0) > 1;
-      while (ahead() && this.pendingCount() > inFlight.length) {
-        if (inFlight.length > 0) await inFlight.shift();
-        else await Bun.sleep(5);
-      }
-    };
+    const send = this.snapshotSender(rev);
     try {
       await send(TYPE_SNAP_HEADER, headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys }));
       const enc = new ChunkEncoder(this.o.snapshotChunkBytes);
       let chunks = 0;
-      // Paced by the writer: with a few chunks in flight, the next is encoded once the oldest is
-      // written, and other work runs in between. (Not setImmediate: under a steady write load Bun
-      // runs immediates hundreds of ms late, and a snapshot of 500 chunks never finished.)
       for (const ref of view.tree.values()) {
         const r = view.record(ref);
         const full = enc.addRecord(r.b, r.start, r.end);
@@ -487,7 +463,7 @@ export class Db {
         await send(TYPE_SNAP_CHUNK, last);
       }
       await send(TYPE_SNAP_FOOTER, footerPayload({ keys, chunks }));
-      await Promise.all(inFlight);
+      await send.drain();
     } catch (err) {
       this.snapshotError = (err as Error).message;
       throw err;
@@ -500,6 +476,33 @@ export class Db {
     this.snapshotsTaken++;
     this.snapshotError = stats[R.STAT_SNAP_FAILED_REV] === rev ? R.readError(this.ring, this.ring.snapError) : null;
     return { rev, keys, bytes: stats[R.STAT_SNAP_BYTES]!, file, ms: performance.now() - t0 };
+  }
+
+  /**
+   * Hands snapshot frames to the writer, paced by it (docs/design-notes.md, "Snapshots"):
+   * - at most snapshotFramesInFlight frames not yet written: the next chunk is encoded once the
+   *   oldest is written, and other work runs in between (not setImmediate, which Bun runs seconds
+   *   late under a steady write load: a snapshot then never finished);
+   * - while writes are in flight, at most snapshotBytesPerSecond (the snapshot's writeback slowed
+   *   the WAL's fdatasyncs ~5x at full speed), waiting for its own frames rather than on a timer.
+   */
+  private snapshotSender(rev: number): ((type: number, payload: Uint8Array) => Promise<void>) & { drain(): Promise<void> } {
+    const t0 = performance.now();
+    const inFlight: Promise<unknown>[] = [];
+    let sentBytes = 0;
+    const ahead = () => (sentBytes / L.snapshotBytesPerSecond) * 1000 - (performance.now() - t0) > 1;
+    const send = async (type: number, payload: Uint8Array) => {
+      const written = this.submitFrame(type, rev, payload);
+      written.catch(() => {}); // awaited later; a failure must not go unhandled meanwhile
+      inFlight.push(written);
+      sentBytes += payload.length;
+      if (inFlight.length > L.snapshotFramesInFlight) await inFlight.shift();
+      while (ahead() && this.pendingCount() > inFlight.length) {
+        if (inFlight.length > 0) await inFlight.shift();
+        else await Bun.sleep(5);
+      }
+    };
+    return Object.assign(send, { drain: async () => void (await Promise.all(inFlight)) });
   }
 
   private submitFrame(type: number, rev: number, payload: Uint8Array): Promise<unknown> {
