@@ -5,6 +5,7 @@
 import * as path from "node:path";
 import { assert } from "./assert.ts";
 import { copyBytes } from "./bytes.ts";
+import { batchOpsMax } from "./limits.ts";
 import { CorruptionError, WalFailedError } from "./errors.ts";
 import { payloadDecoder, payloadEncoder } from "./wal/cbor.ts";
 import { readFrame, readHead, readKey, skip, viewOf, type Encoded } from "./wal/decoder.ts";
@@ -276,8 +277,9 @@ export function visitEntries(
       const entryRev = readHead(b, cur, 0);
       const createRev = readHead(b, cur, 0);
       const version = readHead(b, cur, 0);
-      // Each version after the first took a revision of its own: version ≤ rev − createRev + 1.
-      if (entryRev > rev || createRev > entryRev || createRev < 1 || version < 1 || version > entryRev - createRev + 1) {
+      // Each revision since createRev changed the key at most batchOpsMax times (a batch may put
+      // one key more than once): a larger version is forged, and would overflow on the next put.
+      if (entryRev > rev || createRev > entryRev || createRev < 1 || version < 1 || version > (entryRev - createRev + 1) * batchOpsMax) {
         throw new Error(`key ${JSON.stringify(key)} has impossible revisions`);
       }
       visit(key, e, vs, vs + valueLen, entryRev, createRev, version, recordStart);

@@ -151,6 +151,21 @@ describe("snapshots", () => {
     await reopensWith(dir, small, expected);
   });
 
+  test("a batch that puts one key twice (two versions in one revision) snapshots and reopens", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    await db.put("k", 1);
+    await db.batch([
+      { type: "put", key: "k", value: 2 },
+      { type: "put", key: "k", value: 3 },
+    ]);
+    expect(db.getEntry("k")).toMatchObject({ value: 3, rev: 2, createRev: 1, version: 3 });
+    await db.snapshot();
+    const expected = contents(db);
+    await db.close();
+    await reopensWith(dir, small, expected);
+  });
+
   test("a snapshot of an unchanged store is the one already there", async () => {
     const dir = tmpDir();
     const db = await open(dir, small);

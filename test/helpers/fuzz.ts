@@ -1024,7 +1024,7 @@ export function checkSnapFile(bytes: Uint8Array, name: string): SnapVerdict {
         const createRev = cborHead(c, 0);
         const version = cborHead(c, 0);
         if (![arity, kl, vl, rev, createRev, version].every((x) => x.canonical)) lenient.push("a non-canonical CBOR head in an entry");
-        if (rev.n > R || createRev.n > rev.n || createRev.n < 1 || version.n < 1 || version.n > rev.n - createRev.n + 1) return bad("impossible revisions");
+        if (rev.n > R || createRev.n > rev.n || createRev.n < 1 || version.n < 1 || version.n > (rev.n - createRev.n + 1) * 100_000) return bad("impossible revisions");
         let value: unknown;
         try {
           value = valueDecoder.decode(vb);
