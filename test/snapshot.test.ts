@@ -29,10 +29,11 @@ function contents(db: Db): unknown[] {
   return [...db.range()].map((e) => ({ ...db.getEntry(e.key), key: e.key }));
 }
 
-/** Reopens `dir` with `opts`: it holds exactly `expected` (see contents()). */
-async function reopensWith(dir: string, opts: OpenOptions, expected: unknown[]): Promise<void> {
+/** Reopens `dir` with `opts`: `check` looks at it first, then it must hold exactly `expected`. */
+async function reopensWith(dir: string, opts: OpenOptions, expected: unknown[], check: (db: Db) => void = () => {}): Promise<void> {
   const again = await open(dir, opts);
   try {
+    check(again);
     expect(contents(again)).toEqual(expected);
   } finally {
     await again.close();
@@ -96,15 +97,11 @@ describe("snapshots", () => {
     const expected = contents(db);
     await db.snapshot();
     await db.close();
-    const again = await open(dir, small);
-    try {
+    await reopensWith(dir, small, expected, (again) => {
       expect(again.stats().recovery.records).toBe(0);
       for (const [k, v] of Object.entries(values)) expect(again.get(k)).toEqual(v);
-      expect(contents(again)).toEqual(expected);
       expect(again.getEntry("str")).toMatchObject({ version: 2, createRev: 1 });
-    } finally {
-      await again.close();
-    }
+    });
   });
 
   test("writes and reads go on while a snapshot is written, and all of them survive", async () => {
@@ -124,14 +121,10 @@ describe("snapshots", () => {
     expect(reads).toBeGreaterThan(0);
     const expected = contents(db);
     await db.close();
-    const again = await open(dir, small);
-    try {
-      expect(contents(again)).toEqual(expected);
+    await reopensWith(dir, small, expected, (again) => {
       expect(again.stats().recovery.snapshot?.rev).toBe(info.rev);
       for (let i = 0; i < 500; i++) expect(again.get(`during${i}`)).toBe(i);
-    } finally {
-      await again.close();
-    }
+    });
   });
 
   test("automatic snapshots keep the log bounded and only the newest snapshot stays", async () => {
@@ -202,13 +195,9 @@ describe("snapshots", () => {
     const info = await snap;
     expect(snapFiles(dir)).toEqual([path.basename(info.file)]);
     await expect(db.snapshot()).rejects.toBeInstanceOf(ClosedError);
-    const again = await open(dir, small);
-    try {
+    await reopensWith(dir, small, expected, (again) => {
       expect(again.stats().recovery.snapshot?.rev).toBe(info.rev);
-      expect(contents(again)).toEqual(expected);
-    } finally {
-      await again.close();
-    }
+    });
   });
 
   test("close() takes a snapshot when much log has piled up since the last one, not otherwise", async () => {
@@ -225,13 +214,9 @@ describe("snapshots", () => {
     const expected = contents(db);
     await db.close();
     expect(snapFiles(dir).length).toBe(1);
-    const again = await open(dir, opts);
-    try {
+    await reopensWith(dir, opts, expected, (again) => {
       expect(again.stats().recovery.records).toBe(0); // nothing left to replay
-      expect(contents(again)).toEqual(expected);
-    } finally {
-      await again.close();
-    }
+    });
   });
 });
 
@@ -253,14 +238,10 @@ describe("snapshots on a damaged or failing disk", () => {
     fs.writeFileSync(first.file, firstCopy); // ...put the older one back, as if a crash had kept it
     flipByte(second.file, Math.floor(fs.statSync(second.file).size / 2));
     const lines: string[] = [];
-    const again = await open(dir, { ...opts, log: (l) => lines.push(l) });
-    try {
-      expect(contents(again)).toEqual(expected);
+    await reopensWith(dir, { ...opts, log: (l) => lines.push(l) }, expected, (again) => {
       expect(again.stats().recovery.snapshot?.rev).toBe(first.rev);
       expect(lines.join("\n")).toContain(path.basename(second.file));
-    } finally {
-      await again.close();
-    }
+    });
   });
 
   test("a damaged snapshot whose log is gone refuses to open, naming the snapshot", async () => {

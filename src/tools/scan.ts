@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert } from "../assert.ts";
 import { CorruptionError, InvalidArgumentError, WalFailedError } from "../errors.ts";
-import { listSnapshots, verifySnapshot, visitChunk, type EntryVisitor, type SnapshotHeader } from "../snapshot.ts";
+import { listSnapshots, verifySnapshot, visitChunk, type EntryVisitor, type SnapshotEntry, type SnapshotHeader } from "../snapshot.ts";
 import { payloadDecoder } from "../wal/cbor.ts";
 import { decodeOps, encoded, payloadOf, visitOps, type OpVisitor } from "../wal/decoder.ts";
 import type { Op } from "../wal/encoder.ts";
@@ -256,13 +256,7 @@ function readOrFail(file: string): Uint8Array {
 // ---- snapshot files ----
 
 /** One key of a snapshot, its value still CBOR-encoded (a copy: it outlives the file's buffer). */
-export interface SnapshotEntryRecord {
-  key: string;
-  value: Uint8Array;
-  rev: number;
-  createRev: number;
-  version: number;
-}
+export type SnapshotEntryRecord = SnapshotEntry & { key: string };
 
 export interface SnapshotSink {
   /** The header, once every frame of the file passed its checks, before any entry. */
