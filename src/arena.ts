@@ -7,6 +7,10 @@
 // A record is addressed by a ref: block × REF_SPAN + offset, a plain number (no allocation).
 // Records are never changed in place: an overwrite appends a new one and the old one becomes
 // garbage, reclaimed by compaction (copying a block's live records out and dropping the block).
+// One exception, during open only: a record replayed on top of a snapshot may be appended "wide"
+// (createRev and version as 8-byte CBOR integers, valid if not the shortest form) before the
+// snapshot's entry for its key is known, and has those two rebased in place once it is
+// (KeyIndex.finishReplay).
 // Readers that must not see later changes (range iterators, the snapshot writer) keep a copy of the
 // block table (`view()`): a dropped block stays alive for them, and is never reused.
 
@@ -89,7 +93,8 @@ function head(b: Uint8Array): number {
 export function locate(blocks: Blocks, ref: number): Located {
   const bi = (ref / REF_SPAN) | 0;
   const b = blocks.bytes[bi];
-  assert(b !== null && b !== undefined, `record ref ${ref} points into a live block`);
+  // (The message only on failure: a template string here would be built on every read.)
+  if (b === null || b === undefined) assert(false, `record ref ${ref} points into a live block`);
   pos = ref - bi * REF_SPAN;
   assert(b[pos] === RECORD_HEAD, "a record starts with a 5-element array");
   pos++;
@@ -110,9 +115,23 @@ export function locate(blocks: Blocks, ref: number): Located {
   return s;
 }
 
+/** A CBOR unsigned integer with an 8-byte argument, whatever its value: room to patch it later. */
+const WIDE_UINT_BYTES = 9;
+
+function writeWideUint(b: Uint8Array, p: number, n: number): number {
+  assert(Number.isSafeInteger(n) && n >= 0, "a wide count is a safe integer");
+  b[p] = MAJOR_UINT | 27;
+  const hi = Math.floor(n / 0x1_0000_0000);
+  const lo = n >>> 0;
+  for (let i = 0; i < 4; i++) b[p + 1 + i] = (hi >>> (24 - 8 * i)) & 0xff;
+  for (let i = 0; i < 4; i++) b[p + 5 + i] = (lo >>> (24 - 8 * i)) & 0xff;
+  return p + WIDE_UINT_BYTES;
+}
+
 /** Bytes of a record for a key of `keyBytes` UTF-8 bytes and a value of `valueBytes`. */
-export function recordBytes(keyBytes: number, valueBytes: number, rev: number, createRev: number, version: number): number {
-  return 1 + headBytes(keyBytes) + keyBytes + headBytes(valueBytes) + valueBytes + headBytes(rev) + headBytes(createRev) + headBytes(version);
+export function recordBytes(keyBytes: number, valueBytes: number, rev: number, createRev: number, version: number, wide = false): number {
+  const counts = wide ? 2 * WIDE_UINT_BYTES : headBytes(createRev) + headBytes(version);
+  return 1 + headBytes(keyBytes) + keyBytes + headBytes(valueBytes) + valueBytes + headBytes(rev) + counts;
 }
 
 export class Arena {
@@ -164,9 +183,12 @@ export class Arena {
     return bi;
   }
 
-  /** Appends a record for a put; `value` is bytes [vs, ve) of `src`. Returns its ref. */
-  append(key: string, keyBytes: number, src: Uint8Array, vs: number, ve: number, rev: number, createRev: number, version: number): number {
-    const n = recordBytes(keyBytes, ve - vs, rev, createRev, version);
+  /**
+   * Appends a record for a put; `value` is bytes [vs, ve) of `src`. Returns its ref. `wide`: with
+   * createRev and version in 8-byte form, for rebaseCounts.
+   */
+  append(key: string, keyBytes: number, src: Uint8Array, vs: number, ve: number, rev: number, createRev: number, version: number, wide = false): number {
+    const n = recordBytes(keyBytes, ve - vs, rev, createRev, version, wide);
     const ref = this.reserve(n);
     const bi = this.active;
     const b = this.blocks.bytes[bi]!;
@@ -176,11 +198,27 @@ export class Arena {
     p = writeHead(b, p, MAJOR_BYTES, ve - vs);
     p = copyBytes(b, p, src, vs, ve);
     p = writeHead(b, p, MAJOR_UINT, rev);
-    p = writeHead(b, p, MAJOR_UINT, createRev);
-    p = writeHead(b, p, MAJOR_UINT, version);
+    if (wide) {
+      p = writeWideUint(b, p, createRev);
+      p = writeWideUint(b, p, version);
+    } else {
+      p = writeHead(b, p, MAJOR_UINT, createRev);
+      p = writeHead(b, p, MAJOR_UINT, version);
+    }
     assert(p - this.used[bi]! === n, "record size as measured");
     this.commit(bi, n);
     return ref;
+  }
+
+  /**
+   * Puts the record at `ref`, appended `wide` with counts of its own, on top of an earlier history
+   * of the key, in place: createRev becomes `createRev`, and `version` versions come before its own.
+   */
+  rebaseCounts(ref: number, createRev: number, version: number): void {
+    const r = locate(this.blocks, ref);
+    const at = r.end - 2 * WIDE_UINT_BYTES;
+    assert(r.b[at] === (MAJOR_UINT | 27) && r.b[at + WIDE_UINT_BYTES] === (MAJOR_UINT | 27), "a rebased record was appended wide");
+    writeWideUint(r.b, writeWideUint(r.b, at, createRev), version + r.version);
   }
 
   /**

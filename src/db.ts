@@ -995,6 +995,7 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
     newDbId: () => hyperid({ urlSafe: true })(),
     snapshots: index.snapshotLoader(snapDir),
   });
+  index.finishReplay();
   if (verifyEnabled) index.verify(rec.lastRev);
   const ring = R.createRing(o.ringBytes, o.limits.valueBytesMax + L.recordSlackBytes);
   const cfg: WriterConfig = {

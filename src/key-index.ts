@@ -62,6 +62,11 @@ export class IndexView {
  * first fillMap call, and is then filled in the background; until it is complete, a key missing
  * from it is looked up in the tree. Once filling began every change updates both, so a key the map
  * has is current.
+ *
+ * Open builds the tree once, at the end (finishReplay): the snapshot's entries arrive in key order,
+ * and what the WAL changes on top of them is kept in a hash map by key, sorted and merged in. A
+ * B-tree update per replayed put cost two descents of ~20 cache-missing string compares each in a
+ * 1M-key tree, ~4 µs, which made replaying 540k overwrites take 2.4 s of a 5 s open.
  */
 export class KeyIndex {
   private readonly map = new Map<string, number>();
@@ -74,13 +79,26 @@ export class KeyIndex {
   /** The block being compacted (−1: none) and how far. */
   private compacting = -1;
   private compactPos = 0;
+  /** Open: the snapshot's entries, in key order, until finishReplay. */
+  private baseKeys: string[] = [];
+  private baseRefs: number[] = [];
+  /**
+   * Open: the keys the WAL changed, each to −1 (deleted), to a ref ≥ 0 (a record with exact counts:
+   * the key was deleted or created in the log), or to −2 − ref: a record appended wide whose
+   * createRev and version count only the log's puts, to be completed from the snapshot's entry for
+   * the key, if it has one, by finishReplay. Null once open is done.
+   */
+  private replayed: Map<string, number> | null = new Map();
 
   get size(): number {
     return this.tree.size;
   }
 
   private refOf(key: string): number | undefined {
-    if (this.mapDeferred) return this.tree.get(key);
+    if (this.mapDeferred) {
+      assert(this.replayed === null, "the index is read only after finishReplay");
+      return this.tree.get(key);
+    }
     const ref = this.map.get(key);
     return ref !== undefined || this.mapComplete ? ref : this.tree.get(key);
   }
@@ -149,27 +167,119 @@ export class KeyIndex {
 
   /** Applies one entry from replay: its payload is bytes [start, end) of a segment buffer. */
   applyEncoded(rev: number, segment: Encoded, start: number, end: number): void {
+    assert(this.replayed !== null, "replay comes before finishReplay");
     this.replayRev = rev;
-    this.replayOps = 0;
     visitOps(segment, start, end, this.replayVisitor);
-    this.compactSome(L.arenaCompactRecordsPerOp * (this.replayOps + 1));
   }
 
   private replayRev = 0;
-  private replayOps = 0;
   private readonly replayVisitor: OpVisitor = {
     put: (key, e, s, end) => {
       // From the log, a value must decode now: a checksum-valid frame with an undecodable value is
       // corruption at open, never an error on some later get.
       checkValue(e.bytes, s, end);
-      this.store(key, e.bytes, s, end, this.replayRev);
-      this.replayOps++;
+      this.replayPut(key, e.bytes, s, end, this.replayRev);
     },
-    delete: (key) => {
-      this.remove(key);
-      this.replayOps++;
-    },
+    delete: (key) => this.replayDelete(key),
   };
+
+  /** A put from the log: its record, with counts from the key's earlier change in the log if any. */
+  private replayPut(key: string, src: Uint8Array, vs: number, ve: number, rev: number): void {
+    const changed = this.replayed!;
+    const a = this.arena;
+    const v = changed.get(key);
+    if (v === undefined) {
+      // First seen: the snapshot may hold the key (counts completed at the end), if there is one.
+      const wide = this.baseKeys.length > 0;
+      const ref = a.append(key, utf8Bytes(key), src, vs, ve, rev, rev, 1, wide);
+      changed.set(key, wide ? -2 - ref : ref);
+    } else if (v === -1) {
+      changed.set(key, a.append(key, utf8Bytes(key), src, vs, ve, rev, rev, 1));
+    } else {
+      const wide = v < -1;
+      const prev = wide ? -2 - v : v;
+      const p = locate(a.blocks, prev);
+      const { createRev, version } = p;
+      a.release(prev, p.end - p.start);
+      const ref = a.append(key, utf8Bytes(key), src, vs, ve, rev, createRev, version + 1, wide);
+      changed.set(key, wide ? -2 - ref : ref);
+    }
+  }
+
+  private replayDelete(key: string): void {
+    const changed = this.replayed!;
+    const v = changed.get(key);
+    if (v === -1) return;
+    if (v !== undefined) {
+      const prev = v < -1 ? -2 - v : v;
+      const p = locate(this.arena.blocks, prev);
+      this.arena.release(prev, p.end - p.start);
+    }
+    changed.set(key, -1);
+  }
+
+  /**
+   * Ends open: merges the log's changes into the snapshot's entries and builds the tree bottom-up in
+   * one pass (sorted-btree's bulkLoad). After this the index serves reads and takes live writes.
+   */
+  finishReplay(): void {
+    const changed = this.replayed;
+    assert(changed !== null, "finishReplay once");
+    this.replayed = null;
+    let keys = this.baseKeys;
+    let refs = this.baseRefs;
+    this.baseKeys = [];
+    this.baseRefs = [];
+    if (changed.size > 0) {
+      const ck = Array.from(changed.keys());
+      let cv: number[] | null = Array.from(changed.values());
+      if (!isSorted(ck)) {
+        // The default order is UTF-16 code units, as compareKeys; without a comparator, sort is
+        // ~3× faster here (500k random keys: 0.34 s, 1.26 s with one).
+        ck.sort();
+        cv = null;
+      }
+      const bk = keys;
+      const br = refs;
+      keys = [];
+      refs = [];
+      let i = 0;
+      for (let j = 0; j < ck.length; j++) {
+        const k = ck[j]!;
+        while (i < bk.length && bk[i]! < k) {
+          keys.push(bk[i]!);
+          refs.push(br[i]!);
+          i++;
+        }
+        const base = i < bk.length && bk[i] === k ? br[i++]! : -1;
+        const ref = this.settle(cv === null ? changed.get(k)! : cv[j]!, base);
+        if (ref >= 0) {
+          keys.push(k);
+          refs.push(ref);
+        }
+      }
+      for (; i < bk.length; i++) {
+        keys.push(bk[i]!);
+        refs.push(br[i]!);
+      }
+    }
+    if (keys.length > 0) this.tree = bulkLoad(keys, refs, BTREE_NODE_SIZE, compareKeys, 1);
+  }
+
+  /**
+   * The ref of a key the log changed (`v`, as in `replayed`), given its snapshot record (`base`,
+   * −1 for none, which the log's change supersedes); −1 if the key was deleted.
+   */
+  private settle(v: number, base: number): number {
+    if (base < 0) return v < -1 ? -2 - v : v;
+    const p = locate(this.arena.blocks, base);
+    const { createRev, version } = p;
+    this.arena.release(base, p.end - p.start);
+    if (v >= -1) return v;
+    const ref = -2 - v;
+    this.arena.rebaseCounts(ref, createRev, version);
+    return ref;
+  }
 
   private store(key: string, src: Uint8Array, vs: number, ve: number, rev: number): void {
     const prev = this.refOf(key);
@@ -194,11 +304,11 @@ export class KeyIndex {
   }
 
   /**
-   * Loads a snapshot into this (empty) index: each chunk's records are copied into the arena as
-   * they are, and the tree is built bottom-up in one pass (sorted-btree's bulkLoad) at the end.
+   * Loads a snapshot into this (empty) index: each chunk's records become an arena block as they
+   * are, and its entries the base that finishReplay merges the log into.
    */
   snapshotLoader(dir: string): SnapshotLoader {
-    assert(this.tree.size === 0 && this.mapDeferred, "a snapshot loads into an empty index");
+    assert(this.tree.size === 0 && this.replayed?.size === 0, "a snapshot loads into an empty index");
     const keys: string[] = [];
     const refs: number[] = [];
     let base = 0;
@@ -216,11 +326,14 @@ export class KeyIndex {
         refs.push(base + recordStart);
       },
       done: () => {
-        if (keys.length > 0) this.tree = bulkLoad(keys, refs, BTREE_NODE_SIZE, compareKeys, 1);
+        this.baseKeys = keys;
+        this.baseRefs = refs;
       },
       reset: () => {
         keys.length = 0;
         refs.length = 0;
+        this.baseKeys = [];
+        this.baseRefs = [];
         this.arena = new Arena(L.arenaBlockBytes); // drops the blocks adopted so far
       },
     };
@@ -310,6 +423,11 @@ export class KeyIndex {
     }
     assert(live === this.arena.liveBytes, `live bytes ${live} match the arena's count ${this.arena.liveBytes}`);
   }
+}
+
+function isSorted(keys: string[]): boolean {
+  for (let i = 1; i < keys.length; i++) if (!(keys[i - 1]! < keys[i]!)) return false;
+  return true;
 }
 
 function keyOf(r: Located): string {

@@ -99,6 +99,7 @@ function replay(walDir: string): Outcome {
   let rec;
   try {
     rec = recover(walDir, (rev, seg, start, end) => index.applyEncoded(rev, seg, start, end), { log: () => {} });
+    index.finishReplay();
   } catch (err) {
     return { kind: "error", err };
   }
@@ -358,6 +359,7 @@ function replaySnap(dir: string): SnapOutcome {
       snapshots: index.snapshotLoader(path.join(dir, "snap")),
       log: () => {},
     });
+    index.finishReplay();
   } catch (err) {
     return { kind: "error", err };
   }
