@@ -15,7 +15,7 @@
 // block table (`view()`): a dropped block stays alive for them, and is never reused.
 
 import { assert } from "./assert.ts";
-import { allocLarge, copyBytes } from "./bytes.ts";
+import { copyBytes } from "./bytes.ts";
 import { headBytes, writeHead, writeText } from "./wal/encoder.ts";
 
 /** Offsets within a block are below this: refs are block × REF_SPAN + offset. */
@@ -163,7 +163,7 @@ export class Arena {
   }
 
   private newBlock(size: number): number {
-    return this.addBlock(allocLarge(size), 0);
+    return this.addBlock(new Uint8Array(size), 0);
   }
 
   /** Puts `b` in a free slot of the table with `used` bytes of records in it; returns the slot. */

@@ -67,11 +67,8 @@ export const snapshotFramesInFlight = 8;
 /** While writes are in flight, snapshot files are written at most this fast (the WAL shares the disk). */
 export const snapshotBytesPerSecond = 32 * MiB;
 
-/**
- * The value arena grows in blocks of this size (a larger record gets a block of its own): 4 MiB so
- * that a block is large enough for huge pages (src/bytes.ts allocLarge).
- */
-export const arenaBlockBytes = 4 * MiB;
+/** The value arena grows in blocks of this size (a larger record gets a block of its own). */
+export const arenaBlockBytes = 1 * MiB;
 /**
  * Compaction starts once garbage in the arena passes this and the live data (so the arena stays
  * under about twice the live data, as an LSM tree's space amplification).

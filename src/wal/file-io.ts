@@ -2,7 +2,6 @@
 // (test/helpers/fault-io.ts) that loses unsynced bytes on "power loss" and fails calls on demand.
 
 import * as fs from "node:fs";
-import { allocLarge } from "../bytes.ts";
 
 /**
  * Synchronous file operations, as the writer (a blocking loop in its worker) and recovery use them.
@@ -41,21 +40,8 @@ export const nodeIO: FileIO = {
   close: (fd) => fs.closeSync(fd),
   size: (fd) => fs.fstatSync(fd).size,
   readFile(path) {
-    // Into a buffer on huge pages when large (see allocLarge): open reads whole segments and snapshots.
-    const fd = fs.openSync(path, fs.constants.O_RDONLY);
-    try {
-      const size = fs.fstatSync(fd).size;
-      const b = allocLarge(size);
-      let done = 0;
-      while (done < size) {
-        const n = fs.readSync(fd, b, done, size - done, done);
-        if (n === 0) throw new Error(`${path} ended at ${done} of ${size} bytes while being read`);
-        done += n;
-      }
-      return b;
-    } finally {
-      fs.closeSync(fd);
-    }
+    const b = fs.readFileSync(path);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   },
   rename: (from, to) => fs.renameSync(from, to),
   fsyncDir(dir) {
