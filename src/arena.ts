@@ -43,6 +43,8 @@ export interface Located {
   valueStart: number;
   valueEnd: number;
   rev: number;
+  /** Where the createRev and version heads begin. */
+  countsStart: number;
   createRev: number;
   version: number;
   end: number;
@@ -57,6 +59,7 @@ const scratch: Located = {
   valueStart: 0,
   valueEnd: 0,
   rev: 0,
+  countsStart: 0,
   createRev: 0,
   version: 0,
   end: 0,
@@ -109,6 +112,7 @@ export function locate(blocks: Blocks, ref: number): Located {
   s.valueStart = pos;
   s.valueEnd = pos += valueLen;
   s.rev = head(b);
+  s.countsStart = pos;
   s.createRev = head(b);
   s.version = head(b);
   s.end = pos;
@@ -128,9 +132,17 @@ function writeWideUint(b: Uint8Array, p: number, n: number): number {
   return p + WIDE_UINT_BYTES;
 }
 
+/** Bytes the two counts of a record appended wide take at its end. */
+const WIDE_COUNTS_BYTES = 2 * WIDE_UINT_BYTES;
+
+/** Whether the located record's counts are both in the 8-byte form (appended wide, or that large). */
+export function wideCounts(r: Located): boolean {
+  return r.end - r.countsStart === WIDE_COUNTS_BYTES && r.b[r.countsStart] === (MAJOR_UINT | 27) && r.b[r.countsStart + WIDE_UINT_BYTES] === (MAJOR_UINT | 27);
+}
+
 /** Bytes of a record for a key of `keyBytes` UTF-8 bytes and a value of `valueBytes`. */
 export function recordBytes(keyBytes: number, valueBytes: number, rev: number, createRev: number, version: number, wide = false): number {
-  const counts = wide ? 2 * WIDE_UINT_BYTES : headBytes(createRev) + headBytes(version);
+  const counts = wide ? WIDE_COUNTS_BYTES : headBytes(createRev) + headBytes(version);
   return 1 + headBytes(keyBytes) + keyBytes + headBytes(valueBytes) + valueBytes + headBytes(rev) + counts;
 }
 
@@ -216,9 +228,8 @@ export class Arena {
    */
   rebaseCounts(ref: number, createRev: number, version: number): void {
     const r = locate(this.blocks, ref);
-    const at = r.end - 2 * WIDE_UINT_BYTES;
-    assert(r.b[at] === (MAJOR_UINT | 27) && r.b[at + WIDE_UINT_BYTES] === (MAJOR_UINT | 27), "a rebased record was appended wide");
-    writeWideUint(r.b, writeWideUint(r.b, at, createRev), version + r.version);
+    assert(wideCounts(r), "a rebased record was appended wide");
+    writeWideUint(r.b, writeWideUint(r.b, r.countsStart, createRev), version + r.version);
   }
 
   /**

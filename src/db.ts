@@ -452,7 +452,7 @@ export class Db {
       let chunks = 0;
       for (const ref of view.tree.values()) {
         const r = view.record(ref);
-        const full = enc.addRecord(r.b, r.start, r.end);
+        const full = enc.addRecord(r);
         if (full === null) continue;
         chunks++;
         await send(TYPE_SNAP_CHUNK, full);

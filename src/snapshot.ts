@@ -3,6 +3,7 @@
 // open() verifies and loads the newest good one (src/wal/recovery.ts).
 
 import * as path from "node:path";
+import { wideCounts, type Located } from "./arena.ts";
 import { assert } from "./assert.ts";
 import { copyBytes } from "./bytes.ts";
 import { batchOpsMax } from "./limits.ts";
@@ -74,15 +75,22 @@ export class ChunkEncoder {
     this.buf = new Uint8Array(chunkBytes);
   }
 
-  /** Adds one whole record (bytes [start, end) of `b`, from the arena); as add(). */
-  addRecord(b: Uint8Array, start: number, end: number): Uint8Array | null {
-    const size = end - start;
+  /**
+   * Adds one whole arena record (as located: bytes [start, end) of `r.b`); as add(). A record
+   * replay left with 8-byte counts (src/arena.ts) is written with the shortest ones.
+   */
+  addRecord(r: Located): Uint8Array | null {
+    const { b, start, end } = r;
+    const wide = wideCounts(r);
+    const copyEnd = wide ? r.countsStart : end;
+    const size = copyEnd - start + (wide ? headBytes(r.createRev) + headBytes(r.version) : 0);
     let full: Uint8Array | null = null;
     if (this.pos + size > this.buf.length) {
       if (this.count > 0) full = this.take();
       if (COUNT_HEAD_BYTES + size > this.buf.length) this.buf = new Uint8Array(COUNT_HEAD_BYTES + size);
     }
-    this.pos = copyBytes(this.buf, this.pos, b, start, end);
+    this.pos = copyBytes(this.buf, this.pos, b, start, copyEnd);
+    if (wide) this.pos = writeHead(this.buf, writeHead(this.buf, this.pos, MAJOR_UINT, r.createRev), MAJOR_UINT, r.version);
     this.count++;
     return full;
   }
