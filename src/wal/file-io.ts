@@ -16,7 +16,11 @@ export interface FileIO {
   fsync(fd: number): void;
   close(fd: number): void;
   size(fd: number): number;
-  readFile(path: string): Uint8Array;
+  /**
+   * The whole file. With `into` large enough, it is read into that buffer and the result is a view
+   * of it (valid until the caller reads into it again); else into a new one.
+   */
+  readFile(path: string, into?: Uint8Array): Uint8Array;
   rename(from: string, to: string): void;
   /** fsync of a directory: makes creates, renames and unlinks in it durable. */
   fsyncDir(dir: string): void;
@@ -39,9 +43,20 @@ export const nodeIO: FileIO = {
   fsync: (fd) => fs.fsyncSync(fd),
   close: (fd) => fs.closeSync(fd),
   size: (fd) => fs.fstatSync(fd).size,
-  readFile(path) {
-    const b = fs.readFileSync(path);
-    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  readFile(path, into) {
+    const fd = fs.openSync(path, fs.constants.O_RDONLY);
+    try {
+      const size = fs.fstatSync(fd).size;
+      const b = into !== undefined && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
+      for (let done = 0; done < size; ) {
+        const n = fs.readSync(fd, b, done, size - done, done);
+        if (n === 0) throw new Error(`${path}: end of file at ${done} of ${size} bytes`);
+        done += n;
+      }
+      return b;
+    } finally {
+      fs.closeSync(fd);
+    }
   },
   rename: (from, to) => fs.renameSync(from, to),
   fsyncDir(dir) {
