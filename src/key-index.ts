@@ -340,11 +340,17 @@ export class KeyIndex {
    */
   snapshotLoader(dir: string): SnapshotLoader {
     assert(this.tree.size === 0 && this.replayed?.size === 0, "a snapshot loads into an empty index");
-    const keys: string[] = [];
-    const refs: number[] = [];
+    let keys: string[] = [];
+    let refs: number[] = [];
+    let n = 0;
     let base = 0;
     return {
       dir,
+      begin: (expected) => {
+        // Sized up front: a million pushes cost ~4× as much as stores into an array of that size.
+        keys = new Array<string>(expected);
+        refs = new Array<number>(expected);
+      },
       chunk: (e, start, end) => {
         // The chunk's records, as read from the file, become an arena block: no copy.
         base = this.arena.adopt(e.bytes.subarray(start, end)) * REF_SPAN - start;
@@ -353,16 +359,19 @@ export class KeyIndex {
         // As for the WAL: a checksum-valid record whose value does not read back is corruption at
         // open, never an error on a later get (bytes and strings are checked without a decode).
         checkValue(e.bytes, vs, ve);
-        keys.push(key);
-        refs.push(base + recordStart);
+        keys[n] = key;
+        refs[n++] = base + recordStart;
       },
       done: () => {
+        keys.length = n;
+        refs.length = n;
         this.baseKeys = keys;
         this.baseRefs = refs;
       },
       reset: () => {
-        keys.length = 0;
-        refs.length = 0;
+        keys = [];
+        refs = [];
+        n = 0;
         this.baseKeys = [];
         this.baseRefs = [];
         this.arena = new Arena(L.arenaBlockBytes); // drops the blocks adopted so far
