@@ -51,8 +51,8 @@ export interface OpenOptions {
   limits?: Partial<Limits>;
   /**
    * Take a snapshot once this many bytes were written to the WAL since the last one (0: never
-   * automatically, nor at close). Default: the larger of 64 MiB and half the live data (the bytes of
-   * the current records, about a snapshot's size); docs/design-notes.md says why not twice it.
+   * automatically, nor at close). Default: the larger of 16 MiB and a quarter of the live data (the
+   * bytes of the current records, about a snapshot's size); docs/design-notes.md says why not twice it.
    */
   snapshotEveryBytes?: number;
   /** @internal size of the chunks a snapshot is written in (tests use small ones). */

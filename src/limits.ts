@@ -16,8 +16,13 @@ export const recordSlackBytes = 1 * MiB;
 /** Largest framed record (one put, delete or batch) the format allows. */
 export const recordBytesMax = valueBytesMax + recordSlackBytes;
 
-/** WAL segment size; segments are preallocated to this with real zeros. */
-export const segmentBytesDefault = 64 * MiB;
+/**
+ * WAL segment size; segments are preallocated to this with real zeros. 16 MiB rather than etcd's
+ * 64: the log after a snapshot is freed a whole segment at a time, and the segment being written
+ * plus the zero-filled spare are allocated in full, so on disk the log is up to ~3 segments more
+ * than its records (docs/design-notes.md: disk budget).
+ */
+export const segmentBytesDefault = 16 * MiB;
 export const segmentBytesMin = 64 * KiB;
 /** Spare segments are zero-filled in chunks of this size, one fdatasync each, between commits. */
 export const spareChunkBytes = 1 * MiB;
@@ -49,9 +54,9 @@ export const writerSpinUs = 50;
 export const prepareEveryGroups = 8;
 
 /** Automatic snapshots: at least this much WAL between two... */
-export const snapshotEveryBytesMin = 64 * MiB;
+export const snapshotEveryBytesMin = 16 * MiB;
 /** ...or this fraction of the live data, whichever is larger (docs/design-notes.md: disk and restart budgets). */
-export const snapshotEveryLiveFraction = 0.5;
+export const snapshotEveryLiveFraction = 0.25;
 /** close() takes a snapshot when the log since the last one is at least this fraction of the threshold. */
 export const snapshotOnCloseFraction = 0.25;
 /** A snapshot is encoded and written in chunks of about this size (one frame each). */
