@@ -3,6 +3,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ClosedError, CompactedError, CorruptionError, NoSpaceError, SnapshotFailedError, open, type Db, type OpenOptions } from "../src/index.ts";
 import type { FailingOptions } from "./helpers/failing-io.ts";
+import { checkSnapshotFile, verifySnapshot } from "../src/snapshot.ts";
+import { nodeIO } from "../src/wal/file-io.ts";
+import { FRAME_HEADER_BYTES } from "../src/wal/format.ts";
 import { flipByte, segments, tmpDir } from "./helpers/index.ts";
 
 /** Small segments and chunks, so a few thousand writes span many of both; no automatic snapshots. */
@@ -298,6 +301,34 @@ describe("snapshots on a damaged or failing disk", () => {
     const err = await open(dir, small).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CorruptionError);
     expect((err as Error).message).toContain(`does not reach back to rev ${info.rev + 1}`);
+  });
+
+  test("the writer's read-back check, a window at a time, sees what a whole read sees, and damage", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    await load(db, 3000);
+    const { file } = await db.snapshot();
+    await db.close();
+    const whole = verifySnapshot(file, fs.readFileSync(file)).chunks;
+    expect(whole.length).toBeGreaterThan(10);
+    // Windows smaller than a chunk, around one, and the default (the whole file at once).
+    for (const windowBytes of [64, 1000, 4096, undefined]) expect(checkSnapshotFile(nodeIO, file, windowBytes)).toEqual(whole);
+    const at = whole[Math.floor(whole.length / 2)]!.start + 3;
+    flipByte(file, at);
+    for (const windowBytes of [64, 4096, undefined]) {
+      const err = (() => {
+        try {
+          checkSnapshotFile(nodeIO, file, windowBytes);
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err).toBeInstanceOf(CorruptionError);
+      expect((err as CorruptionError).offset).toBe(whole[Math.floor(whole.length / 2)]!.start - FRAME_HEADER_BYTES);
+    }
+    flipByte(file, at);
+    fs.truncateSync(file, fs.statSync(file).size - 5);
+    expect(() => checkSnapshotFile(nodeIO, file, 1000)).toThrow(CorruptionError);
   });
 
   test("a leftover temp snapshot is removed at open; any other stray file in snap/ is refused", async () => {

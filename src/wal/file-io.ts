@@ -21,6 +21,9 @@ export interface FileIO {
    * of it (valid until the caller reads into it again); else into a new one.
    */
   readFile(path: string, into?: Uint8Array): Uint8Array;
+  fileSize(path: string): number;
+  /** Reads into all of `into` from `position`, or up to the end of the file; returns the bytes read. */
+  readAt(path: string, into: Uint8Array, position: number): number;
   rename(from: string, to: string): void;
   /** fsync of a directory: makes creates, renames and unlinks in it durable. */
   fsyncDir(dir: string): void;
@@ -54,6 +57,21 @@ export const nodeIO: FileIO = {
         done += n;
       }
       return b;
+    } finally {
+      fs.closeSync(fd);
+    }
+  },
+  fileSize: (path) => fs.statSync(path).size,
+  readAt(path, into, position) {
+    const fd = fs.openSync(path, fs.constants.O_RDONLY);
+    try {
+      let done = 0;
+      while (done < into.length) {
+        const n = fs.readSync(fd, into, done, into.length - done, position + done);
+        if (n === 0) break;
+        done += n;
+      }
+      return done;
     } finally {
       fs.closeSync(fd);
     }

@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { assert } from "../assert.ts";
 import * as L from "../limits.ts";
 import * as R from "../ring.ts";
-import { listSnapshots, verifySnapshot } from "../snapshot.ts";
+import { checkSnapshotFile, listSnapshots } from "../snapshot.ts";
 import { payloadEncoder } from "./cbor.ts";
 import { encodeFrame } from "./encoder.ts";
 import {
@@ -405,7 +405,7 @@ export class WalWriter {
       this.io.fdatasync(snap.fd);
       this.io.close(snap.fd);
       snap.fd = -1;
-      verifySnapshot(snap.tmpPath, this.io.readFile(snap.tmpPath)); // the disk gave back what we wrote
+      checkSnapshotFile(this.io, snap.tmpPath); // the disk gave back what we wrote (a window at a time)
       this.io.rename(snap.tmpPath, finalPath);
       this.io.fsyncDir(this.cfg.snapDir);
     } catch (err) {

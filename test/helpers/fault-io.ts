@@ -164,6 +164,21 @@ export class FaultIO implements FileIO {
     return f.data.slice();
   }
 
+  fileSize(p: string): number {
+    const f = this.dirOf(p).get(path.basename(p));
+    if (!f) throw errno("ENOENT", `stat ${p}`);
+    return f.data.length;
+  }
+
+  readAt(p: string, into: Uint8Array, position: number): number {
+    this.maybeFail("readFile");
+    const f = this.dirOf(p).get(path.basename(p));
+    if (!f) throw errno("ENOENT", `open ${p}`);
+    const part = f.data.subarray(position, position + into.length);
+    into.set(part);
+    return part.length;
+  }
+
   rename(from: string, to: string): void {
     this.maybeFail("rename");
     const src = this.dirOf(from);
