@@ -279,7 +279,10 @@ export class SnapshotReader {
  * Returns where its chunks are (file offsets).
  */
 export function checkSnapshotFile(io: FileIO, file: string, windowBytes = READ_WINDOW_BYTES): SnapshotChunk[] {
-  const r = new SnapshotReader(file, io, windowBytes);
+  return readToEnd(new SnapshotReader(file, io, windowBytes));
+}
+
+function readToEnd(r: SnapshotReader): SnapshotChunk[] {
   const chunks: SnapshotChunk[] = [];
   for (let c = r.next(); c !== null; c = r.next()) chunks.push(c);
   return chunks;
@@ -288,8 +291,7 @@ export function checkSnapshotFile(io: FileIO, file: string, windowBytes = READ_W
 /** Checks a whole snapshot file (every frame; entries are parsed when visited). See SnapshotReader. */
 export function verifySnapshot(file: string, bytes: Uint8Array): VerifiedSnapshot {
   const r = new SnapshotReader(file, bytes);
-  const chunks: SnapshotChunk[] = [];
-  for (let c = r.next(); c !== null; c = r.next()) chunks.push(c);
+  const chunks = readToEnd(r);
   return { file, header: r.header, bytes, chunks };
 }
 

@@ -47,19 +47,11 @@ export const nodeIO: FileIO = {
   close: (fd) => fs.closeSync(fd),
   size: (fd) => fs.fstatSync(fd).size,
   readFile(path, into) {
-    const fd = fs.openSync(path, fs.constants.O_RDONLY);
-    try {
-      const size = fs.fstatSync(fd).size;
-      const b = into !== undefined && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
-      for (let done = 0; done < size; ) {
-        const n = fs.readSync(fd, b, done, size - done, done);
-        if (n === 0) throw new Error(`${path}: end of file at ${done} of ${size} bytes`);
-        done += n;
-      }
-      return b;
-    } finally {
-      fs.closeSync(fd);
-    }
+    const size = fs.statSync(path).size;
+    const b = into !== undefined && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
+    const n = nodeIO.readAt(path, b, 0);
+    if (n !== size) throw new Error(`${path}: end of file at ${n} of ${size} bytes`);
+    return b;
   },
   fileSize: (path) => fs.statSync(path).size,
   readAt(path, into, position) {
