@@ -188,22 +188,19 @@ export class KeyIndex {
     const changed = this.replayed!;
     const a = this.arena;
     const v = changed.get(key);
-    if (v === undefined) {
-      // First seen: the snapshot may hold the key (counts completed at the end), if there is one.
-      const wide = this.baseKeys.length > 0;
-      const ref = a.append(key, utf8Bytes(key), src, vs, ve, rev, rev, 1, wide);
-      changed.set(key, wide ? -2 - ref : ref);
-    } else if (v === -1) {
-      changed.set(key, a.append(key, utf8Bytes(key), src, vs, ve, rev, rev, 1));
-    } else {
-      const wide = v < -1;
+    let createRev = rev;
+    let version = 1;
+    // First seen: the snapshot may hold the key (counts completed at the end), if there is one.
+    const wide = v === undefined ? this.baseKeys.length > 0 : v < -1;
+    if (v !== undefined && v !== -1) {
       const prev = wide ? -2 - v : v;
       const p = locate(a.blocks, prev);
-      const { createRev, version } = p;
+      createRev = p.createRev;
+      version = p.version + 1;
       a.release(prev, p.end - p.start);
-      const ref = a.append(key, utf8Bytes(key), src, vs, ve, rev, createRev, version + 1, wide);
-      changed.set(key, wide ? -2 - ref : ref);
     }
+    const ref = a.append(key, utf8Bytes(key), src, vs, ve, rev, createRev, version, wide);
+    changed.set(key, wide ? -2 - ref : ref);
   }
 
   private replayDelete(key: string): void {

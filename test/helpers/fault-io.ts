@@ -157,24 +157,25 @@ export class FaultIO implements FileIO {
     return this.file(fd).data.length;
   }
 
+  /** The file at `p`, or ENOENT as `call` would fail. */
+  private existing(p: string, call: string) {
+    const f = this.dirOf(p).get(path.basename(p));
+    if (!f) throw errno("ENOENT", `${call} ${p}`);
+    return f;
+  }
+
   readFile(p: string): Uint8Array {
     this.maybeFail("readFile");
-    const f = this.dirOf(p).get(path.basename(p));
-    if (!f) throw errno("ENOENT", `open ${p}`);
-    return f.data.slice();
+    return this.existing(p, "open").data.slice();
   }
 
   fileSize(p: string): number {
-    const f = this.dirOf(p).get(path.basename(p));
-    if (!f) throw errno("ENOENT", `stat ${p}`);
-    return f.data.length;
+    return this.existing(p, "stat").data.length;
   }
 
   readAt(p: string, into: Uint8Array, position: number): number {
     this.maybeFail("readFile");
-    const f = this.dirOf(p).get(path.basename(p));
-    if (!f) throw errno("ENOENT", `open ${p}`);
-    const part = f.data.subarray(position, position + into.length);
+    const part = this.existing(p, "open").data.subarray(position, position + into.length);
     into.set(part);
     return part.length;
   }
