@@ -302,12 +302,12 @@ export class Db {
         if (b.limit <= 0) return;
         let n = 0;
         const it = b.reverse ? view.tree.entriesReversed(b.hi) : view.tree.entries(b.lo);
-        for (const [key, ref] of it) {
+        for (const [key, slot] of it) {
           // Past the far bound: done. Before the near bound (an exclusive start): skip.
           if (b.reverse ? !b.aboveLo(key) : !b.belowHi(key)) return;
           if (b.reverse ? !b.belowHi(key) : !b.aboveLo(key)) continue;
-          const rev = view.record(ref).rev;
-          yield { key, value: view.value(ref), rev };
+          const rev = view.record(slot).rev;
+          yield { key, value: view.value(slot), rev };
           if (++n >= b.limit) return;
         }
       },
@@ -450,8 +450,8 @@ export class Db {
       await send(TYPE_SNAP_HEADER, headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys }));
       const enc = new ChunkEncoder(this.o.snapshotChunkBytes);
       let chunks = 0;
-      for (const ref of view.tree.values()) {
-        const r = view.record(ref);
+      for (const slot of view.tree.values()) {
+        const r = view.record(slot);
         const full = enc.addRecord(r);
         if (full === null) continue;
         chunks++;

@@ -1,11 +1,13 @@
 // The in-memory index of durable data: a hash map for point reads and a B-tree (sorted-btree) for
-// order, both from key to a ref into the arena (src/arena.ts), where each key's record lives.
+// order, both from key to a slot (src/ref-table.ts) holding the ref into the arena (src/arena.ts)
+// where the key's record lives.
 
 import BTree from "sorted-btree";
 import { bulkLoad } from "sorted-btree/extended/bulkLoad";
 import { Arena, locate, REF_SPAN, type Blocks, type Located } from "./arena.ts";
 import { assert } from "./assert.ts";
 import * as L from "./limits.ts";
+import { RefTable, refAt, type RefPages } from "./ref-table.ts";
 import type { SnapshotLoader } from "./wal/recovery.ts";
 import { valueDecoder } from "./wal/cbor.ts";
 import { visitOps, type Encoded, type OpVisitor } from "./wal/decoder.ts";
@@ -35,29 +37,33 @@ export interface EntryInfo {
 }
 
 /**
- * The index as of one moment, for a range scan or a snapshot: an O(1) copy-on-write clone of the
- * tree and a copy of the arena's block table, so later writes and compaction do not show through.
+ * The index as of one moment, for a range scan or a snapshot: O(1) copy-on-write clones of the tree
+ * (key → slot) and of the slot table's pages, and a copy of the arena's block table, so later
+ * writes and compaction do not show through.
  */
 export class IndexView {
   constructor(
     readonly tree: BTree<string, number>,
+    private readonly refs: RefPages,
     private readonly blocks: Blocks,
   ) {}
 
-  value(ref: number): unknown {
-    const r = locate(this.blocks, ref);
+  /** The value of the key at `slot` (a value of `tree`). */
+  value(slot: number): unknown {
+    const r = locate(this.blocks, refAt(this.refs, slot));
     return materialize(r.b, r.text, r.valueStart, r.valueEnd);
   }
 
-  /** The record at `ref` (a shared scratch object, valid until the next locate). */
-  record(ref: number): Located {
-    return locate(this.blocks, ref);
+  /** The record of the key at `slot` (a shared scratch object, valid until the next locate). */
+  record(slot: number): Located {
+    return locate(this.blocks, refAt(this.refs, slot));
   }
 }
 
 /**
  * The map answers point reads in O(1) (a B-tree lookup of a random key costs ~20 string compares and
- * as many cache misses); the tree serves ordered ranges and O(1) copy-on-write views.
+ * as many cache misses); the tree serves ordered ranges and O(1) copy-on-write views. Both give a
+ * key's slot, which it keeps until deleted: an overwrite touches the slot table only.
  * Open (snapshot load and replay) builds only the tree: the map stays empty ("deferred") until the
  * first fillMap call, and is then filled in the background; until it is complete, a key missing
  * from it is looked up in the tree. Once filling began every change updates both, so a key the map
@@ -71,6 +77,7 @@ export class IndexView {
 export class KeyIndex {
   private readonly map = new Map<string, number>();
   private tree = new BTree<string, number>(undefined, compareKeys);
+  private readonly refs = new RefTable();
   private mapComplete = false;
   private mapDeferred = true;
   /** Where fillMap goes on from (the last key it filled). */
@@ -94,22 +101,22 @@ export class KeyIndex {
     return this.tree.size;
   }
 
-  private refOf(key: string): number | undefined {
+  private slotOf(key: string): number | undefined {
     if (this.mapDeferred) {
       assert(this.replayed === null, "the index is read only after finishReplay");
       return this.tree.get(key);
     }
-    const ref = this.map.get(key);
-    return ref !== undefined || this.mapComplete ? ref : this.tree.get(key);
+    const slot = this.map.get(key);
+    return slot !== undefined || this.mapComplete ? slot : this.tree.get(key);
   }
 
-  private setRef(key: string, ref: number): void {
-    if (!this.mapDeferred) this.map.set(key, ref);
-    this.tree.set(key, ref);
+  private refOf(key: string): number | undefined {
+    const slot = this.slotOf(key);
+    return slot === undefined ? undefined : this.refs.get(slot);
   }
 
   has(key: string): boolean {
-    return this.refOf(key) !== undefined;
+    return this.slotOf(key) !== undefined;
   }
 
   /** The value, freshly decoded (bytes copied), or undefined. */
@@ -142,7 +149,7 @@ export class KeyIndex {
   }
 
   view(): IndexView {
-    return new IndexView(this.tree.clone(), this.arena.view());
+    return new IndexView(this.tree.clone(), this.refs.view(), this.arena.view());
   }
 
   /** Bytes of the current records: about the size of a snapshot of this index. */
@@ -228,7 +235,11 @@ export class KeyIndex {
     this.baseKeys = [];
     this.baseRefs = [];
     if (changed.size > 0) [keys, refs] = this.mergeReplayed(changed, keys, refs);
-    if (keys.length > 0) this.tree = bulkLoad(keys, refs, BTREE_NODE_SIZE, compareKeys, 1);
+    if (keys.length === 0) return;
+    this.refs.load(refs);
+    const slots = refs; // reused: key i gets slot i
+    for (let i = 0; i < slots.length; i++) slots[i] = i;
+    this.tree = bulkLoad(keys, slots, BTREE_NODE_SIZE, compareKeys, 1);
   }
 
   /**
@@ -310,23 +321,28 @@ export class KeyIndex {
   }
 
   private store(key: string, src: Uint8Array, vs: number, ve: number, rev: number): void {
-    const prev = this.refOf(key);
-    let createRev = rev;
-    let version = 1;
-    if (prev !== undefined) {
-      const p = locate(this.arena.blocks, prev);
-      createRev = p.createRev;
-      version = p.version + 1;
-      this.arena.release(prev, p.end - p.start);
+    const slot = this.slotOf(key);
+    if (slot === undefined) {
+      const ref = this.arena.append(key, utf8Bytes(key), src, vs, ve, rev, rev, 1);
+      const s = this.refs.alloc(ref);
+      if (!this.mapDeferred) this.map.set(key, s);
+      this.tree.set(key, s);
+      return;
     }
-    this.setRef(key, this.arena.append(key, utf8Bytes(key), src, vs, ve, rev, createRev, version));
+    const prev = this.refs.get(slot);
+    const p = locate(this.arena.blocks, prev);
+    const { createRev, version } = p;
+    this.arena.release(prev, p.end - p.start);
+    this.refs.set(slot, this.arena.append(key, utf8Bytes(key), src, vs, ve, rev, createRev, version + 1));
   }
 
   private remove(key: string): void {
-    const prev = this.refOf(key);
-    if (prev === undefined) return;
+    const slot = this.slotOf(key);
+    if (slot === undefined) return;
+    const prev = this.refs.get(slot);
     const p = locate(this.arena.blocks, prev);
     this.arena.release(prev, p.end - p.start);
+    this.refs.release(slot);
     if (!this.mapDeferred) this.map.delete(key);
     this.tree.delete(key);
   }
@@ -389,13 +405,12 @@ export class KeyIndex {
     if (this.mapComplete) return true;
     this.mapDeferred = false;
     let n = 0;
-    for (const [key, ref] of this.tree.entries(this.fillFrom)) {
+    for (const [key, slot] of this.tree.entries(this.fillFrom)) {
       if (n++ >= max) {
         this.fillFrom = key;
         return false;
       }
-      // A key the map has was changed since the load: the map's entry is the current one.
-      if (!this.map.has(key)) this.map.set(key, ref);
+      this.map.set(key, slot); // a key keeps its slot: the map may already have it, with this one
     }
     this.mapComplete = true;
     return true;
@@ -434,8 +449,8 @@ export class KeyIndex {
       const ref = bi * REF_SPAN + this.compactPos;
       const r = locate(blocks, ref);
       const next = r.end;
-      const key = keyOf(r);
-      if (this.refOf(key) === ref) this.setRef(key, this.arena.relocate(ref, next));
+      const slot = this.slotOf(keyOf(r));
+      if (slot !== undefined && this.refs.get(slot) === ref) this.refs.set(slot, this.arena.relocate(ref, next));
       this.compactPos = next;
     }
     if (this.compactPos >= used) {
@@ -450,10 +465,11 @@ export class KeyIndex {
     this.tree.checkValid();
     if (this.mapComplete) assert(this.tree.size === this.map.size, "tree and map hold the same keys");
     if (this.mapDeferred) assert(this.map.size === 0, "a deferred map is empty");
+    this.refs.verify(this.tree.values());
     let live = 0;
-    for (const [key, ref] of this.tree.entries()) {
-      assert(this.refOf(key) === ref, `map and tree agree on ${key}`);
-      const r = locate(this.arena.blocks, ref);
+    for (const [key, slot] of this.tree.entries()) {
+      assert(this.slotOf(key) === slot, `map and tree agree on ${key}`);
+      const r = locate(this.arena.blocks, this.refs.get(slot));
       assert(keyOf(r) === key, `the record for ${key} holds that key`);
       assert(r.rev >= r.createRev && r.rev <= lastRev && r.version >= 1, `index entry for ${key} is consistent`);
       live += r.end - r.start;
