@@ -450,12 +450,21 @@ export class Db {
       await send(TYPE_SNAP_HEADER, headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys }));
       const enc = new ChunkEncoder(this.o.snapshotChunkBytes);
       let chunks = 0;
+      // Encoding goes in slices of snapshotSliceMs, each ended by a 0 ms timer, so that readers
+      // (timers, requests) wait at most about that long for it. A timer runs after those already
+      // due; setImmediate, or resuming from the dispatcher's wake-ups, ran in the same turn as the
+      // writes' own work, and Bun runs immediates seconds late under a steady write load.
+      let slice = performance.now();
+      let n = 0;
       for (const slot of view.tree.values()) {
-        const r = view.record(slot);
-        const full = enc.addRecord(r);
-        if (full === null) continue;
-        chunks++;
-        await send(TYPE_SNAP_CHUNK, full);
+        const full = enc.addRecord(view.record(slot));
+        if (full !== null) {
+          chunks++;
+          await send(TYPE_SNAP_CHUNK, full, enc);
+        }
+        if (++n % L.snapshotSliceCheckRecords !== 0 || performance.now() - slice < L.snapshotSliceMs) continue;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        slice = performance.now();
       }
       const last = enc.flush();
       if (last) {
@@ -486,14 +495,15 @@ export class Db {
    * - while writes are in flight, at most snapshotBytesPerSecond (the snapshot's writeback slowed
    *   the WAL's fdatasyncs ~5x at full speed), waiting for its own frames rather than on a timer.
    */
-  private snapshotSender(rev: number): ((type: number, payload: Uint8Array) => Promise<void>) & { drain(): Promise<void> } {
+  private snapshotSender(rev: number): ((type: number, payload: Uint8Array, from?: ChunkEncoder) => Promise<void>) & { drain(): Promise<void> } {
     const t0 = performance.now();
     const inFlight: Promise<unknown>[] = [];
     let sentBytes = 0;
     const ahead = () => (sentBytes / L.snapshotBytesPerSecond) * 1000 - (performance.now() - t0) > 1;
-    const send = async (type: number, payload: Uint8Array) => {
+    const send = async (type: number, payload: Uint8Array, from?: ChunkEncoder) => {
       const written = this.submitFrame(type, rev, payload);
-      written.catch(() => {}); // awaited later; a failure must not go unhandled meanwhile
+      // Once written (copied into the ring long before), the chunk's buffer holds a later one.
+      written.then(() => from?.recycle(payload), () => {}); // a failure is seen where it is awaited
       inFlight.push(written);
       sentBytes += payload.length;
       if (inFlight.length > L.snapshotFramesInFlight) await inFlight.shift();
