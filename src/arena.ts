@@ -12,7 +12,8 @@
 // snapshot's entry for its key is known, and has those two rebased in place once it is
 // (KeyIndex.finishReplay).
 // Readers that must not see later changes (range iterators, the snapshot writer) keep a copy of the
-// block table (`view()`): a dropped block stays alive for them, and is never reused.
+// block table (`view()`): a dropped block stays alive for them, and is never reused. Blocks are
+// SharedArrayBuffers, which a snapshot's encoder worker reads.
 
 import { assert } from "./assert.ts";
 import { copyBytes } from "./bytes.ts";
@@ -175,7 +176,8 @@ export class Arena {
   }
 
   private newBlock(size: number): number {
-    return this.addBlock(new Uint8Array(size), 0);
+    // Shared memory, so that a snapshot's records are copied out by a worker (src/snapshot-encoder.ts).
+    return this.addBlock(new Uint8Array(new SharedArrayBuffer(size)), 0);
   }
 
   /** Puts `b` in a free slot of the table with `used` bytes of records in it; returns the slot. */

@@ -21,7 +21,8 @@ import {
 } from "./errors.ts";
 import * as L from "./limits.ts";
 import { KeyIndex } from "./key-index.ts";
-import { ChunkEncoder, footerPayload, headerPayload } from "./snapshot.ts";
+import { footerPayload, headerPayload } from "./snapshot.ts";
+import { snapshotChunks, type EncoderReply, type SnapshotChunks } from "./snapshot-encoder.ts";
 import { lockDir, type DirLock } from "./lock.ts";
 import { checkWatchOptions, historyEvents, keyFilter, Watcher, type WatchEvent, type WatchOptions } from "./watch.ts";
 import * as R from "./ring.ts";
@@ -57,6 +58,8 @@ export interface OpenOptions {
   snapshotEveryBytes?: number;
   /** @internal size of the chunks a snapshot is written in (tests use small ones). */
   snapshotChunkBytes?: number;
+  /** @internal a snapshot of at least this many bytes is encoded in a worker (tests use 0). */
+  snapshotWorkerBytes?: number;
   onProgress?: (p: ReplayProgress) => void;
   /** Where recovery and the writer report events (torn tails). Default: console.warn. */
   log?: (line: string) => void;
@@ -165,6 +168,19 @@ export interface Stats {
   };
 }
 
+/**
+ * While a snapshot runs with automatic snapshots on, the log may grow `logBytes` (the threshold) in
+ * proportion to the bytes of snapshot `sent` out of about `expected`, from `log0`; writes beyond that
+ * stall (as RocksDB's when compaction falls behind), so the log kept for a restart stays within
+ * twice the threshold however hard it is written.
+ */
+interface SnapshotPace {
+  log0: number;
+  expected: number;
+  logBytes: number;
+  sent: number;
+}
+
 interface Write {
   /** A snapshot frame instead of an entry: published as is, resolved with `rev` once written. */
   frame?: { type: number; rev: number; payload: Uint8Array };
@@ -208,6 +224,10 @@ export class Db {
   private pendingHead = 0;
   private readonly queued: Write[] = [];
   private queuedHead = 0;
+  /** Snapshot frames waiting for room in the ring; they go before queued writes. */
+  private readonly queuedFrames: Write[] = [];
+  /** The running snapshot's pace, when automatic snapshots are on (snapshotPace). */
+  private pace: SnapshotPace | null = null;
   private head = R.START_POS;
   private seenAcked = R.START_POS;
   private workerExited = false;
@@ -252,7 +272,7 @@ export class Db {
       // Whatever the worker made durable before it went is settled first; the rest fails, with
       // the worker's own error when it reported one (a full disk must say NO_SPACE).
       if (Atomics.load(this.ring.ctl, R.FAILED) !== R.FAIL_NONE) this.poison(failureFromRing(this.ring));
-      else if (this.state === "open" || this.pendingCount() > 0 || this.queued.length > this.queuedHead) {
+      else if (this.state === "open" || !this.idle()) {
         this.poison(new WalFailedError(`writer worker exited unexpectedly (code ${code})`));
       }
     });
@@ -445,37 +465,49 @@ export class Db {
     if (stats[R.STAT_SNAP_REV] === rev) return { rev, keys, bytes: stats[R.STAT_SNAP_BYTES]!, file, ms: 0 }; // nothing new
     this.walBytesBefore = 0;
     this.walBytesMark = stats[R.STAT_BYTES]!;
-    const send = this.snapshotSender(rev);
+    const every = this.snapshotEveryBytes();
+    const expected = Math.max(1, this.index.liveBytes); // about the snapshot's size
+    const pace = every > 0 ? { log0: stats[R.STAT_BYTES]!, expected, logBytes: every, sent: 0 } : null;
+    this.pace = pace;
+    const send = this.snapshotSender(rev, pace);
+    const enc = snapshotChunks(view.blocks(), this.o.snapshotChunkBytes, expected >= this.o.snapshotWorkerBytes);
     try {
       await send(TYPE_SNAP_HEADER, headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys }));
-      const enc = new ChunkEncoder(this.o.snapshotChunkBytes);
       let chunks = 0;
-      // Encoding goes in slices of snapshotSliceMs, each ended by a 0 ms timer, so that readers
-      // (timers, requests) wait at most about that long for it. A timer runs after those already
-      // due; setImmediate, or resuming from the dispatcher's wake-ups, ran in the same turn as the
-      // writes' own work, and Bun runs immediates seconds late under a steady write load.
-      let slice = performance.now();
-      let n = 0;
-      for (const slot of view.tree.values()) {
-        const full = enc.addRecord(view.record(slot));
-        if (full !== null) {
+      const pass = async (reply: Promise<EncoderReply>) => {
+        for (const c of (await reply).chunks) {
           chunks++;
-          await send(TYPE_SNAP_CHUNK, full, enc);
+          await send(TYPE_SNAP_CHUNK, c, enc);
         }
-        if (++n % L.snapshotSliceCheckRecords !== 0 || performance.now() - slice < L.snapshotSliceMs) continue;
-        await new Promise((resolve) => setTimeout(resolve, 0));
-        slice = performance.now();
+      };
+      // The refs go to the encoder in batches, one batch ahead: it encodes the next while the
+      // chunks of the last are passed on.
+      let ahead: Promise<EncoderReply> | null = null;
+      let refs = enc.refsArray(L.snapshotRefsPerBatch);
+      let n = 0;
+      const flush = async () => {
+        const next = enc.refs(refs, n);
+        if (ahead) await pass(ahead);
+        ahead = next;
+        refs = enc.refsArray(L.snapshotRefsPerBatch);
+        n = 0;
+      };
+      for (const slot of view.tree.values()) {
+        refs[n++] = view.ref(slot);
+        if (n === refs.length) await flush();
       }
-      const last = enc.flush();
-      if (last) {
-        chunks++;
-        await send(TYPE_SNAP_CHUNK, last);
-      }
+      if (n > 0) await flush();
+      if (ahead) await pass(ahead);
+      await pass(enc.end());
       await send(TYPE_SNAP_FOOTER, footerPayload({ keys, chunks }));
       await send.drain();
     } catch (err) {
       this.snapshotError = (err as Error).message;
       throw err;
+    } finally {
+      enc.close();
+      this.pace = null;
+      this.drainQueue(); // writes a stall held
     }
     if (stats[R.STAT_SNAP_REV] !== rev) {
       const msg = `harmonydb: snapshot at rev ${rev} failed: ${R.readError(this.ring, this.ring.snapError)}`;
@@ -495,17 +527,26 @@ export class Db {
    * - while writes are in flight, at most snapshotBytesPerSecond (the snapshot's writeback slowed
    *   the WAL's fdatasyncs ~5x at full speed), waiting for its own frames rather than on a timer.
    */
-  private snapshotSender(rev: number): ((type: number, payload: Uint8Array, from?: ChunkEncoder) => Promise<void>) & { drain(): Promise<void> } {
+  private snapshotSender(
+    rev: number,
+    pace: SnapshotPace | null,
+  ): ((type: number, payload: Uint8Array, from?: SnapshotChunks) => Promise<void>) & { drain(): Promise<void> } {
     const t0 = performance.now();
     const inFlight: Promise<unknown>[] = [];
     let sentBytes = 0;
-    const ahead = () => (sentBytes / L.snapshotBytesPerSecond) * 1000 - (performance.now() - t0) > 1;
-    const send = async (type: number, payload: Uint8Array, from?: ChunkEncoder) => {
+    // Polite, unless the log has used half of what the pace allows it so far.
+    const ahead = () =>
+      (sentBytes / L.snapshotBytesPerSecond) * 1000 - (performance.now() - t0) > 1 && !(pace !== null && this.snapshotBehind(pace, 0.5));
+    const send = async (type: number, payload: Uint8Array, from?: SnapshotChunks) => {
       const written = this.submitFrame(type, rev, payload);
       // Once written (copied into the ring long before), the chunk's buffer holds a later one.
       written.then(() => from?.recycle(payload), () => {}); // a failure is seen where it is awaited
       inFlight.push(written);
       sentBytes += payload.length;
+      if (pace !== null) {
+        pace.sent = sentBytes;
+        if (this.queued.length > this.queuedHead) this.drainQueue(); // the stall may be over
+      }
       if (inFlight.length > L.snapshotFramesInFlight) await inFlight.shift();
       while (ahead() && this.pendingCount() > inFlight.length) {
         if (inFlight.length > 0) await inFlight.shift();
@@ -521,8 +562,17 @@ export class Db {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       const w: Write = { frame: { type, rev, payload }, ops: [], keyBytes: [], payloadBytes: payload.length, conds: [], isDelete: false, resolve, reject };
-      if (this.queued.length > this.queuedHead || !this.publish(w)) this.queued.push(w);
+      if (this.queuedFrames.length > 0 || !this.publish(w)) this.queuedFrames.push(w);
     });
+  }
+
+  /**
+   * Whether the log grew more than `fraction` of what the pace allows it by now: in proportion to
+   * the snapshot's progress, up to `logBytes` (docs/design-notes.md: disk budget). Writes then stall.
+   */
+  private snapshotBehind(p: SnapshotPace, fraction = 1): boolean {
+    const allowed = p.logBytes * Math.min(1, (p.sent + L.snapshotPaceSlackBytes) / p.expected);
+    return this.ring.stats[R.STAT_BYTES]! - p.log0 > fraction * allowed;
   }
 
   private walBytesSince(): number {
@@ -634,6 +684,7 @@ export class Db {
     const ring = this.ring;
     const size = frameBytes(w.payloadBytes);
     if (size > ring.capacity - R.diff(this.head, this.seenAcked)) return false;
+    if (!w.frame && this.pace !== null && this.snapshotBehind(this.pace)) return false; // a write stall
     if (w.frame) {
       this.head = R.putFrame(ring, this.head, w.frame.type, w.frame.rev, w.frame.payload);
       this.enqueuePending({ end: this.head, rev: w.frame.rev, ops: null, deleted: null, resolve: w.resolve, reject: w.reject });
@@ -703,7 +754,7 @@ export class Db {
   }
 
   private idle(): boolean {
-    return this.pendingCount() === 0 && this.queued.length === this.queuedHead;
+    return this.pendingCount() === 0 && this.queued.length === this.queuedHead && this.queuedFrames.length === 0;
   }
 
   private notifyIfIdle(): void {
@@ -785,6 +836,10 @@ export class Db {
   }
 
   private drainQueue(): void {
+    while (this.queuedFrames.length > 0 && this.state !== "closed" && !this.failure) {
+      if (!this.publish(this.queuedFrames[0]!)) return;
+      this.queuedFrames.shift();
+    }
     while (this.queuedHead < this.queued.length && this.state !== "closed" && !this.failure) {
       if (!this.publish(this.queued[this.queuedHead]!)) return;
       this.queued[this.queuedHead++] = undefined as unknown as Write;
@@ -807,6 +862,7 @@ export class Db {
     this.failure = err;
     for (let i = this.pendingHead; i < this.pending.length; i++) this.pending[i]!.reject(err);
     for (let i = this.queuedHead; i < this.queued.length; i++) this.queued[i]!.reject(err);
+    for (const w of this.queuedFrames.splice(0)) w.reject(err);
     this.pending.length = this.pendingHead = 0;
     this.queued.length = this.queuedHead = 0;
     this.newest.clear();
@@ -982,6 +1038,7 @@ function resolveOptions(o: OpenOptions): Resolved {
     sync,
     snapshotEveryBytes: every,
     snapshotChunkBytes: chunk,
+    snapshotWorkerBytes: o.snapshotWorkerBytes ?? L.snapshotWorkerBytesMin,
     syncIntervalMs: o.syncIntervalMs ?? L.syncIntervalMsDefault,
     segmentBytes,
     commitDelayUs,

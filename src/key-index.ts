@@ -45,18 +45,28 @@ export class IndexView {
   constructor(
     readonly tree: BTree<string, number>,
     private readonly refs: RefPages,
-    private readonly blocks: Blocks,
+    private readonly blockTable: Blocks,
   ) {}
 
   /** The value of the key at `slot` (a value of `tree`). */
   value(slot: number): unknown {
-    const r = locate(this.blocks, refAt(this.refs, slot));
+    const r = locate(this.blockTable, refAt(this.refs, slot));
     return materialize(r.b, r.text, r.valueStart, r.valueEnd);
   }
 
   /** The record of the key at `slot` (a shared scratch object, valid until the next locate). */
   record(slot: number): Located {
-    return locate(this.blocks, refAt(this.refs, slot));
+    return locate(this.blockTable, refAt(this.refs, slot));
+  }
+
+  /** Where the record of the key at `slot` is, in blocks(). */
+  ref(slot: number): number {
+    return refAt(this.refs, slot);
+  }
+
+  /** The arena's blocks as of this view. */
+  blocks(): (Uint8Array | null)[] {
+    return this.blockTable.bytes;
   }
 }
 

@@ -240,7 +240,8 @@ function* loadNewestSnapshot(
   for (const s of listSnapshots(io, loader.dir, tidy)) {
     const file = path.join(loader.dir, s.name);
     try {
-      const bytes = readSegment(io, file);
+      // In shared memory: its chunks become arena blocks, which a snapshot's encoder worker reads.
+      const bytes = readSegment(io, file, "shared");
       const r = new SnapshotReader(file, bytes);
       if (r.header.rev !== s.rev) throw new CorruptionError("snapshot: revision does not match the file name", file, 0, r.header.rev);
       const e = encoded(bytes);
@@ -331,9 +332,10 @@ function withFirstSegment(walDir: string, rec: RecoveryResult, opts: OpenLogOpti
   return { ...rec, dbId, tail: { path: seg.path, seq: 1, offset: seg.start, start: seg.start } };
 }
 
-function readSegment(io: FileIO, file: string, into?: Uint8Array): Uint8Array {
+/** The file's bytes: into `into` when it is large enough, or into fresh shared memory. */
+function readSegment(io: FileIO, file: string, into?: Uint8Array | "shared"): Uint8Array {
   try {
-    return io.readFile(file, into);
+    return io.readFile(file, into === "shared" ? new Uint8Array(new SharedArrayBuffer(io.fileSize(file))) : into);
   } catch (cause) {
     // EIO and friends: refuse to open, and never truncate what could not be read.
     throw new WalFailedError(`cannot read ${file}: ${(cause as Error).message}`, { cause });

@@ -679,7 +679,7 @@ export function predict(seed: SeedDb, files: WalFiles, others: SeedDb[] = []): E
 // the spec alone (its own CBOR heads, checks and replay of the history) and says what open() must
 // make of the directory: refuse, or open with exactly the state the file and the log describe.
 
-export const SNAP_OPTS: OpenOptions = { segmentBytes: 64 * 1024, snapshotEveryBytes: 0, snapshotChunkBytes: 512, log: () => {} };
+export const SNAP_OPTS: OpenOptions = { segmentBytes: 64 * 1024, snapshotEveryBytes: 0, snapshotChunkBytes: 512, snapshotWorkerBytes: 0, log: () => {} };
 
 /** A key as recovery must leave it: value and all three revisions. */
 export interface SnapEntry {

@@ -1,0 +1,220 @@
+// Encoding a snapshot's chunks off the main thread: the main thread walks its view of the index in
+// key order and hands the records' refs to a worker (workers/snapshot-encoder.ts), which copies the
+// records out of the arena's blocks (SharedArrayBuffers, src/arena.ts) into chunks and hands them
+// back; the main thread passes them on to the writer. Copying 1M records scattered by overwrites
+// cost the main thread 1.5-3 ms per 256 KiB chunk, ~1 s per snapshot, which it now spends on
+// writes. A small snapshot is encoded on the main thread instead: starting the worker takes
+// 60-80 ms here, more than encoding a few MiB.
+
+import * as fs from "node:fs";
+import * as os from "node:os";
+import { parentPort, type MessagePort } from "node:worker_threads";
+import { locate, type Blocks } from "./arena.ts";
+import * as L from "./limits.ts";
+import { ChunkEncoder } from "./snapshot.ts";
+
+/** Main thread → encoder. */
+export type EncoderRequest =
+  | { type: "start"; blocks: (Uint8Array | null)[]; chunkBytes: number }
+  /** Encode the records at these refs, in this order; `n` of them are set. */
+  | { type: "refs"; refs: Float64Array; n: number }
+  /** No more refs: send what is left. */
+  | { type: "end" }
+  /** A chunk buffer the main thread is done with. */
+  | { type: "recycle"; chunk: Uint8Array };
+
+/** Encoder → main thread: the chunks the last request completed (their buffers handed over). */
+export interface EncoderReply {
+  chunks: Uint8Array[];
+  refs: Float64Array | null;
+}
+
+/** What writeSnapshot asks of an encoder, in a worker or not. */
+export interface SnapshotChunks {
+  /** A refs array of `n` slots to fill for refs(), reused once the encoder is done with it. */
+  refsArray(n: number): Float64Array;
+  /** Asks for the records at refs[0…n−1] (handed over); resolves with the chunks they filled. */
+  refs(refs: Float64Array, n: number): Promise<EncoderReply>;
+  /** No more refs: resolves with the last chunk, if any. */
+  end(): Promise<EncoderReply>;
+  /** Gives a chunk's buffer back once its frame is in the ring. */
+  recycle(chunk: Uint8Array): void;
+  close(): void;
+}
+
+/** An encoder for the records of `blocks` (a view's block table): in a worker when `inWorker`. */
+export function snapshotChunks(blocks: (Uint8Array | null)[], chunkBytes: number, inWorker: boolean): SnapshotChunks {
+  return inWorker ? new SnapshotEncoder(blocks, chunkBytes) : new InlineEncoder(blocks, chunkBytes);
+}
+
+/** The encoding itself, wherever it runs: records at refs, in that order, into chunks. */
+class RefsEncoder {
+  private readonly blocks: Blocks;
+  private readonly enc: ChunkEncoder;
+
+  constructor(blocks: (Uint8Array | null)[], chunkBytes: number) {
+    this.blocks = { bytes: blocks, text: blocks.map((b) => (b === null ? null : Buffer.from(b.buffer, b.byteOffset, b.byteLength))) };
+    this.enc = new ChunkEncoder(chunkBytes);
+  }
+
+  refs(refs: Float64Array, n: number): Uint8Array[] {
+    const chunks: Uint8Array[] = [];
+    for (let i = 0; i < n; i++) {
+      const full = this.enc.addRecord(locate(this.blocks, refs[i]!));
+      if (full !== null) chunks.push(full);
+    }
+    return chunks;
+  }
+
+  end(): Uint8Array[] {
+    const last = this.enc.flush();
+    return last === null ? [] : [last];
+  }
+
+  recycle(chunk: Uint8Array): void {
+    this.enc.recycle(chunk);
+  }
+}
+
+/** The worker's side: answers each "refs" and the "end" request with one reply, in order. */
+export function serveEncoder(port: MessagePort): void {
+  let enc: RefsEncoder | null = null;
+  port.on("message", (m: EncoderRequest) => {
+    if (m.type === "start") {
+      enc = new RefsEncoder(m.blocks, m.chunkBytes);
+      return;
+    }
+    if (enc === null) throw new Error("snapshot encoder: a request before start");
+    if (m.type === "recycle") {
+      enc.recycle(m.chunk);
+      return;
+    }
+    const chunks = m.type === "refs" ? enc.refs(m.refs, m.n) : enc.end();
+    // The refs array goes back too, for the next batch.
+    const refs = m.type === "refs" ? m.refs : null;
+    const reply: EncoderReply = { chunks, refs };
+    port.postMessage(reply, [...chunks.map((c) => c.buffer as ArrayBuffer), ...(refs ? [refs.buffer as ArrayBuffer] : [])]);
+  });
+}
+
+/** On the main thread, a batch at a time, each followed by a 0 ms timer (a turn for readers). */
+class InlineEncoder implements SnapshotChunks {
+  private readonly enc: RefsEncoder;
+  private spare: Float64Array | null = null;
+
+  constructor(blocks: (Uint8Array | null)[], chunkBytes: number) {
+    this.enc = new RefsEncoder(blocks, chunkBytes);
+  }
+
+  refsArray(n: number): Float64Array {
+    const spare = this.spare;
+    this.spare = null;
+    return spare !== null && spare.length === n ? spare : new Float64Array(n);
+  }
+
+  async refs(refs: Float64Array, n: number): Promise<EncoderReply> {
+    const chunks = this.enc.refs(refs, n);
+    this.spare = refs;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    return { chunks, refs: null };
+  }
+
+  async end(): Promise<EncoderReply> {
+    return { chunks: this.enc.end(), refs: null };
+  }
+
+  recycle(chunk: Uint8Array): void {
+    this.enc.recycle(chunk);
+  }
+
+  close(): void {}
+}
+
+export function serveEncoderInWorker(): void {
+  if (parentPort === null) throw new Error("the snapshot encoder runs in a worker");
+  niceThisThread(Number(process.env.HARMONYDB_ENCODER_NICE ?? L.snapshotEncoderNice));
+  serveEncoder(parentPort);
+}
+
+/**
+ * Lowers this thread's priority (Linux: a thread has its own nice value, set through its thread id):
+ * the encoder then runs on what the main thread and the writer leave idle. Elsewhere, or when it
+ * cannot be set, it runs at the process's priority.
+ */
+function niceThisThread(nice: number): void {
+  try {
+    const tid = Number(fs.readlinkSync("/proc/thread-self").split("/").at(-1));
+    if (Number.isSafeInteger(tid) && tid > 0) os.setPriority(tid, nice);
+  } catch {}
+}
+
+/**
+ * The main thread's handle on one encoder worker, for one snapshot. Requests are answered in order;
+ * up to `depth` may be outstanding, so the worker encodes the next batch while the main thread
+ * passes on the chunks of the last one.
+ */
+class SnapshotEncoder implements SnapshotChunks {
+  private readonly worker: Worker;
+  private readonly replies: { resolve: (r: EncoderReply) => void; reject: (e: Error) => void }[] = [];
+  private failed: Error | null = null;
+  private readonly spareRefs: Float64Array[] = [];
+
+  constructor(blocks: (Uint8Array | null)[], chunkBytes: number) {
+    this.worker = new Worker(new URL("../workers/snapshot-encoder.ts", import.meta.url));
+    this.worker.onmessage = (e: MessageEvent<EncoderReply>) => {
+      if (e.data.refs) this.spareRefs.push(e.data.refs);
+      this.replies.shift()?.resolve(e.data);
+    };
+    this.worker.onerror = (e: ErrorEvent) => this.fail(new Error(`snapshot encoder: ${e.message}`));
+    const msg: EncoderRequest = { type: "start", blocks: blocks.map(shared), chunkBytes };
+    this.worker.postMessage(msg);
+  }
+
+  refsArray(n: number): Float64Array {
+    const spare = this.spareRefs.pop();
+    return spare !== undefined && spare.length === n ? spare : new Float64Array(n);
+  }
+
+  refs(refs: Float64Array, n: number): Promise<EncoderReply> {
+    return this.request({ type: "refs", refs, n }, [refs.buffer as ArrayBuffer]);
+  }
+
+  end(): Promise<EncoderReply> {
+    return this.request({ type: "end" }, []);
+  }
+
+  recycle(chunk: Uint8Array): void {
+    if (this.failed) return;
+    const msg: EncoderRequest = { type: "recycle", chunk };
+    this.worker.postMessage(msg, [chunk.buffer as ArrayBuffer]);
+  }
+
+  close(): void {
+    void this.worker.terminate();
+    this.fail(new Error("snapshot encoder closed"));
+  }
+
+  private request(msg: EncoderRequest, transfer: ArrayBuffer[]): Promise<EncoderReply> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => {
+      this.replies.push({ resolve, reject });
+      this.worker.postMessage(msg, transfer);
+    });
+  }
+
+  private fail(err: Error): void {
+    this.failed ??= err;
+    for (const r of this.replies.splice(0)) r.reject(this.failed);
+  }
+}
+
+/**
+ * `b` in shared memory, as the worker must see it: arena blocks are SharedArrayBuffers already; a
+ * block that is not (a file read by a FileIO that ignores the buffer it is offered) is copied.
+ */
+function shared(b: Uint8Array | null): Uint8Array | null {
+  if (b === null || b.buffer instanceof SharedArrayBuffer) return b;
+  const copy = new Uint8Array(new SharedArrayBuffer(b.byteLength));
+  copy.set(b);
+  return copy;
+}
