@@ -12,6 +12,7 @@ import { payloadDecoder, payloadEncoder } from "./wal/cbor.ts";
 import { readFrame, readHead, readKey, skip, viewOf, type Encoded, type FrameVerdict } from "./wal/decoder.ts";
 import { headBytes, utf8Bytes, writeHead, writeText } from "./wal/encoder.ts";
 import type { FileIO } from "./wal/file-io.ts";
+import { Prefetch } from "./prefetch.ts";
 import {
   FORMAT_VERSION,
   FRAME_HEADER_BYTES,
@@ -181,6 +182,18 @@ function wholeFile(bytes: Uint8Array): SnapshotSource {
   return { size: bytes.length, window: () => w };
 }
 
+/** The whole file, being read in by another thread: a window waits for its part. */
+function prefetchedFile(p: Prefetch): SnapshotSource {
+  const w: Window = { bytes: p.bytes, view: viewOf(p.bytes), base: 0 };
+  return {
+    size: p.size,
+    window(off, n) {
+      p.waitFor(Math.min(p.size, off + n));
+      return w;
+    },
+  };
+}
+
 /** A window read into this much at a time (more for a larger frame). */
 const READ_WINDOW_BYTES = 4 * 1024 * 1024;
 
@@ -221,13 +234,16 @@ export class SnapshotReader {
   private keys = 0;
   private done = false;
 
-  /** `from`: the whole file, or the FileIO to read it through, `windowBytes` at a time. */
+  /**
+   * `from`: the whole file, the file as another thread reads it in (whose read errors waitFor
+   * throws), or the FileIO to read it through, `windowBytes` at a time.
+   */
   constructor(
     readonly file: string,
-    from: Uint8Array | FileIO,
+    from: Uint8Array | Prefetch | FileIO,
     windowBytes = READ_WINDOW_BYTES,
   ) {
-    this.src = from instanceof Uint8Array ? wholeFile(from) : windowedFile(from, file, windowBytes);
+    this.src = from instanceof Uint8Array ? wholeFile(from) : from instanceof Prefetch ? prefetchedFile(from) : windowedFile(from, file, windowBytes);
     const m = this.src.window(0, MAGIC_BYTES);
     if (m.bytes.length < MAGIC_BYTES || !SNAP_MAGIC.every((b, i) => m.bytes[i] === b)) this.fail("bad magic", 0);
     const { v: first, w } = this.frameAt(MAGIC_BYTES);

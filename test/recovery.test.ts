@@ -8,6 +8,7 @@ import { nodeIO, type FileIO } from "../src/wal/file-io.ts";
 import { MAGIC, TYPE_HEADER, segmentName } from "../src/wal/format.ts";
 import { crc32Js } from "../src/wal/crc.ts";
 import { recover } from "../src/wal/recovery.ts";
+import { Prefetch } from "../src/prefetch.ts";
 import { corrupt, flipByte, frameOffsets, lastSegment, segments, tmpDir, writeAt } from "./helpers/index.ts";
 
 const small: OpenOptions = { segmentBytes: 64 * 1024, log: () => {} };
@@ -317,6 +318,39 @@ describe("the rest of the recovery table", () => {
     expect(() => recover(path.join(dir, "wal"), () => {}, { io: failingRead, log: () => {} })).toThrow(WalFailedError);
     expect(fs.readFileSync(file).equals(before)).toBe(true);
     expect(fs.readdirSync(path.join(dir, "wal")).some((n) => n.endsWith(".broken"))).toBe(false);
+  });
+});
+
+describe("reading a snapshot on another thread", () => {
+  test("the prefetched bytes are the file's, and a short file is a read failure naming it", () => {
+    const dir = tmpDir("harmonydb-prefetch-");
+    const file = path.join(dir, "data");
+    const data = new Uint8Array(9 * 1024 * 1024 + 123).map((_, i) => (i * 31 + 7) & 0xff);
+    fs.writeFileSync(file, data);
+    const whole = new Prefetch(file, data.length);
+    try {
+      whole.waitFor(10); // the first piece alone
+      expect(whole.bytes.subarray(0, 10)).toEqual(data.subarray(0, 10));
+      whole.waitFor(data.length);
+      expect(Buffer.compare(whole.bytes, data)).toBe(0);
+    } finally {
+      whole.close();
+    }
+    // Told the file is longer than it is (it shrank after the stat): the reader gets a typed error.
+    const short = new Prefetch(file, data.length + 4096);
+    try {
+      let err: unknown;
+      try {
+        short.waitFor(data.length + 4096);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(WalFailedError);
+      expect((err as Error).message).toContain(file);
+      expect((err as Error).message).toContain("end of file");
+    } finally {
+      short.close();
+    }
   });
 });
 

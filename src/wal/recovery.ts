@@ -7,6 +7,7 @@ import { allZero, decodeHeader, encoded, findValidFrameAfter, payloadOf, readFra
 import type { SegmentHeader } from "./encoder.ts";
 import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, TYPE_SNAPSHOT_MARKER, hex16 } from "./format.ts";
 import { nodeIO, type FileIO } from "./file-io.ts";
+import { Prefetch } from "../prefetch.ts";
 import { installSegment, listSegments, type SegmentFile } from "./segment.ts";
 
 /**
@@ -239,10 +240,13 @@ function* loadNewestSnapshot(
   const rejected: string[] = [];
   for (const s of listSnapshots(io, loader.dir, tidy)) {
     const file = path.join(loader.dir, s.name);
+    // In shared memory: its chunks become arena blocks, which a snapshot's encoder worker reads.
+    // Read by another thread while this one checks and loads what is in (src/prefetch.ts), unless
+    // reads go through a FileIO of the caller's (the fault-injection tests').
+    const prefetch = io === nodeIO ? new Prefetch(file, readSize(io, file)) : null;
     try {
-      // In shared memory: its chunks become arena blocks, which a snapshot's encoder worker reads.
-      const bytes = readSegment(io, file, "shared");
-      const r = new SnapshotReader(file, bytes);
+      const bytes = prefetch?.bytes ?? readSegment(io, file, "shared");
+      const r = new SnapshotReader(file, prefetch ?? bytes);
       if (r.header.rev !== s.rev) throw new CorruptionError("snapshot: revision does not match the file name", file, 0, r.header.rev);
       const e = encoded(bytes);
       loader.begin?.(Math.min(r.header.keys, Math.floor(bytes.length / MIN_ENTRY_BYTES)));
@@ -267,6 +271,8 @@ function* loadNewestSnapshot(
       loader.reset();
       rejected.push(err.message);
       log(`harmonydb: ${err.message}; trying an older snapshot`);
+    } finally {
+      prefetch?.close();
     }
   }
   return { snapshot: null, rejected };
@@ -337,9 +343,21 @@ function readSegment(io: FileIO, file: string, into?: Uint8Array | "shared"): Ui
   try {
     return io.readFile(file, into === "shared" ? new Uint8Array(new SharedArrayBuffer(io.fileSize(file))) : into);
   } catch (cause) {
-    // EIO and friends: refuse to open, and never truncate what could not be read.
-    throw new WalFailedError(`cannot read ${file}: ${(cause as Error).message}`, { cause });
+    throw readFailure(file, cause);
   }
+}
+
+function readSize(io: FileIO, file: string): number {
+  try {
+    return io.fileSize(file);
+  } catch (cause) {
+    throw readFailure(file, cause);
+  }
+}
+
+/** EIO and friends: refuse to open, and never truncate what could not be read. */
+export function readFailure(file: string, cause: unknown): WalFailedError {
+  return new WalFailedError(`cannot read ${file}: ${(cause as Error).message}`, { cause });
 }
 
 /** Checks magic, version, database id and the chain to the previous segment. */
