@@ -22,7 +22,7 @@ import {
 import * as L from "./limits.ts";
 import { KeyIndex } from "./key-index.ts";
 import { footerPayload, headerPayload } from "./snapshot.ts";
-import { snapshotChunks, type EncoderReply, type SnapshotChunks } from "./snapshot-encoder.ts";
+import { EncoderThread, snapshotChunks, type EncoderReply, type SnapshotChunks } from "./snapshot-encoder.ts";
 import { lockDir, type DirLock } from "./lock.ts";
 import { checkWatchOptions, historyEvents, keyFilter, Watcher, type WatchEvent, type WatchOptions } from "./watch.ts";
 import * as R from "./ring.ts";
@@ -52,7 +52,7 @@ export interface OpenOptions {
   limits?: Partial<Limits>;
   /**
    * Take a snapshot once this many bytes were written to the WAL since the last one (0: never
-   * automatically, nor at close). Default: the larger of 16 MiB and a quarter of the live data (the
+   * automatically, nor at close). Default: the larger of 16 MiB and an eighth of the live data (the
    * bytes of the current records, about a snapshot's size); docs/design-notes.md says why not twice it.
    */
   snapshotEveryBytes?: number;
@@ -164,6 +164,8 @@ export interface Stats {
     everyBytes: number;
     taken: number;
     segmentsDeleted: number;
+    /** Times writes had to wait for a running automatic snapshot that fell behind the log (write stalls). */
+    writeStalls: number;
     lastError: string | null;
   };
 }
@@ -228,6 +230,10 @@ export class Db {
   private readonly queuedFrames: Write[] = [];
   /** The running snapshot's pace, when automatic snapshots are on (snapshotPace). */
   private pace: SnapshotPace | null = null;
+  private writeStalls = 0;
+  /** The snapshot encoder worker, once a snapshot needed it (src/snapshot-encoder.ts). */
+  private encoderThread: EncoderThread | null = null;
+  private stalled = false;
   private head = R.START_POS;
   private seenAcked = R.START_POS;
   private workerExited = false;
@@ -436,6 +442,7 @@ export class Db {
         everyBytes: this.snapshotEveryBytes(),
         taken: this.snapshotsTaken,
         segmentsDeleted: s[R.STAT_SNAP_SEGMENTS_DELETED]!,
+        writeStalls: this.writeStalls,
         lastError: this.snapshotError,
       },
     };
@@ -470,7 +477,8 @@ export class Db {
     const pace = every > 0 ? { log0: stats[R.STAT_BYTES]!, expected, logBytes: every, sent: 0 } : null;
     this.pace = pace;
     const send = this.snapshotSender(rev, pace);
-    const enc = snapshotChunks(view.blocks(), this.o.snapshotChunkBytes, expected >= this.o.snapshotWorkerBytes);
+    const thread = expected >= this.o.snapshotWorkerBytes ? (this.encoderThread ??= new EncoderThread()) : null;
+    const enc = snapshotChunks(view.blocks(), this.o.snapshotChunkBytes, thread);
     try {
       await send(TYPE_SNAP_HEADER, headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys }));
       let chunks = 0;
@@ -491,6 +499,11 @@ export class Db {
         ahead = next;
         refs = enc.refsArray(L.snapshotRefsPerBatch);
         n = 0;
+        // A turn of the event loop per batch, through a 0 ms timer: a timer runs after those already
+        // due (readers'), where resuming from a frame's ack ran in the same turn as the writes' own
+        // work, and setImmediate Bun runs seconds late under a steady write load. Not when the
+        // snapshot is behind the log: writes are stalled then, and it must catch up.
+        if (pace === null || !this.snapshotBehind(pace, 0.5)) await new Promise((resolve) => setTimeout(resolve, 0));
       };
       for (const slot of view.tree.values()) {
         refs[n++] = view.ref(slot);
@@ -603,6 +616,7 @@ export class Db {
     // Every write accepted before close() lands (or fails) first.
     if (!this.idle()) await new Promise<void>((resolve) => (this.onIdle = resolve));
     await this.snapshotBeforeClose();
+    this.encoderThread?.terminate();
     const closed = new Promise<void>((resolve) => {
       if (this.workerExited) return resolve(); // it stopped on a failure already
       this.worker.once("exit", () => resolve());
@@ -684,7 +698,12 @@ export class Db {
     const ring = this.ring;
     const size = frameBytes(w.payloadBytes);
     if (size > ring.capacity - R.diff(this.head, this.seenAcked)) return false;
-    if (!w.frame && this.pace !== null && this.snapshotBehind(this.pace)) return false; // a write stall
+    if (!w.frame && this.pace !== null && this.snapshotBehind(this.pace)) {
+      if (!this.stalled) this.writeStalls++; // it waits in the queue until the snapshot catches up
+      this.stalled = true;
+      return false;
+    }
+    if (!w.frame) this.stalled = false;
     if (w.frame) {
       this.head = R.putFrame(ring, this.head, w.frame.type, w.frame.rev, w.frame.payload);
       this.enqueuePending({ end: this.head, rev: w.frame.rev, ops: null, deleted: null, resolve: w.resolve, reject: w.reject });

@@ -39,12 +39,13 @@ export interface SnapshotChunks {
   end(): Promise<EncoderReply>;
   /** Gives a chunk's buffer back once its frame is in the ring. */
   recycle(chunk: Uint8Array): void;
+  /** The snapshot is done with it (finished or not). */
   close(): void;
 }
 
-/** An encoder for the records of `blocks` (a view's block table): in a worker when `inWorker`. */
-export function snapshotChunks(blocks: (Uint8Array | null)[], chunkBytes: number, inWorker: boolean): SnapshotChunks {
-  return inWorker ? new SnapshotEncoder(blocks, chunkBytes) : new InlineEncoder(blocks, chunkBytes);
+/** An encoder for the records of `blocks` (a view's block table): on `thread`, or inline when null. */
+export function snapshotChunks(blocks: (Uint8Array | null)[], chunkBytes: number, thread: EncoderThread | null): SnapshotChunks {
+  return thread !== null ? thread.session(blocks, chunkBytes) : new InlineEncoder(blocks, chunkBytes);
 }
 
 /** The encoding itself, wherever it runs: records at refs, in that order, into chunks. */
@@ -153,52 +154,66 @@ function niceThisThread(nice: number): void {
  * up to `depth` may be outstanding, so the worker encodes the next batch while the main thread
  * passes on the chunks of the last one.
  */
-class SnapshotEncoder implements SnapshotChunks {
-  private readonly worker: Worker;
+/**
+ * The encoder worker, started for the first snapshot that needs it and kept until close(): starting
+ * one took 60-80 ms, ~16 ms of it on the main thread, for every snapshot. One snapshot uses it at a
+ * time; requests are answered in order, and up to two are outstanding, so the worker encodes the
+ * next batch while the main thread passes on the chunks of the last.
+ */
+export class EncoderThread {
+  private worker: Worker | null = null;
   private readonly replies: { resolve: (r: EncoderReply) => void; reject: (e: Error) => void }[] = [];
   private failed: Error | null = null;
   private readonly spareRefs: Float64Array[] = [];
 
-  constructor(blocks: (Uint8Array | null)[], chunkBytes: number) {
-    this.worker = new Worker(new URL("../workers/snapshot-encoder.ts", import.meta.url));
-    this.worker.onmessage = (e: MessageEvent<EncoderReply>) => {
-      if (e.data.refs) this.spareRefs.push(e.data.refs);
-      this.replies.shift()?.resolve(e.data);
-    };
-    this.worker.onerror = (e: ErrorEvent) => this.fail(new Error(`snapshot encoder: ${e.message}`));
+  /** A session for one snapshot of the records in `blocks`; the worker keeps the process alive until it ends. */
+  session(blocks: (Uint8Array | null)[], chunkBytes: number): SnapshotChunks {
+    const w = this.started();
+    w.ref();
     const msg: EncoderRequest = { type: "start", blocks: blocks.map(shared), chunkBytes };
-    this.worker.postMessage(msg);
+    w.postMessage(msg);
+    return {
+      refsArray: (n) => {
+        const spare = this.spareRefs.pop();
+        return spare !== undefined && spare.length === n ? spare : new Float64Array(n);
+      },
+      refs: (refs, n) => this.request({ type: "refs", refs, n }, [refs.buffer as ArrayBuffer]),
+      end: () => this.request({ type: "end" }, []),
+      recycle: (chunk) => {
+        if (this.failed === null) this.worker?.postMessage({ type: "recycle", chunk } satisfies EncoderRequest, [chunk.buffer as ArrayBuffer]);
+      },
+      close: () => this.worker?.unref(),
+    };
   }
 
-  refsArray(n: number): Float64Array {
-    const spare = this.spareRefs.pop();
-    return spare !== undefined && spare.length === n ? spare : new Float64Array(n);
-  }
-
-  refs(refs: Float64Array, n: number): Promise<EncoderReply> {
-    return this.request({ type: "refs", refs, n }, [refs.buffer as ArrayBuffer]);
-  }
-
-  end(): Promise<EncoderReply> {
-    return this.request({ type: "end" }, []);
-  }
-
-  recycle(chunk: Uint8Array): void {
-    if (this.failed) return;
-    const msg: EncoderRequest = { type: "recycle", chunk };
-    this.worker.postMessage(msg, [chunk.buffer as ArrayBuffer]);
-  }
-
-  close(): void {
-    void this.worker.terminate();
+  terminate(): void {
+    const w = this.worker;
+    this.worker = null;
+    if (w !== null) void w.terminate();
     this.fail(new Error("snapshot encoder closed"));
   }
 
+  /** The worker, started anew after a failure. */
+  private started(): Worker {
+    if (this.worker !== null && this.failed === null) return this.worker;
+    this.terminate();
+    this.failed = null;
+    const w = new Worker(new URL("../workers/snapshot-encoder.ts", import.meta.url));
+    w.onmessage = (e: MessageEvent<EncoderReply>) => {
+      if (e.data.refs) this.spareRefs.push(e.data.refs);
+      this.replies.shift()?.resolve(e.data);
+    };
+    w.onerror = (e: ErrorEvent) => this.fail(new Error(`snapshot encoder: ${e.message}`));
+    this.worker = w;
+    return w;
+  }
+
   private request(msg: EncoderRequest, transfer: ArrayBuffer[]): Promise<EncoderReply> {
-    if (this.failed) return Promise.reject(this.failed);
+    const w = this.worker;
+    if (this.failed || w === null) return Promise.reject(this.failed ?? new Error("snapshot encoder closed"));
     return new Promise((resolve, reject) => {
       this.replies.push({ resolve, reject });
-      this.worker.postMessage(msg, transfer);
+      w.postMessage(msg, transfer);
     });
   }
 

@@ -253,6 +253,44 @@ describe("snapshots", () => {
   });
 });
 
+describe("snapshots under a write load that outruns them", () => {
+  test("writes stall while an automatic snapshot is behind, so the log behind it stays near the threshold", async () => {
+    const dir = tmpDir();
+    const every = 64 * 1024;
+    // ~4 MiB of live data: each snapshot is many times the threshold's worth of log.
+    const db = await open(dir, { segmentBytes: 256 * 1024, snapshotChunkBytes: 4096, snapshotEveryBytes: every, snapshotWorkerBytes: 0, log: () => {} });
+    try {
+      const value = new Uint8Array(1000).fill(7);
+      for (let i = 0; i < 4000; i += 500) await db.batch(Array.from({ length: 500 }, (_, j) => ({ type: "put" as const, key: key(i + j), value })));
+      const taken0 = db.stats().snapshot.taken;
+      let maxBehind = 0;
+      let next = 0;
+      const lane = async () => {
+        while (db.stats().snapshot.taken < taken0 + 3) {
+          await db.put(key(next++ % 4000), value);
+          const s = db.stats().snapshot;
+          if (s.running) maxBehind = Math.max(maxBehind, s.walBytesSince);
+        }
+      };
+      await Promise.all(Array.from({ length: 64 }, lane));
+      const s = db.stats().snapshot;
+      expect(s.writeStalls).toBeGreaterThan(0);
+      // The threshold before the snapshot started, its allowance while it ran, and the writes
+      // already in the ring when the stall began (64 of ~1 KiB).
+      expect(maxBehind).toBeLessThanOrEqual(2 * every + 64 * 1100);
+      expect(next).toBeGreaterThan(0);
+    } finally {
+      await db.close();
+    }
+    const again = await open(dir, { snapshotEveryBytes: 0, log: () => {} });
+    try {
+      expect(again.stats().keys).toBe(4000);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
 describe("snapshots on a damaged or failing disk", () => {
   test("a damaged newest snapshot falls back to the previous one plus the log", async () => {
     const dir = tmpDir();
