@@ -60,6 +60,8 @@ export interface OpenOptions {
   snapshotChunkBytes?: number;
   /** @internal a snapshot of at least this many bytes is encoded in a worker (tests use 0). */
   snapshotWorkerBytes?: number;
+  /** @internal open reads a snapshot of at least this many bytes on another thread (tests use 0). */
+  snapshotPrefetchBytes?: number;
   onProgress?: (p: ReplayProgress) => void;
   /** Where recovery and the writer report events (torn tails). Default: console.warn. */
   log?: (line: string) => void;
@@ -1058,6 +1060,7 @@ function resolveOptions(o: OpenOptions): Resolved {
     snapshotEveryBytes: every,
     snapshotChunkBytes: chunk,
     snapshotWorkerBytes: o.snapshotWorkerBytes ?? L.snapshotWorkerBytesMin,
+    snapshotPrefetchBytes: o.snapshotPrefetchBytes ?? L.snapshotPrefetchBytesMin,
     syncIntervalMs: o.syncIntervalMs ?? L.syncIntervalMsDefault,
     segmentBytes,
     commitDelayUs,
@@ -1080,6 +1083,7 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
     log: o.log,
     newDbId: () => hyperid({ urlSafe: true })(),
     snapshots: index.snapshotLoader(snapDir),
+    prefetchBytes: o.snapshotPrefetchBytes,
   });
   index.finishReplay();
   if (verifyEnabled) index.verify(rec.lastRev);

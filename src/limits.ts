@@ -78,6 +78,8 @@ export const snapshotFramesInFlight = 32;
  * needs when it falls behind.
  */
 export const snapshotEncoderNice = 19;
+/** Open reads a snapshot this large or larger on another thread; a smaller one costs less than starting it (~20 ms). */
+export const snapshotPrefetchBytesMin = 16 * MiB;
 /** A snapshot this large or larger is encoded in a worker; a smaller one costs less than starting it (60-80 ms). */
 export const snapshotWorkerBytesMin = 16 * MiB;
 /** A snapshot's records go to its encoder in batches of this many refs (32 KiB). */

@@ -85,12 +85,15 @@ export function serveEncoder(port: MessagePort): void {
       enc = new RefsEncoder(m.blocks, m.chunkBytes);
       return;
     }
-    if (enc === null) throw new Error("snapshot encoder: a request before start");
     if (m.type === "recycle") {
-      enc.recycle(m.chunk);
+      enc?.recycle(m.chunk); // a frame written after the snapshot's end: dropped
       return;
     }
+    if (enc === null) throw new Error(`snapshot encoder: "${m.type}" outside a snapshot`);
     const chunks = m.type === "refs" ? enc.refs(m.refs, m.n) : enc.end();
+    // After the last chunk the blocks go: between snapshots they would keep the ones compaction
+    // has dropped since alive.
+    if (m.type === "end") enc = null;
     // The refs array goes back too, for the next batch.
     const refs = m.type === "refs" ? m.refs : null;
     const reply: EncoderReply = { chunks, refs };

@@ -9,7 +9,15 @@ import { FRAME_HEADER_BYTES } from "../src/wal/format.ts";
 import { flipByte, segments, tmpDir } from "./helpers/index.ts";
 
 /** Small segments and chunks, so a few thousand writes span many of both; no automatic snapshots. */
-const small: OpenOptions = { segmentBytes: 64 * 1024, snapshotChunkBytes: 1024, snapshotEveryBytes: 0, snapshotWorkerBytes: 0, log: () => {} };
+const small: OpenOptions = {
+  segmentBytes: 64 * 1024,
+  snapshotChunkBytes: 1024,
+  snapshotEveryBytes: 0,
+  // The worker paths, which only a large snapshot takes by default.
+  snapshotWorkerBytes: 0,
+  snapshotPrefetchBytes: 0,
+  log: () => {},
+};
 const FAILING = path.join(import.meta.dir, "helpers/failing-io.ts");
 
 const key = (i: number) => `k${String(i).padStart(4, "0")}`;

@@ -8,6 +8,7 @@ import type { SegmentHeader } from "./encoder.ts";
 import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, TYPE_SNAPSHOT_MARKER, hex16 } from "./format.ts";
 import { nodeIO, type FileIO } from "./file-io.ts";
 import { Prefetch } from "../prefetch.ts";
+import * as L from "../limits.ts";
 import { installSegment, listSegments, type SegmentFile } from "./segment.ts";
 
 /**
@@ -96,6 +97,8 @@ export interface RecoverOptions {
   io?: FileIO;
   /** Load the newest good snapshot from here first; without it, the WAL must start at revision 1. */
   snapshots?: SnapshotLoader;
+  /** A snapshot of at least this many bytes is read by another thread (src/prefetch.ts). */
+  prefetchBytes?: number;
   /** Called before each segment is replayed, with its index in the directory's segment list. */
   onSegment?: (index: number, name: string) => void;
   /**
@@ -134,7 +137,7 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
   const log = opts.log ?? ((l: string) => console.warn(l));
   const segments = listSegments(io, walDir, repair);
   const base = opts.snapshots
-    ? yield* loadNewestSnapshot(io, opts.snapshots, repair, log, segments.length, opts.onProgress)
+    ? yield* loadNewestSnapshot(io, opts.snapshots, repair, log, segments.length, opts)
     : { snapshot: null, rejected: [] as string[] };
   const baseRev = base.snapshot?.header.rev ?? 0;
   const first = firstSegmentAfter(walDir, segments, base.snapshot, base.rejected);
@@ -235,15 +238,17 @@ function* loadNewestSnapshot(
   tidy: boolean,
   log: (line: string) => void,
   segments: number,
-  onProgress: RecoverOptions["onProgress"],
+  { onProgress, prefetchBytes = L.snapshotPrefetchBytesMin }: RecoverOptions,
 ): Generator<ReplayProgress, { snapshot: LoadedSnapshot | null; rejected: string[] }> {
   const rejected: string[] = [];
   for (const s of listSnapshots(io, loader.dir, tidy)) {
     const file = path.join(loader.dir, s.name);
     // In shared memory: its chunks become arena blocks, which a snapshot's encoder worker reads.
-    // Read by another thread while this one checks and loads what is in (src/prefetch.ts), unless
-    // reads go through a FileIO of the caller's (the fault-injection tests').
-    const prefetch = io === nodeIO ? new Prefetch(file, readSize(io, file)) : null;
+    // A large one is read by another thread while this one checks and loads what is in
+    // (src/prefetch.ts), unless reads go through a FileIO of the caller's (the fault-injection
+    // tests'): starting that thread takes ~20 ms.
+    const size = io === nodeIO ? readSize(io, file) : 0;
+    const prefetch = io === nodeIO && size >= prefetchBytes ? new Prefetch(file, size) : null;
     try {
       const bytes = prefetch?.bytes ?? readSegment(io, file, "shared");
       const r = new SnapshotReader(file, prefetch ?? bytes);
