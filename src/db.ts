@@ -20,7 +20,7 @@ import {
   WalFailedError,
 } from "./errors.ts";
 import * as L from "./limits.ts";
-import { KeyIndex } from "./key-index.ts";
+import { KeyIndex, type IndexView } from "./key-index.ts";
 import { footerPayload, headerPayload } from "./snapshot.ts";
 import { EncoderThread, snapshotChunks, type EncoderReply, type SnapshotChunks } from "./snapshot-encoder.ts";
 import { lockDir, type DirLock } from "./lock.ts";
@@ -184,6 +184,9 @@ interface SnapshotPace {
   logBytes: number;
   sent: number;
 }
+
+/** Submits one snapshot frame (a chunk's buffer goes back to `from` once written); drain() waits for all. */
+type SnapshotSend = ((type: number, payload: Uint8Array, from?: SnapshotChunks) => Promise<void>) & { drain(): Promise<void> };
 
 interface Write {
   /** A snapshot frame instead of an entry: published as is, resolved with `rev` once written. */
@@ -477,52 +480,26 @@ export class Db {
     const every = this.snapshotEveryBytes();
     const expected = Math.max(1, this.index.liveBytes); // about the snapshot's size
     const pace = every > 0 ? { log0: stats[R.STAT_BYTES]!, expected, logBytes: every, sent: 0 } : null;
-    this.pace = pace;
     const send = this.snapshotSender(rev, pace);
-    const thread = expected >= this.o.snapshotWorkerBytes ? (this.encoderThread ??= new EncoderThread()) : null;
-    const enc = snapshotChunks(view.blocks(), this.o.snapshotChunkBytes, thread);
+    let enc: SnapshotChunks | null = null;
+    this.pace = pace;
     try {
+      const thread = expected >= this.o.snapshotWorkerBytes ? (this.encoderThread ??= new EncoderThread()) : null;
+      enc = snapshotChunks(view.blocks(), this.o.snapshotChunkBytes, thread);
       await send(TYPE_SNAP_HEADER, headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys }));
-      let chunks = 0;
-      const pass = async (reply: Promise<EncoderReply>) => {
-        for (const c of (await reply).chunks) {
-          chunks++;
-          await send(TYPE_SNAP_CHUNK, c, enc);
-        }
-      };
-      // The refs go to the encoder in batches, one batch ahead: it encodes the next while the
-      // chunks of the last are passed on.
-      let ahead: Promise<EncoderReply> | null = null;
-      let refs = enc.refsArray(L.snapshotRefsPerBatch);
-      let n = 0;
-      const flush = async () => {
-        const next = enc.refs(refs, n);
-        if (ahead) await pass(ahead);
-        ahead = next;
-        refs = enc.refsArray(L.snapshotRefsPerBatch);
-        n = 0;
-        // A turn of the event loop per batch, through a 0 ms timer: a timer runs after those already
-        // due (readers'), where resuming from a frame's ack ran in the same turn as the writes' own
-        // work, and setImmediate Bun runs seconds late under a steady write load. Not when the
-        // snapshot is behind the log: writes are stalled then, and it must catch up.
-        if (pace === null || !this.snapshotBehind(pace, 0.5)) await new Promise((resolve) => setTimeout(resolve, 0));
-      };
-      for (const slot of view.tree.values()) {
-        refs[n++] = view.ref(slot);
-        if (n === refs.length) await flush();
-      }
-      if (n > 0) await flush();
-      if (ahead) await pass(ahead);
-      await pass(enc.end());
+      const chunks = await this.sendChunks(view, enc, send, pace);
       await send(TYPE_SNAP_FOOTER, footerPayload({ keys, chunks }));
       await send.drain();
     } catch (err) {
       this.snapshotError = (err as Error).message;
-      throw err;
+      // Ours (the WAL failed, the store closed) as they are; the encoder's, as this snapshot's.
+      if (err instanceof HarmonyError) throw err;
+      throw new SnapshotFailedError(`harmonydb: snapshot at rev ${rev} failed: ${(err as Error).message}`, { cause: err });
     } finally {
-      enc.close();
+      enc?.close();
       this.pace = null;
-      this.drainQueue(); // writes a stall held
+      this.drainQueue(); // writes a stall held: some settle at once (a failed condition)
+      this.notifyIfIdle();
     }
     if (stats[R.STAT_SNAP_REV] !== rev) {
       const msg = `harmonydb: snapshot at rev ${rev} failed: ${R.readError(this.ring, this.ring.snapError)}`;
@@ -535,6 +512,45 @@ export class Db {
   }
 
   /**
+   * Walks the view in key order, has `enc` encode the records a batch of refs at a time, and sends
+   * the chunks on; returns how many. The refs go one batch ahead: the encoder encodes the next
+   * while the chunks of the last are passed on.
+   */
+  private async sendChunks(view: IndexView, enc: SnapshotChunks, send: SnapshotSend, pace: SnapshotPace | null): Promise<number> {
+    let chunks = 0;
+    const pass = async (reply: Promise<EncoderReply>) => {
+      for (const c of (await reply).chunks) {
+        chunks++;
+        await send(TYPE_SNAP_CHUNK, c, enc);
+      }
+    };
+    let ahead: Promise<EncoderReply> | null = null;
+    let refs = enc.refsArray(L.snapshotRefsPerBatch);
+    let n = 0;
+    const flush = async () => {
+      const next = enc.refs(refs, n);
+      next.catch(() => {}); // seen when awaited; until then (or if an earlier one fails) not unhandled
+      if (ahead) await pass(ahead);
+      ahead = next;
+      refs = enc.refsArray(L.snapshotRefsPerBatch);
+      n = 0;
+      // A turn of the event loop per batch, through a 0 ms timer: a timer runs after those already
+      // due (readers'), where resuming from a frame's ack ran in the same turn as the writes' own
+      // work, and setImmediate Bun runs seconds late under a steady write load. Not when the
+      // snapshot is behind the log: writes are stalled then, and it must catch up.
+      if (pace === null || !this.snapshotBehind(pace, 0.5)) await new Promise((resolve) => setTimeout(resolve, 0));
+    };
+    for (const slot of view.tree.values()) {
+      refs[n++] = view.ref(slot);
+      if (n === refs.length) await flush();
+    }
+    if (n > 0) await flush();
+    if (ahead) await pass(ahead);
+    await pass(enc.end());
+    return chunks;
+  }
+
+  /**
    * Hands snapshot frames to the writer, paced by it (docs/design-notes.md, "Snapshots"):
    * - at most snapshotFramesInFlight frames not yet written: the next chunk is encoded once the
    *   oldest is written, and other work runs in between (not setImmediate, which Bun runs seconds
@@ -542,10 +558,7 @@ export class Db {
    * - while writes are in flight, at most snapshotBytesPerSecond (the snapshot's writeback slowed
    *   the WAL's fdatasyncs ~5x at full speed), waiting for its own frames rather than on a timer.
    */
-  private snapshotSender(
-    rev: number,
-    pace: SnapshotPace | null,
-  ): ((type: number, payload: Uint8Array, from?: SnapshotChunks) => Promise<void>) & { drain(): Promise<void> } {
+  private snapshotSender(rev: number, pace: SnapshotPace | null): SnapshotSend {
     const t0 = performance.now();
     const inFlight: Promise<unknown>[] = [];
     let sentBytes = 0;
@@ -560,7 +573,10 @@ export class Db {
       sentBytes += payload.length;
       if (pace !== null) {
         pace.sent = sentBytes;
-        if (this.queued.length > this.queuedHead) this.drainQueue(); // the stall may be over
+        if (this.queued.length > this.queuedHead) {
+          this.drainQueue(); // the stall may be over
+          this.notifyIfIdle();
+        }
       }
       if (inFlight.length > L.snapshotFramesInFlight) await inFlight.shift();
       while (ahead() && this.pendingCount() > inFlight.length) {

@@ -13,10 +13,15 @@ const PIECE_BYTES = 4 * 1024 * 1024;
 const PAGE_BYTES = 4096;
 const FILLED = 0;
 const STATE = 1;
-const RUNNING = 0;
-const DONE = 1;
-const FAILED = 2;
+/** Bumped (and notified) on every change of the two above: what the reader waits on. */
+const CHANGES = 2;
+const NOT_STARTED = 0;
+const RUNNING = 1;
+const DONE = 2;
+const FAILED = 3;
 const ERROR_BYTES = 1024;
+/** A worker that has not started reading by then is given up on: the file is read here instead. */
+const START_MS_MAX = 5000;
 
 interface PrefetchJob {
   file: string;
@@ -28,9 +33,12 @@ interface PrefetchJob {
 /** The main thread's side: `bytes` fills in front to back; waitFor() blocks until a part is in. */
 export class Prefetch {
   readonly bytes: Uint8Array;
-  private readonly ctl = new Int32Array(new SharedArrayBuffer(8));
+  private readonly ctl = new Int32Array(new SharedArrayBuffer(12));
   private readonly error = new Uint8Array(new SharedArrayBuffer(ERROR_BYTES));
   private readonly worker: Worker;
+  private readonly startedAt = performance.now();
+  /** Read here after all (the worker never started): `bytes` is whole. */
+  private readHere = false;
 
   constructor(
     readonly file: string,
@@ -44,15 +52,28 @@ export class Prefetch {
   /** Waits until bytes [0, end) are in. Throws WalFailedError if the read failed. */
   waitFor(end: number): void {
     for (;;) {
-      const filled = Atomics.load(this.ctl, FILLED);
+      if (this.readHere) return;
+      const changes = Atomics.load(this.ctl, CHANGES);
       const state = Atomics.load(this.ctl, STATE);
       if (state === FAILED) {
         const msg = new TextDecoder().decode(this.error).replace(/\0+$/, "");
         throw new WalFailedError(`cannot read ${this.file}: ${msg}`); // EIO and friends: refuse to open
       }
-      if (state === DONE || filled * PAGE_BYTES >= end) return;
-      Atomics.wait(this.ctl, FILLED, filled, 1000);
+      if (state === DONE || Atomics.load(this.ctl, FILLED) * PAGE_BYTES >= end) return;
+      if (state === NOT_STARTED && performance.now() - this.startedAt > START_MS_MAX) return this.readAll();
+      Atomics.wait(this.ctl, CHANGES, changes, 100);
     }
+  }
+
+  /** The worker never started (its events cannot reach a thread blocked here): read it all now. */
+  private readAll(): void {
+    void this.worker.terminate();
+    try {
+      read(this.file, this.bytes);
+    } catch (err) {
+      throw new WalFailedError(`cannot read ${this.file}: ${(err as Error).message}`, { cause: err });
+    }
+    this.readHere = true;
   }
 
   close(): void {
@@ -63,29 +84,40 @@ export class Prefetch {
 /** The worker's side: reads the whole file, publishing progress, or the error that stopped it. */
 export function servePrefetch(): void {
   const job = workerData as PrefetchJob;
-  const { bytes, ctl } = job;
-  let fd = -1;
+  const { ctl } = job;
+  const publish = (slot: number, value: number) => {
+    Atomics.store(ctl, slot, value);
+    Atomics.add(ctl, CHANGES, 1);
+    Atomics.notify(ctl, CHANGES);
+  };
+  publish(STATE, RUNNING);
   try {
-    fd = fs.openSync(job.file, fs.constants.O_RDONLY);
+    read(job.file, job.bytes, (done) => publish(FILLED, Math.floor(done / PAGE_BYTES)));
+    publish(STATE, DONE);
+  } catch (err) {
+    new TextEncoder().encodeInto((err as Error).message, job.error);
+    publish(STATE, FAILED);
+  } finally {
+    parentPort?.close();
+  }
+}
+
+/** Reads the whole file into `bytes` (its size), a piece at a time, touching each page as it goes. */
+function read(file: string, bytes: Uint8Array, progress: (done: number) => void = () => {}): void {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY);
+  try {
     let done = 0;
     while (done < bytes.length) {
       const n = fs.readSync(fd, bytes, done, Math.min(PIECE_BYTES, bytes.length - done), done);
-      if (n === 0) throw new Error(`${job.file}: end of file at ${done} of ${bytes.length} bytes`);
+      if (n === 0) throw new Error(`${file}: end of file at ${done} of ${bytes.length} bytes`);
       done += n;
       // Touched here, off the reader's path: a first touch of fresh memory is slow on some VMs.
       let sum = 0;
       for (let i = done - n; i < done; i += PAGE_BYTES) sum += bytes[i]!;
       if (sum < 0) throw new Error("unreachable");
-      Atomics.store(ctl, FILLED, Math.floor(done / PAGE_BYTES));
-      Atomics.notify(ctl, FILLED);
+      progress(done);
     }
-    Atomics.store(ctl, STATE, DONE);
-  } catch (err) {
-    new TextEncoder().encodeInto((err as Error).message, job.error);
-    Atomics.store(ctl, STATE, FAILED);
   } finally {
-    if (fd >= 0) fs.closeSync(fd);
-    Atomics.notify(ctl, FILLED);
-    parentPort?.close();
+    fs.closeSync(fd);
   }
 }

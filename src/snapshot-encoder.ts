@@ -20,6 +20,8 @@ export type EncoderRequest =
   | { type: "refs"; refs: Float64Array; n: number }
   /** No more refs: send what is left. */
   | { type: "end" }
+  /** The snapshot was abandoned: let go of its blocks, no reply. */
+  | { type: "drop" }
   /** A chunk buffer the main thread is done with. */
   | { type: "recycle"; chunk: Uint8Array };
 
@@ -87,6 +89,10 @@ export function serveEncoder(port: MessagePort): void {
     }
     if (m.type === "recycle") {
       enc?.recycle(m.chunk); // a frame written after the snapshot's end: dropped
+      return;
+    }
+    if (m.type === "drop") {
+      enc = null;
       return;
     }
     if (enc === null) throw new Error(`snapshot encoder: "${m.type}" outside a snapshot`);
@@ -175,17 +181,25 @@ export class EncoderThread {
     w.ref();
     const msg: EncoderRequest = { type: "start", blocks: blocks.map(shared), chunkBytes };
     w.postMessage(msg);
+    let ended = false;
     return {
       refsArray: (n) => {
         const spare = this.spareRefs.pop();
         return spare !== undefined && spare.length === n ? spare : new Float64Array(n);
       },
       refs: (refs, n) => this.request({ type: "refs", refs, n }, [refs.buffer as ArrayBuffer]),
-      end: () => this.request({ type: "end" }, []),
+      end: () => {
+        ended = true;
+        return this.request({ type: "end" }, []);
+      },
       recycle: (chunk) => {
         if (this.failed === null) this.worker?.postMessage({ type: "recycle", chunk } satisfies EncoderRequest, [chunk.buffer as ArrayBuffer]);
       },
-      close: () => this.worker?.unref(),
+      close: () => {
+        // A failed snapshot never sent "end": the worker would keep its blocks until the next one.
+        if (!ended && this.failed === null) this.worker?.postMessage({ type: "drop" } satisfies EncoderRequest);
+        this.worker?.unref();
+      },
     };
   }
 
@@ -202,11 +216,15 @@ export class EncoderThread {
     this.terminate();
     this.failed = null;
     const w = new Worker(new URL("../workers/snapshot-encoder.ts", import.meta.url));
+    // Events of a worker replaced since (after a failure) are its own business.
     w.onmessage = (e: MessageEvent<EncoderReply>) => {
+      if (this.worker !== w) return;
       if (e.data.refs) this.spareRefs.push(e.data.refs);
       this.replies.shift()?.resolve(e.data);
     };
-    w.onerror = (e: ErrorEvent) => this.fail(new Error(`snapshot encoder: ${e.message}`));
+    w.onerror = (e: ErrorEvent) => this.worker === w && this.fail(new Error(`snapshot encoder: ${e.message}`));
+    // An exit with no error event (killed, out of memory) must not leave requests waiting forever.
+    w.addEventListener("close", () => this.worker === w && this.fail(new Error("snapshot encoder: the worker exited")));
     this.worker = w;
     return w;
   }

@@ -299,6 +299,28 @@ describe("snapshots under a write load that outruns them", () => {
   });
 });
 
+describe("the snapshot encoder worker", () => {
+  test("a worker that dies mid-snapshot fails that snapshot only: writes go on, the next one starts a new worker", async () => {
+    const dir = tmpDir();
+    const db = await open(dir, small);
+    try {
+      await load(db, 2000);
+      const running = db.snapshot();
+      (db as unknown as { encoderThread: { terminate(): void } }).encoderThread.terminate();
+      await expect(running).rejects.toBeInstanceOf(SnapshotFailedError);
+      expect(db.stats().snapshot.lastError).toContain("snapshot encoder");
+      await load(db, 200, 2000);
+      const info = await db.snapshot();
+      expect(info.keys).toBe(db.stats().keys);
+      const expected = contents(db);
+      await db.close();
+      await reopensWith(dir, small, expected, (again) => expect(again.stats().recovery.snapshot?.rev).toBe(info.rev));
+    } finally {
+      await db.close();
+    }
+  });
+});
+
 describe("snapshots on a damaged or failing disk", () => {
   test("a damaged newest snapshot falls back to the previous one plus the log", async () => {
     const dir = tmpDir();

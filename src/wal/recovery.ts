@@ -248,7 +248,7 @@ function* loadNewestSnapshot(
     // (src/prefetch.ts), unless reads go through a FileIO of the caller's (the fault-injection
     // tests'): starting that thread takes ~20 ms.
     const size = io === nodeIO ? readSize(io, file) : 0;
-    const prefetch = io === nodeIO && size >= prefetchBytes ? new Prefetch(file, size) : null;
+    const prefetch = io === nodeIO && size >= prefetchBytes ? startPrefetch(file, size) : null;
     try {
       const bytes = prefetch?.bytes ?? readSegment(io, file, "shared");
       const r = new SnapshotReader(file, prefetch ?? bytes);
@@ -349,6 +349,15 @@ function readSegment(io: FileIO, file: string, into?: Uint8Array | "shared"): Ui
     return io.readFile(file, into === "shared" ? new Uint8Array(new SharedArrayBuffer(io.fileSize(file))) : into);
   } catch (cause) {
     throw readFailure(file, cause);
+  }
+}
+
+/** A thread reading `file` in, or null (read here then) if one cannot be started. */
+function startPrefetch(file: string, size: number): Prefetch | null {
+  try {
+    return new Prefetch(file, size);
+  } catch {
+    return null;
   }
 }
 

@@ -354,7 +354,7 @@ export class WalWriter {
   }
 
   private startSnapshot(rev: number, frame: Uint8Array): void {
-    if (this.snap) this.dropSnapshot(this.snap); // an abandoned one (cannot happen: the producer finishes or closes)
+    if (this.snap) this.dropSnapshot(this.snap); // abandoned: the main thread's encoder failed mid-snapshot
     const tmpPath = path.join(this.cfg.snapDir, snapshotName(rev) + SNAP_TMP_SUFFIX);
     const snap: SnapshotInProgress = { rev, tmpPath, fd: -1, offset: 0, error: null };
     this.snap = snap;
