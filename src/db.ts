@@ -552,11 +552,12 @@ export class Db {
 
   /**
    * Hands snapshot frames to the writer, paced by it (docs/design-notes.md, "Snapshots"):
-   * - at most snapshotFramesInFlight frames not yet written: the next chunk is encoded once the
-   *   oldest is written, and other work runs in between (not setImmediate, which Bun runs seconds
-   *   late under a steady write load: a snapshot then never finished);
+   * - at most snapshotFramesInFlight frames not yet written: the next one is sent once the oldest
+   *   is written;
    * - while writes are in flight, at most snapshotBytesPerSecond (the snapshot's writeback slowed
-   *   the WAL's fdatasyncs ~5x at full speed), waiting for its own frames rather than on a timer.
+   *   the WAL's fdatasyncs ~5x at full speed), waiting for its own frames rather than on a timer,
+   *   unless the snapshot is falling behind the log (`pace`: then it goes as fast as it can, and
+   *   each frame sent may end a write stall).
    */
   private snapshotSender(rev: number, pace: SnapshotPace | null): SnapshotSend {
     const t0 = performance.now();

@@ -17,7 +17,7 @@ export const recordSlackBytes = 1 * MiB;
 export const recordBytesMax = valueBytesMax + recordSlackBytes;
 
 /**
- * WAL segment size; segments are preallocated to this with real zeros. 16 MiB rather than etcd's
+ * WAL segment size; segments are preallocated to this with real zeros. 8 MiB rather than etcd's
  * 64: the log after a snapshot is freed a whole segment at a time, and the segment being written
  * plus the zero-filled spare are allocated in full, so on disk the log is up to ~3 segments more
  * than its records (docs/design-notes.md: disk budget).

@@ -370,7 +370,7 @@ function readSize(io: FileIO, file: string): number {
 }
 
 /** EIO and friends: refuse to open, and never truncate what could not be read. */
-export function readFailure(file: string, cause: unknown): WalFailedError {
+function readFailure(file: string, cause: unknown): WalFailedError {
   return new WalFailedError(`cannot read ${file}: ${(cause as Error).message}`, { cause });
 }
 
