@@ -107,7 +107,7 @@ export function serveEncoder(port: MessagePort): void {
   });
 }
 
-/** On the main thread, a batch at a time, each followed by a 0 ms timer (a turn for readers). */
+/** On the main thread, a batch at a time (the caller gives the event loop a turn between batches). */
 class InlineEncoder implements SnapshotChunks {
   private readonly enc: RefsEncoder;
   private spare: Float64Array | null = null;
@@ -125,7 +125,6 @@ class InlineEncoder implements SnapshotChunks {
   async refs(refs: Float64Array, n: number): Promise<EncoderReply> {
     const chunks = this.enc.refs(refs, n);
     this.spare = refs;
-    await new Promise((resolve) => setTimeout(resolve, 0));
     return { chunks, refs: null };
   }
 
@@ -142,7 +141,7 @@ class InlineEncoder implements SnapshotChunks {
 
 export function serveEncoderInWorker(): void {
   if (parentPort === null) throw new Error("the snapshot encoder runs in a worker");
-  niceThisThread(Number(process.env.HARMONYDB_ENCODER_NICE ?? L.snapshotEncoderNice));
+  niceThisThread(L.snapshotEncoderNice);
   serveEncoder(parentPort);
 }
 
