@@ -56,7 +56,7 @@ export class Prefetch {
       const changes = Atomics.load(this.ctl, CHANGES);
       const state = Atomics.load(this.ctl, STATE);
       if (state === FAILED) {
-        const msg = new TextDecoder().decode(this.error).replace(/\0+$/, "");
+        const msg = new TextDecoder().decode(this.error.slice()).replace(/\0+$/, ""); // decode() may refuse shared memory
         throw new WalFailedError(`cannot read ${this.file}: ${msg}`); // EIO and friends: refuse to open
       }
       if (state === DONE || Atomics.load(this.ctl, FILLED) * PAGE_BYTES >= end) return;
@@ -95,7 +95,7 @@ export function servePrefetch(): void {
     read(job.file, job.bytes, (done) => publish(FILLED, Math.floor(done / PAGE_BYTES)));
     publish(STATE, DONE);
   } catch (err) {
-    new TextEncoder().encodeInto((err as Error).message, job.error);
+    job.error.set(new TextEncoder().encode((err as Error).message).subarray(0, ERROR_BYTES));
     publish(STATE, FAILED);
   } finally {
     parentPort?.close();
