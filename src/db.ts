@@ -498,8 +498,7 @@ export class Db {
     } finally {
       enc?.close();
       this.pace = null;
-      this.drainQueue(); // writes a stall held: some settle at once (a failed condition)
-      this.notifyIfIdle();
+      this.drainQueue(); // writes a stall held
     }
     if (stats[R.STAT_SNAP_REV] !== rev) {
       const msg = `harmonydb: snapshot at rev ${rev} failed: ${R.readError(this.ring, this.ring.snapError)}`;
@@ -576,7 +575,6 @@ export class Db {
         pace.sent = sentBytes;
         if (this.queued.length > this.queuedHead) {
           this.drainQueue(); // the stall may be over
-          this.notifyIfIdle();
         }
       }
       if (inFlight.length > L.snapshotFramesInFlight) await inFlight.shift();
@@ -816,7 +814,6 @@ export class Db {
         this.seenAcked = acked;
         this.settle(acked);
         this.drainQueue();
-        this.notifyIfIdle();
         this.maybeAutoSnapshot();
         if (!this.index.mapFilled) this.index.backgroundWork(L.indexWorkPerDispatch);
         continue;
@@ -873,7 +870,16 @@ export class Db {
     }
   }
 
+  /**
+   * Publishes what waits for the ring (frames first), then tells close() if that left nothing in
+   * flight: a queued write may settle at once (a failed condition, a delete of a missing key).
+   */
   private drainQueue(): void {
+    this.publishQueued();
+    this.notifyIfIdle();
+  }
+
+  private publishQueued(): void {
     while (this.queuedFrames.length > 0 && this.state !== "closed" && !this.failure) {
       if (!this.publish(this.queuedFrames[0]!)) return;
       this.queuedFrames.shift();

@@ -3,9 +3,9 @@
 // snapshot and ~0.25 s more touching the fresh memory it went into (this VM's first touch of a page
 // is slow), before parsing could start; now the two overlap.
 
-import * as fs from "node:fs";
 import { parentPort, Worker, workerData } from "node:worker_threads";
 import { WalFailedError } from "./errors.ts";
+import { nodeIO } from "./wal/file-io.ts";
 
 /** The file is read in pieces of this size; the reader sees each as soon as it is in. */
 const PIECE_BYTES = 4 * 1024 * 1024;
@@ -104,20 +104,15 @@ export function servePrefetch(): void {
 
 /** Reads the whole file into `bytes` (its size), a piece at a time, touching each page as it goes. */
 function read(file: string, bytes: Uint8Array, progress: (done: number) => void = () => {}): void {
-  const fd = fs.openSync(file, fs.constants.O_RDONLY);
-  try {
-    let done = 0;
-    while (done < bytes.length) {
-      const n = fs.readSync(fd, bytes, done, Math.min(PIECE_BYTES, bytes.length - done), done);
-      if (n === 0) throw new Error(`${file}: end of file at ${done} of ${bytes.length} bytes`);
-      done += n;
-      // Touched here, off the reader's path: a first touch of fresh memory is slow on some VMs.
-      let sum = 0;
-      for (let i = done - n; i < done; i += PAGE_BYTES) sum += bytes[i]!;
-      if (sum < 0) throw new Error("unreachable");
-      progress(done);
-    }
-  } finally {
-    fs.closeSync(fd);
+  for (let done = 0; done < bytes.length; ) {
+    const piece = bytes.subarray(done, Math.min(bytes.length, done + PIECE_BYTES));
+    const n = nodeIO.readAt(file, piece, done);
+    if (n < piece.length) throw new Error(`${file}: end of file at ${done + n} of ${bytes.length} bytes`);
+    // Touched here, off the reader's path: a first touch of fresh memory is slow on some VMs.
+    let sum = 0;
+    for (let i = 0; i < n; i += PAGE_BYTES) sum += piece[i]!;
+    if (sum < 0) throw new Error("unreachable");
+    done += n;
+    progress(done);
   }
 }
