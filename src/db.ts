@@ -27,7 +27,7 @@ import { lockDir, type DirLock } from "./lock.ts";
 import { checkWatchOptions, historyEvents, keyFilter, Watcher, type WatchEvent, type WatchOptions } from "./watch.ts";
 import * as R from "./ring.ts";
 import { valueEncoder } from "./wal/cbor.ts";
-import { entryPayloadBytes, utf8Bytes, type Op } from "./wal/encoder.ts";
+import { entryPayloadBytes, utf8Bytes, writeHead, type Op } from "./wal/encoder.ts";
 import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER, frameBytes, snapshotName } from "./wal/format.ts";
 import { nodeIO } from "./wal/file-io.ts";
 import { openLogAsync, type Apply, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
@@ -364,22 +364,22 @@ export class Db {
   // put/delete/batch are plain functions returning the write's own promise (not async functions
   // wrapping it): one promise per write instead of two. Every error still arrives as a rejection.
 
-  put(key: string, value: unknown, opts: WriteOptions = {}): Promise<number> {
+  put(key: string, value: unknown, opts?: WriteOptions): Promise<number> {
     try {
       this.checkWritable();
       checkKey(key, this.limits);
-      const conds = condition(key, opts.ifRev);
+      const conds = condition(key, opts?.ifRev);
       return this.submit([[key, this.encodeValue(value)]], conds, false) as Promise<number>;
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  delete(key: string, opts: WriteOptions = {}): Promise<{ rev: number; deleted: boolean }> {
+  delete(key: string, opts?: WriteOptions): Promise<{ rev: number; deleted: boolean }> {
     try {
       this.checkWritable();
       checkKey(key, this.limits);
-      return this.submit([[key]], condition(key, opts.ifRev), true) as Promise<{ rev: number; deleted: boolean }>;
+      return this.submit([[key]], condition(key, opts?.ifRev), true) as Promise<{ rev: number; deleted: boolean }>;
     } catch (err) {
       return Promise.reject(err);
     }
@@ -950,12 +950,6 @@ function fastEncode(value: unknown): Uint8Array | null {
   return null;
 }
 
-function writeHead(out: Uint8Array, pos: number, major: number, n: number): void {
-  if (n < 24) out[pos] = major | n;
-  else if (n < 0x100) out.set([major | 24, n], pos);
-  else if (n < 0x10000) out.set([major | 25, n >>> 8, n & 0xff], pos);
-  else out.set([major | 26, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff], pos);
-}
 
 function checkKeyType(key: unknown): asserts key is string {
   if (typeof key !== "string") throw new InvalidKeyError(`key must be a string, got ${typeof key}`);
@@ -973,8 +967,11 @@ function checkKey(key: unknown, limits: Limits): asserts key is string {
   }
 }
 
+/** A write without conditions (shared, never changed: batchWrite copies conditions out of it). */
+const NO_CONDS: Write["conds"] = [];
+
 function condition(key: string, ifRev: number | undefined): Write["conds"] {
-  if (ifRev === undefined) return [];
+  if (ifRev === undefined) return NO_CONDS;
   if (!Number.isSafeInteger(ifRev) || ifRev < 0) throw new InvalidArgumentError(`ifRev must be an integer ≥ 0, got ${ifRev}`);
   return [{ key, ifRev }];
 }

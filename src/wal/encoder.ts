@@ -133,7 +133,8 @@ export function writeText(buf: Uint8Array, pos: number, s: string, bytes: number
  * then the CRC over them and the payload. Zeroes the padding. Returns the frame's total size.
  */
 export function sealFrame(buf: Uint8Array, view: DataView, at: number, type: number, rev: number, len: number): number {
-  assert(Number.isSafeInteger(rev) && rev >= 0 && rev <= REV_MAX, `rev ${rev} in range`);
+  // (The message only on failure: a template string here would be built for every frame.)
+  if (!(Number.isSafeInteger(rev) && rev >= 0 && rev <= REV_MAX)) assert(false, `rev ${rev} in range`);
   assert(len > 0, "payload is never empty");
   view.setUint32(at + FRAME_LEN_OFFSET, len, true);
   view.setUint32(at + FRAME_REV_OFFSET, rev % 0x1_0000_0000, true);

@@ -220,7 +220,8 @@ export class WalWriter {
       const size = this.frameAt(g.end);
       if (g.records > 0 && (g.bytes + size > cap || g.bytes + size > room)) break;
       const rev = R.revAt(this.ring, g.end);
-      assert(rev === g.lastRev + 1, `ring frame rev ${rev} follows ${g.lastRev}`);
+      // (Messages only on failure: template strings here would be built for every frame.)
+      if (rev !== g.lastRev + 1) assert(false, `ring frame rev ${rev} follows ${g.lastRev}`);
       g.lastRev = rev;
       g.lastCrc = R.readU32(this.ring, g.end);
       g.bytes += size;
@@ -233,7 +234,7 @@ export class WalWriter {
   /** Size of the frame at ring counter `pos`, padding included. */
   private frameAt(pos: number): number {
     const size = frameBytes(R.readU32(this.ring, pos + 4));
-    assert(size > FRAME_HEADER_BYTES && size <= L.recordBytesMax + 64, `ring frame size ${size} is sane`);
+    if (!(size > FRAME_HEADER_BYTES && size <= L.recordBytesMax + 64)) assert(false, `ring frame size ${size} is sane`);
     return size;
   }
 
