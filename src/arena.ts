@@ -120,6 +120,16 @@ export function locate(blocks: Blocks, ref: number): Located {
   return s;
 }
 
+/** Whether the record at `ref` is for the key whose UTF-8 bytes are `key[0, n)` (only its key is read). */
+export function recordKeyIs(blocks: Blocks, ref: number, key: Uint8Array, n: number): boolean {
+  const bi = (ref / REF_SPAN) | 0;
+  const b = blocks.bytes[bi]!;
+  pos = ref - bi * REF_SPAN + 1; // past RECORD_HEAD
+  if (head(b) !== n) return false;
+  for (let i = 0; i < n; i++) if (b[pos + i] !== key[i]) return false;
+  return true;
+}
+
 /** A CBOR unsigned integer with an 8-byte argument, whatever its value: room to patch it later. */
 const WIDE_UINT_BYTES = 9;
 

@@ -4,8 +4,9 @@
 
 import BTree from "sorted-btree";
 import { bulkLoad } from "sorted-btree/extended/bulkLoad";
-import { Arena, locate, REF_SPAN, type Blocks, type Located } from "./arena.ts";
+import { Arena, locate, recordKeyIs, REF_SPAN, type Blocks, type Located } from "./arena.ts";
 import { assert } from "./assert.ts";
+import { hashBytes, KeyTable } from "./key-table.ts";
 import * as L from "./limits.ts";
 import { RefTable, refAt, type RefPages } from "./ref-table.ts";
 import type { SnapshotLoader } from "./wal/recovery.ts";
@@ -85,7 +86,9 @@ export class IndexView {
  * 1M-key tree, ~4 µs, which made replaying 540k overwrites take 2.4 s of a 5 s open.
  */
 export class KeyIndex {
-  private readonly map = new Map<string, number>();
+  private map = new KeyTable();
+  /** The longest key put in the map, in UTF-8 bytes. */
+  private mapKeyBytesMax = 0;
   private tree = new BTree<string, number>(undefined, compareKeys);
   private readonly refs = new RefTable();
   private mapComplete = false;
@@ -116,8 +119,25 @@ export class KeyIndex {
       assert(this.replayed === null, "the index is read only after finishReplay");
       return this.tree.get(key);
     }
-    const slot = this.map.get(key);
-    return slot !== undefined || this.mapComplete ? slot : this.tree.get(key);
+    // (UTF-16 units ≤ UTF-8 bytes: a longer string than any key in the map is not in it.)
+    const n = key.length > this.mapKeyBytesMax ? -1 : scratchKey(key);
+    const slot = n < 0 ? -1 : this.map.find(hashBytes(keyScratch, 0, n), n, this.isScratchKey);
+    if (slot >= 0 || this.mapComplete) return slot >= 0 ? slot : undefined;
+    return this.tree.get(key);
+  }
+
+  /** Whether `slot` holds the key in keyScratch[0, n) (for the map). */
+  private readonly isScratchKey = (slot: number, n: number): boolean => recordKeyIs(this.arena.blocks, this.refs.get(slot), keyScratch, n);
+
+  /** Whether `slot` holds the record at `ref` (for the map: is that record its key's current one). */
+  private readonly holdsRef = (slot: number, ref: number): boolean => this.refs.get(slot) === ref;
+
+  /** The map's hash of a stored `key` (well-formed: it came from UTF-8 or passed checkKey). */
+  private hashOf(key: string): number {
+    const n = scratchKey(key);
+    assert(n >= 0, "a stored key has a UTF-8 form");
+    if (n > this.mapKeyBytesMax) this.mapKeyBytesMax = n;
+    return hashBytes(keyScratch, 0, n);
   }
 
   private refOf(key: string): number | undefined {
@@ -335,7 +355,7 @@ export class KeyIndex {
     if (slot === undefined) {
       const ref = this.arena.append(key, utf8Bytes(key), src, vs, ve, rev, rev, 1);
       const s = this.refs.alloc(ref);
-      if (!this.mapDeferred) this.map.set(key, s);
+      if (!this.mapDeferred) this.map.insert(this.hashOf(key), s);
       this.tree.set(key, s);
       return;
     }
@@ -352,8 +372,11 @@ export class KeyIndex {
     const prev = this.refs.get(slot);
     const p = locate(this.arena.blocks, prev);
     this.arena.release(prev, p.end - p.start);
+    if (!this.mapDeferred) {
+      const h = this.hashOf(key);
+      if (this.mapComplete || this.map.has(h, slot)) this.map.remove(h, slot); // (while filling, it may not be there yet)
+    }
     this.refs.release(slot);
-    if (!this.mapDeferred) this.map.delete(key);
     this.tree.delete(key);
   }
 
@@ -413,6 +436,7 @@ export class KeyIndex {
    */
   fillMap(max: number): boolean {
     if (this.mapComplete) return true;
+    if (this.mapDeferred) this.map.reserve(this.tree.size);
     this.mapDeferred = false;
     let n = 0;
     for (const [key, slot] of this.tree.entries(this.fillFrom)) {
@@ -420,7 +444,9 @@ export class KeyIndex {
         this.fillFrom = key;
         return false;
       }
-      this.map.set(key, slot); // a key keeps its slot: the map may already have it, with this one
+      // A key keeps its slot: the map may have it already (a write since filling began), with this one.
+      const h = this.hashOf(key);
+      if (!this.map.has(h, slot)) this.map.insert(h, slot);
     }
     this.mapComplete = true;
     return true;
@@ -459,8 +485,9 @@ export class KeyIndex {
       const ref = bi * REF_SPAN + this.compactPos;
       const r = locate(blocks, ref);
       const next = r.end;
-      const slot = this.slotOf(keyOf(r));
-      if (slot !== undefined && this.refs.get(slot) === ref) this.refs.set(slot, this.arena.relocate(ref, next));
+      // Live if its key's slot holds this very record: no string made, no key compared.
+      const slot = this.map.find(hashBytes(r.b, r.keyStart, r.keyEnd), ref, this.holdsRef);
+      if (slot >= 0) this.refs.set(slot, this.arena.relocate(ref, next));
       this.compactPos = next;
     }
     if (this.compactPos >= used) {
@@ -475,6 +502,10 @@ export class KeyIndex {
     this.tree.checkValid();
     if (this.mapComplete) assert(this.tree.size === this.map.size, "tree and map hold the same keys");
     if (this.mapDeferred) assert(this.map.size === 0, "a deferred map is empty");
+    for (const [h, slot] of this.map.entries()) {
+      const r = locate(this.arena.blocks, this.refs.get(slot));
+      assert(hashBytes(r.b, r.keyStart, r.keyEnd) === h, "each map entry sits under its key's hash");
+    }
     this.refs.verify(this.tree.values());
     let live = 0;
     for (const [key, slot] of this.tree.entries()) {
@@ -491,6 +522,26 @@ export class KeyIndex {
 function isSorted(keys: string[]): boolean {
   for (let i = 1; i < keys.length; i++) if (!(keys[i - 1]! < keys[i]!)) return false;
   return true;
+}
+
+/** The UTF-8 form of the key looked up or stored, for the map's hash and compares (≤ 3 bytes per UTF-16 unit). */
+let keyScratch = new Uint8Array(3 * L.keyBytesMax);
+const keyEncoder = new TextEncoder();
+
+/**
+ * Writes `key` as UTF-8 to keyScratch; returns its length, or −1 for a key that is not well-formed
+ * (no record holds one: it has no UTF-8 form of its own). Keys the writes accept fit the scratch;
+ * a longer one (from a log or snapshot written with other limits) grows it.
+ */
+function scratchKey(key: string): number {
+  const n = key.length;
+  if (3 * n > keyScratch.length) keyScratch = new Uint8Array(3 * n);
+  for (let i = 0; i < n; i++) {
+    const c = key.charCodeAt(i);
+    if (c >= 0x80) return key.isWellFormed() ? keyEncoder.encodeInto(key, keyScratch).written : -1;
+    keyScratch[i] = c;
+  }
+  return n;
 }
 
 function keyOf(r: Located): string {

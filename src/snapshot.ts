@@ -9,7 +9,7 @@ import { copyBytes } from "./bytes.ts";
 import { batchOpsMax } from "./limits.ts";
 import { CorruptionError, WalFailedError } from "./errors.ts";
 import { payloadDecoder, payloadEncoder } from "./wal/cbor.ts";
-import { readFrame, readHead, readKey, skip, viewOf, type Encoded, type FrameVerdict } from "./wal/decoder.ts";
+import { readExactKey, readFrame, readHead, skip, viewOf, type Encoded, type FrameVerdict } from "./wal/decoder.ts";
 import { headBytes, utf8Bytes, writeHead, writeText } from "./wal/encoder.ts";
 import type { FileIO } from "./wal/file-io.ts";
 import { Prefetch } from "./prefetch.ts";
@@ -376,7 +376,7 @@ export function visitEntries(
       // Exactly 0x85 (the arena reads records by that byte), not any CBOR head that says 5.
       if (b[cur.pos++] !== RECORD_HEAD) throw new Error("entry is not a 5-element array (0x85)");
       const keyLen = readHead(b, cur, 3);
-      const key = readKey(e, skip(cur, keyLen), cur.pos);
+      const key = readExactKey(e, skip(cur, keyLen), cur.pos);
       if (lastKey !== null && !(key > lastKey)) throw new Error(`key ${JSON.stringify(key)} out of order`);
       const valueLen = readHead(b, cur, 2);
       const vs = skip(cur, valueLen);

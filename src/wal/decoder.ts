@@ -130,6 +130,28 @@ export function readKey(e: Encoded, start: number, end: number): string {
   return e.text.toString("latin1", start, end);
 }
 
+let keyCheck = new Uint8Array(1024);
+const keyEncoder = new TextEncoder();
+
+/**
+ * readKey for bytes that stay in use as they are (a snapshot's records become arena blocks, looked
+ * up by their key's bytes): throws unless they are the key's exact UTF-8 form. Invalid UTF-8 would
+ * decode to U+FFFD, a string whose bytes differ from the record's.
+ */
+export function readExactKey(e: Encoded, start: number, end: number): string {
+  const b = e.bytes;
+  let ascii = true;
+  for (let i = start; ascii && i < end; i++) ascii = b[i]! < 0x80;
+  if (ascii) return e.text.toString("latin1", start, end);
+  const key = e.text.toString("utf8", start, end);
+  const n = end - start;
+  if (keyCheck.length < 3 * key.length) keyCheck = new Uint8Array(3 * key.length);
+  let same = keyEncoder.encodeInto(key, keyCheck).written === n;
+  for (let i = 0; same && i < n; i++) same = keyCheck[i] === b[start + i];
+  if (!same) throw new Error(`key ${JSON.stringify(key)} is not UTF-8`);
+  return key;
+}
+
 /**
  * Reads a CBOR head of major type `major` with a definite length (or, for major 0, an unsigned
  * integer); returns it. 8-byte arguments are accepted up to 2^53 − 1.
