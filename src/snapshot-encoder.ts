@@ -158,11 +158,6 @@ function niceThisThread(nice: number): void {
 }
 
 /**
- * The main thread's handle on one encoder worker, for one snapshot. Requests are answered in order;
- * up to `depth` may be outstanding, so the worker encodes the next batch while the main thread
- * passes on the chunks of the last one.
- */
-/**
  * The encoder worker, started for the first snapshot that needs it and kept until close(): starting
  * one took 60-80 ms, ~16 ms of it on the main thread, for every snapshot. One snapshot uses it at a
  * time; requests are answered in order, and up to two are outstanding, so the worker encodes the
