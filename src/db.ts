@@ -950,7 +950,6 @@ function fastEncode(value: unknown): Uint8Array | null {
   return null;
 }
 
-
 function checkKeyType(key: unknown): asserts key is string {
   if (typeof key !== "string") throw new InvalidKeyError(`key must be a string, got ${typeof key}`);
 }
