@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
 import { hashBytes, KeyTable } from "../src/key-table.ts";
+import { encoded, readExactKey } from "../src/wal/decoder.ts";
 import { rng } from "./helpers/fuzz.ts";
 
 // The table only ever sees (hash, slot) pairs; a key is its slot here, and `same` compares slots.
@@ -21,9 +22,11 @@ test("the key table agrees with a Map through inserts, removes and growth, with 
       } else {
         const slots = [...model.keys()];
         const slot = slots[r.int(slots.length)]!;
-        table.remove(model.get(slot)!, slot);
+        const h = model.get(slot)!;
+        table.remove(h, slot);
         model.delete(slot);
-        expect(table.find(model.get(slot) ?? 0, slot, same)).toBe(-1);
+        expect(table.find(h, slot, same)).toBe(-1);
+        expect(table.has(h, slot)).toBe(false);
       }
       expect(table.size).toBe(model.size);
       if (step % 97 === 0 || model.size < 8) {
@@ -63,4 +66,23 @@ test("hashBytes spreads keys that differ in one byte over the low bits", () => {
   // 4096 keys into 8192 buckets: about 3,200 distinct if the hash spreads them as a random one would.
   expect(seen.size).toBeGreaterThan(3000);
   expect(hashBytes(key, 0, 16)).toBe(hashBytes(new Uint8Array([0, ...key]), 1, 17));
+});
+
+test("a snapshot key is read only if its bytes are exactly its UTF-8 (the table looks keys up by those bytes)", () => {
+  const read = (bytes: number[]) => {
+    const b = new Uint8Array([0x2a, ...bytes, 0x2a]); // a byte either side: only [1, n + 1) is the key
+    return readExactKey(encoded(b), 1, 1 + bytes.length);
+  };
+  const utf8 = (s: string) => [...new TextEncoder().encode(s)];
+  for (const key of ["k0001", "", "é", "键値", "𝄞x", "\uFFFD", "\uFEFFa", "\0"]) expect(read(utf8(key))).toBe(key);
+  const invalid: [string, number[]][] = [
+    ["a lone continuation byte", [0x61, 0x80]],
+    ["0xff", [0xff]],
+    ["a cut two-byte character", [0x61, 0xc3]],
+    ["a cut three-byte character", [0xe9, 0x94]],
+    ["an overlong NUL", [0xc0, 0x80]],
+    ["an encoded surrogate half", [0xed, 0xa0, 0x80]],
+    ["a code point past U+10FFFF", [0xf4, 0x90, 0x80, 0x80]],
+  ];
+  for (const [, bytes] of invalid) expect(() => read(bytes)).toThrow("is not UTF-8");
 });
