@@ -27,7 +27,7 @@ import { lockDir, type DirLock } from "./lock.ts";
 import { checkWatchOptions, historyEvents, keyFilter, Watcher, type WatchEvent, type WatchOptions } from "./watch.ts";
 import * as R from "./ring.ts";
 import { valueEncoder } from "./wal/cbor.ts";
-import { entryPayloadBytes, utf8Bytes, writeHead, type Op } from "./wal/encoder.ts";
+import { entryPayloadBytes, utf8, utf8Bytes, writeHead, type Op } from "./wal/encoder.ts";
 import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER, frameBytes, snapshotName } from "./wal/format.ts";
 import { nodeIO } from "./wal/file-io.ts";
 import { openLogAsync, type Apply, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
@@ -921,7 +921,6 @@ export class Db {
 
 // ---- helpers (pure) ----
 
-const utf8 = new TextEncoder();
 
 /**
  * The CBOR cbor-x would write, for the two commonest value shapes, without its buffer management:

@@ -12,7 +12,7 @@ import { RefTable, refAt, type RefPages } from "./ref-table.ts";
 import type { SnapshotLoader } from "./wal/recovery.ts";
 import { valueDecoder } from "./wal/cbor.ts";
 import { visitOps, type Encoded, type OpVisitor } from "./wal/decoder.ts";
-import { utf8Bytes, type Op } from "./wal/encoder.ts";
+import { utf8Bytes, utf8Scratch, utf8ToScratch, type Op } from "./wal/encoder.ts";
 
 /** Plain UTF-16 code-unit order; faster than sorted-btree's type-checking default comparator. */
 function compareKeys(a: string, b: string): number {
@@ -121,13 +121,13 @@ export class KeyIndex {
     }
     // (UTF-16 units ≤ UTF-8 bytes: a longer string than any key in the map is not in it.)
     const n = key.length > this.mapKeyBytesMax ? -1 : scratchKey(key);
-    const slot = n < 0 ? -1 : this.map.find(hashBytes(keyScratch, 0, n), n, this.isScratchKey);
+    const slot = n < 0 ? -1 : this.map.find(hashBytes(utf8Scratch, 0, n), n, this.isScratchKey);
     if (slot >= 0 || this.mapComplete) return slot >= 0 ? slot : undefined;
     return this.tree.get(key);
   }
 
-  /** Whether `slot` holds the key in keyScratch[0, n) (for the map). */
-  private readonly isScratchKey = (slot: number, n: number): boolean => recordKeyIs(this.arena.blocks, this.refs.get(slot), keyScratch, n);
+  /** Whether `slot` holds the key in utf8Scratch[0, n) (for the map). */
+  private readonly isScratchKey = (slot: number, n: number): boolean => recordKeyIs(this.arena.blocks, this.refs.get(slot), utf8Scratch, n);
 
   /** Whether `slot` holds the record at `ref` (for the map: is that record its key's current one). */
   private readonly holdsRef = (slot: number, ref: number): boolean => this.refs.get(slot) === ref;
@@ -137,7 +137,7 @@ export class KeyIndex {
     const n = scratchKey(key);
     assert(n >= 0, "a stored key has a UTF-8 form");
     if (n > this.mapKeyBytesMax) this.mapKeyBytesMax = n;
-    return hashBytes(keyScratch, 0, n);
+    return hashBytes(utf8Scratch, 0, n);
   }
 
   private refOf(key: string): number | undefined {
@@ -524,24 +524,13 @@ function isSorted(keys: string[]): boolean {
   return true;
 }
 
-/** The UTF-8 form of the key looked up or stored, for the map's hash and compares (≤ 3 bytes per UTF-16 unit). */
-let keyScratch = new Uint8Array(3 * L.keyBytesMax);
-const keyEncoder = new TextEncoder();
-
 /**
- * Writes `key` as UTF-8 to keyScratch; returns its length, or −1 for a key that is not well-formed
- * (no record holds one: it has no UTF-8 form of its own). Keys the writes accept fit the scratch;
- * a longer one (from a log or snapshot written with other limits) grows it.
+ * Writes `key` as UTF-8 to utf8Scratch; returns its length, or −1 for a key that is not well-formed
+ * (no record holds one: it has no UTF-8 form of its own).
  */
 function scratchKey(key: string): number {
-  const n = key.length;
-  if (3 * n > keyScratch.length) keyScratch = new Uint8Array(3 * n);
-  for (let i = 0; i < n; i++) {
-    const c = key.charCodeAt(i);
-    if (c >= 0x80) return key.isWellFormed() ? keyEncoder.encodeInto(key, keyScratch).written : -1;
-    keyScratch[i] = c;
-  }
-  return n;
+  const n = utf8ToScratch(key);
+  return n === key.length || key.isWellFormed() ? n : -1;
 }
 
 function keyOf(r: Located): string {

@@ -3,7 +3,7 @@
 
 import { payloadDecoder } from "./cbor.ts";
 import { crc32 } from "./crc.ts";
-import type { Op, SegmentHeader } from "./encoder.ts";
+import { utf8Scratch, utf8ToScratch, type Op, type SegmentHeader } from "./encoder.ts";
 import {
   FRAME_ALIGN_BYTES,
   FRAME_HEADER_BYTES,
@@ -130,9 +130,6 @@ export function readKey(e: Encoded, start: number, end: number): string {
   return e.text.toString("latin1", start, end);
 }
 
-let keyCheck = new Uint8Array(1024);
-const keyEncoder = new TextEncoder();
-
 /**
  * readKey for bytes that stay in use as they are (a snapshot's records become arena blocks, looked
  * up by their key's bytes): throws unless they are the key's exact UTF-8 form. Invalid UTF-8 would
@@ -145,9 +142,8 @@ export function readExactKey(e: Encoded, start: number, end: number): string {
   if (ascii) return e.text.toString("latin1", start, end);
   const key = e.text.toString("utf8", start, end);
   const n = end - start;
-  if (keyCheck.length < 3 * key.length) keyCheck = new Uint8Array(3 * key.length);
-  let same = keyEncoder.encodeInto(key, keyCheck).written === n;
-  for (let i = 0; same && i < n; i++) same = keyCheck[i] === b[start + i];
+  let same = utf8ToScratch(key) === n;
+  for (let i = 0; same && i < n; i++) same = utf8Scratch[i] === b[start + i];
   if (!same) throw new Error(`key ${JSON.stringify(key)} is not UTF-8`);
   return key;
 }

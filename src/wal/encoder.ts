@@ -39,7 +39,25 @@ const MAJOR_BYTES = 2 << 5;
 const MAJOR_TEXT = 3 << 5;
 const MAJOR_ARRAY = 4 << 5;
 
-const utf8 = new TextEncoder();
+export const utf8 = new TextEncoder();
+
+/** The UTF-8 of the last string given to utf8ToScratch: read it before the next call (it may be replaced as it grows). */
+export let utf8Scratch = new Uint8Array(3 * 4096);
+
+/**
+ * Writes `s` as UTF-8 into utf8Scratch; returns its length, which equals s.length exactly when `s`
+ * is ASCII. A lone surrogate becomes U+FFFD, as everywhere TextEncoder is used.
+ */
+export function utf8ToScratch(s: string): number {
+  const n = s.length;
+  if (3 * n > utf8Scratch.length) utf8Scratch = new Uint8Array(3 * n);
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return utf8.encodeInto(s, utf8Scratch).written;
+    utf8Scratch[i] = c;
+  }
+  return n;
+}
 
 /** Bytes of a CBOR head (major type + length) for `n`. */
 export function headBytes(n: number): number {
