@@ -107,24 +107,28 @@ export function serveEncoder(port: MessagePort): void {
   });
 }
 
+/** A refs array of length `n`: one a finished batch gave back (`pool`), or a new one. */
+function refsFrom(pool: Float64Array[], n: number): Float64Array {
+  const spare = pool.pop();
+  return spare !== undefined && spare.length === n ? spare : new Float64Array(n);
+}
+
 /** On the main thread, a batch at a time (the caller gives the event loop a turn between batches). */
 class InlineEncoder implements SnapshotChunks {
   private readonly enc: RefsEncoder;
-  private spare: Float64Array | null = null;
+  private readonly spareRefs: Float64Array[] = [];
 
   constructor(blocks: (Uint8Array | null)[], chunkBytes: number) {
     this.enc = new RefsEncoder(blocks, chunkBytes);
   }
 
   refsArray(n: number): Float64Array {
-    const spare = this.spare;
-    this.spare = null;
-    return spare !== null && spare.length === n ? spare : new Float64Array(n);
+    return refsFrom(this.spareRefs, n);
   }
 
   async refs(refs: Float64Array, n: number): Promise<EncoderReply> {
     const chunks = this.enc.refs(refs, n);
-    this.spare = refs;
+    this.spareRefs.push(refs);
     return { chunks, refs: null };
   }
 
@@ -177,10 +181,7 @@ export class EncoderThread {
     w.postMessage(msg);
     let ended = false;
     return {
-      refsArray: (n) => {
-        const spare = this.spareRefs.pop();
-        return spare !== undefined && spare.length === n ? spare : new Float64Array(n);
-      },
+      refsArray: (n) => refsFrom(this.spareRefs, n),
       refs: (refs, n) => this.request({ type: "refs", refs, n }, [refs.buffer as ArrayBuffer]),
       end: () => {
         ended = true;
