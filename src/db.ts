@@ -1102,6 +1102,8 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
     newDbId: () => hyperid({ urlSafe: true })(),
     snapshots: index.snapshotLoader(snapDir),
     prefetchBytes: o.snapshotPrefetchBytes,
+    // The log's changes are replayed while another thread still reads a large snapshot in.
+    logFirst: true,
   });
   index.finishReplay();
   if (verifyEnabled) index.verify(rec.lastRev);

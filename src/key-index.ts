@@ -102,6 +102,8 @@ export class KeyIndex {
   /** Open: the snapshot's entries, in key order, until finishReplay. */
   private baseKeys: string[] = [];
   private baseRefs: number[] = [];
+  /** Open: whether the snapshot's header announced entries (the log may be replayed before they load). */
+  private baseExpected = false;
   /**
    * Open: the keys the WAL changed, each to −1 (deleted), to a ref ≥ 0 (a record with exact counts:
    * the key was deleted or created in the log), or to −2 − ref: a record appended wide whose
@@ -228,7 +230,7 @@ export class KeyIndex {
     let createRev = rev;
     let version = 1;
     // First seen: the snapshot may hold the key (counts completed at the end), if there is one.
-    const wide = v === undefined ? this.baseKeys.length > 0 : v < -1;
+    const wide = v === undefined ? this.baseExpected : v < -1;
     if (v !== undefined && v !== -1) {
       const prev = wide ? -2 - v : v;
       const p = locate(a.blocks, prev);
@@ -396,6 +398,7 @@ export class KeyIndex {
         // Sized up front: a million pushes cost ~4× as much as stores into an array of that size.
         keys = new Array<string>(expected);
         refs = new Array<number>(expected);
+        this.baseExpected = expected > 0;
       },
       chunk: (e, start, end) => {
         // The chunk's records, as read from the file, become an arena block: no copy.
@@ -420,7 +423,9 @@ export class KeyIndex {
         n = 0;
         this.baseKeys = [];
         this.baseRefs = [];
-        this.arena = new Arena(L.arenaBlockBytes); // drops the blocks adopted so far
+        this.baseExpected = false;
+        this.replayed = new Map(); // what the log applied on top of it (logFirst)
+        this.arena = new Arena(L.arenaBlockBytes); // drops the blocks adopted so far, and the log's records
       },
     };
   }

@@ -358,6 +358,7 @@ function replaySnap(dir: string): SnapOutcome {
     rec = recover(path.join(dir, "wal"), (rev, seg, start, end) => index.applyEncoded(rev, seg, start, end), {
       snapshots: index.snapshotLoader(path.join(dir, "snap")),
       log: () => {},
+      logFirst: true,
     });
     index.finishReplay();
   } catch (err) {

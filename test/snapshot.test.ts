@@ -6,7 +6,7 @@ import type { FailingOptions } from "./helpers/failing-io.ts";
 import { checkSnapshotFile, verifySnapshot } from "../src/snapshot.ts";
 import { nodeIO } from "../src/wal/file-io.ts";
 import { FRAME_HEADER_BYTES } from "../src/wal/format.ts";
-import { flipByte, segments, tmpDir } from "./helpers/index.ts";
+import { flipByte, frameOffsets, lastSegment, segments, tmpDir, writeAt } from "./helpers/index.ts";
 
 /** Small segments and chunks, so a few thousand writes span many of both; no automatic snapshots. */
 const small: OpenOptions = {
@@ -338,10 +338,18 @@ describe("snapshots on a damaged or failing disk", () => {
     expect(fs.existsSync(first.file)).toBe(false); // only the newest is kept...
     fs.writeFileSync(first.file, firstCopy); // ...put the older one back, as if a crash had kept it
     flipByte(second.file, Math.floor(fs.statSync(second.file).size / 2));
+    // And a torn last write: open replays the log after the newest snapshot before its body turns
+    // out damaged, then again after the older one; the tail is repaired once, and reported.
+    const tail = lastSegment(dir);
+    const { end } = frameOffsets(tail);
+    writeAt(tail, end, new Uint8Array(11).fill(0xab));
     const lines: string[] = [];
     await reopensWith(dir, { ...opts, log: (l) => lines.push(l) }, expected, (again) => {
       expect(again.stats().recovery.snapshot?.rev).toBe(first.rev);
+      expect(again.stats().recovery.tornTail).toMatchObject({ file: tail, offset: end, bytesDropped: 11 });
       expect(lines.join("\n")).toContain(path.basename(second.file));
+      expect(lines.filter((l) => l.includes("torn tail")).length).toBe(1);
+      expect(fs.readdirSync(path.dirname(tail)).filter((n) => n.endsWith(".broken")).length).toBe(1);
     });
   });
 

@@ -12,8 +12,8 @@ import * as L from "../limits.ts";
 import { installSegment, listSegments, type SegmentFile } from "./segment.ts";
 
 /**
- * Open progress: first the snapshot ("snapshot": keys of keysTotal loaded), then the WAL after it
- * ("wal": segment of segments replayed, records applied).
+ * Open progress: the snapshot ("snapshot": keys of keysTotal loaded) and the WAL after it ("wal":
+ * segment of segments replayed, records applied); the WAL first with `logFirst`.
  */
 export interface ReplayProgress {
   phase: "snapshot" | "wal";
@@ -28,21 +28,20 @@ export interface ReplayProgress {
 /** Where open() loads a snapshot into: each chunk's records, every entry in key order, then done(). */
 export interface SnapshotLoader {
   dir: string;
-  /** A snapshot's header says it holds about `keys` entries (a hint: the entries are what count). */
+  /**
+   * A snapshot's header says it holds about `keys` entries (a hint: the entries are what count).
+   * Called before the log is replayed on top of it, in either order.
+   */
   begin?: (keys: number) => void;
   /** Bytes [start, end) of `e` are the next chunk's records, back to back (before its entries are visited). */
   chunk?: (e: Encoded, start: number, end: number) => void;
   entry: EntryVisitor;
   done(): void;
-  /** Forget everything loaded so far: the snapshot turned out damaged, an older one comes next. */
+  /**
+   * Forget everything loaded so far (with `logFirst`, also what the log applied): the snapshot
+   * turned out damaged, an older one comes next, and the log is replayed again from there.
+   */
   reset(): void;
-}
-
-/** The snapshot open() loaded. */
-interface LoadedSnapshot {
-  file: string;
-  header: SnapshotHeader;
-  bytes: number;
 }
 
 export interface TornTail {
@@ -99,6 +98,14 @@ export interface RecoverOptions {
   snapshots?: SnapshotLoader;
   /** A snapshot of at least this many bytes is read by another thread (src/prefetch.ts). */
   prefetchBytes?: number;
+  /**
+   * Replay the log after the newest snapshot's header checks out, before its entries: the log's
+   * changes then go to `apply` while the snapshot is still being read in (open()). A damaged body
+   * found after that resets the loader and replays the log again after an older snapshot, so
+   * `onMarker` may see a marker twice. Without it, the entries load first (the tools: what they
+   * report follows the snapshot they settled on).
+   */
+  logFirst?: boolean;
   /** Called before each segment is replayed, with its index in the directory's segment list. */
   onSegment?: (index: number, name: string) => void;
   /**
@@ -136,17 +143,79 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
   const repair = opts.repair ?? true;
   const log = opts.log ?? ((l: string) => console.warn(l));
   const segments = listSegments(io, walDir, repair);
-  const base = opts.snapshots
-    ? yield* loadNewestSnapshot(io, opts.snapshots, repair, log, segments.length, opts)
-    : { snapshot: null, rejected: [] as string[] };
-  const baseRev = base.snapshot?.header.rev ?? 0;
-  const first = firstSegmentAfter(walDir, segments, base.snapshot, base.rejected);
+  const rejected: string[] = [];
+  const loader = opts.snapshots;
+  for (const s of loader ? listSnapshots(io, loader.dir, repair) : []) {
+    const file = path.join(loader!.dir, s.name);
+    // A large snapshot is read by another thread while this one replays the log (logFirst) and
+    // checks and loads what is in (src/prefetch.ts), unless reads go through a FileIO of the
+    // caller's (the fault-injection tests'): starting that thread takes ~20 ms.
+    const size = io === nodeIO ? readSize(io, file) : 0;
+    const prefetch = io === nodeIO && size >= (opts.prefetchBytes ?? L.snapshotPrefetchBytesMin) ? startPrefetch(file, size) : null;
+    try {
+      let snap: OpenedSnapshot | undefined;
+      let logged: LogReplayed | undefined;
+      try {
+        snap = openSnapshot(io, file, s.rev, prefetch);
+        loader!.begin?.(Math.min(snap.header.keys, Math.floor(snap.bytes.length / MIN_ENTRY_BYTES)));
+        if (opts.logFirst) logged = yield* replayLog(io, walDir, segments, snap, rejected, apply, opts);
+        yield* loadEntries(snap, loader!, segments.length, opts.onProgress);
+      } catch (err) {
+        // Only the snapshot's own damage falls back to an older one; the log's, or EIO, refuse to open.
+        if (!(err instanceof CorruptionError) || (snap !== undefined && err.file !== file)) throw err;
+        loader!.reset();
+        rejected.push(err.message);
+        log(`harmonydb: ${err.message}; trying an older snapshot`);
+        continue;
+      }
+      logged ??= yield* replayLog(io, walDir, segments, snap, rejected, apply, opts);
+      return finish(io, walDir, repair, log, logged, snap);
+    } finally {
+      prefetch?.close();
+    }
+  }
+  return finish(io, walDir, repair, log, yield* replayLog(io, walDir, segments, null, rejected, apply, opts), null);
+}
+
+/** A snapshot whose header checked out: its entries are still to be checked and loaded. */
+interface OpenedSnapshot {
+  file: string;
+  header: SnapshotHeader;
+  bytes: Uint8Array;
+  reader: SnapshotReader;
+}
+
+/** What replaying the log found; a torn tail is repaired only once the snapshot under it has loaded. */
+interface LogReplayed {
+  cur: Cursor;
+  segmentsRead: number;
+  tail: RecoveryResult["tail"];
+  tornTail: TornTail | null;
+  /** The bytes of the segment with the torn tail. */
+  tailBytes: Uint8Array | null;
+}
+
+/**
+ * Replays the segments after `snap` (all of them without one), or throws CorruptionError where the
+ * log is damaged other than in a torn tail.
+ */
+function* replayLog(
+  io: FileIO,
+  walDir: string,
+  segments: SegmentFile[],
+  snap: OpenedSnapshot | null,
+  rejected: string[],
+  apply: Apply,
+  opts: RecoverOptions,
+): Generator<ReplayProgress, LogReplayed> {
+  const first = firstSegmentAfter(walDir, segments, snap, rejected);
+  const snapKeys = snap?.header.keys ?? 0;
   const cur: Cursor = {
-    baseRev,
-    chained: base.snapshot === null,
+    baseRev: snap?.header.rev ?? 0,
+    chained: snap === null,
     bytesAfterBase: 0,
-    snapshotFile: base.snapshot?.file ?? null,
-    dbId: base.snapshot?.header.db ?? null,
+    snapshotFile: snap?.file ?? null,
+    dbId: snap?.header.db ?? null,
     lastRev: 0,
     lastCrc: 0,
     lastSeq: 0,
@@ -155,6 +224,7 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
   };
   let tail: RecoveryResult["tail"] = null;
   let tornTail: TornTail | null = null;
+  let tailBytes: Uint8Array | null = null;
   // One buffer for every segment: replay copies out what it keeps. Fresh memory costs a page fault
   // per 4 KiB, ~3 ms/MiB on the VMs measured here: ~50 ms per 16 MiB segment read into a new buffer.
   let buffer: Uint8Array | undefined;
@@ -176,13 +246,7 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
         throw new CorruptionError(`${damage}; ${why}`, file, end, cur.lastRev + 1);
       }
       tornTail = tornTailAt(io, file, bytes, end, damage, cur.lastRev);
-      if (repair) {
-        repairTornTail(io, bytes, tornTail);
-        log(
-          `harmonydb: wal: torn tail in ${file} at offset ${end} (${damage}): dropped ${tornTail.bytesDropped} ` +
-            `bytes after rev ${cur.lastRev}; copy kept in ${tornTail.brokenCopy}`,
-        );
-      }
+      tailBytes = bytes;
     }
     tail = { path: file, seq: seg.seq, offset: end, start };
     const progress: ReplayProgress = {
@@ -191,19 +255,33 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
       segments: segments.length,
       records: cur.records,
       rev: cur.lastRev,
-      keys: base.snapshot?.header.keys ?? 0,
-      keysTotal: base.snapshot?.header.keys ?? 0,
+      keys: opts.logFirst ? 0 : snapKeys,
+      keysTotal: snapKeys,
     };
     opts.onProgress?.(progress);
     yield progress;
   }
-  if (base.snapshot && cur.lastRev < baseRev) {
+  return { cur, segmentsRead: segments.length - first, tail, tornTail, tailBytes };
+}
+
+/** Ends recovery: checks the log reaches the snapshot, repairs a torn tail, and sums up. */
+function finish(io: FileIO, walDir: string, repair: boolean, log: (line: string) => void, r: LogReplayed, snap: OpenedSnapshot | null): RecoveryResult {
+  const { cur, tail, tornTail } = r;
+  const baseRev = snap?.header.rev ?? 0;
+  if (snap && cur.lastRev < baseRev) {
     // The snapshot was written only after the log was durable past its revision: log is missing.
     throw new CorruptionError(
-      `the WAL ends at rev ${cur.lastRev}, before the snapshot at rev ${baseRev} (${base.snapshot.file}): segments are missing`,
+      `the WAL ends at rev ${cur.lastRev}, before the snapshot at rev ${baseRev} (${snap.file}): segments are missing`,
       tail?.path ?? walDir,
       tail?.offset ?? 0,
       cur.lastRev + 1,
+    );
+  }
+  if (tornTail && repair) {
+    repairTornTail(io, r.tailBytes!, tornTail);
+    log(
+      `harmonydb: wal: torn tail in ${tornTail.file} at offset ${tornTail.offset} (${tornTail.reason}): dropped ` +
+        `${tornTail.bytesDropped} bytes after rev ${tornTail.lastGoodRev}; copy kept in ${tornTail.brokenCopy}`,
     );
   }
   return {
@@ -212,11 +290,9 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
     lastCrc: cur.lastCrc,
     tail,
     records: cur.records,
-    segments: segments.length - first,
+    segments: r.segmentsRead,
     tornTail,
-    snapshot: base.snapshot
-      ? { file: base.snapshot.file, rev: baseRev, keys: base.snapshot.header.keys, bytes: base.snapshot.bytes }
-      : null,
+    snapshot: snap ? { file: snap.file, rev: baseRev, keys: snap.header.keys, bytes: snap.bytes.length } : null,
     walBytesAfterSnapshot: cur.bytesAfterBase,
   };
 }
@@ -227,67 +303,49 @@ const MIN_ENTRY_BYTES = 6;
 /** Snapshot chunks to load between two yields to the event loop. */
 const chunksPerStep = 16;
 
+/** Checks a snapshot's header; throws CorruptionError naming `file` if it is damaged. */
+function openSnapshot(io: FileIO, file: string, rev: number, prefetch: Prefetch | null): OpenedSnapshot {
+  // In shared memory: its chunks become arena blocks, which a snapshot's encoder worker reads.
+  const bytes = prefetch?.bytes ?? readSegment(io, file, "shared");
+  const reader = new SnapshotReader(file, prefetch ?? bytes);
+  if (reader.header.rev !== rev) throw new CorruptionError("snapshot: revision does not match the file name", file, 0, reader.header.rev);
+  return { file, header: reader.header, bytes, reader };
+}
+
 /**
- * Loads the newest snapshot that checks out whole, each chunk checked just before it is loaded (in
- * cache). A damaged one is logged, the loader reset, and the one before it tried (etcd does the
- * same); the WAL must then still reach back to that one. Yields progress now and then.
+ * Loads a snapshot's entries, each chunk checked just before it is loaded (in cache); throws
+ * CorruptionError naming its file at the first damage. Yields progress now and then.
  */
-function* loadNewestSnapshot(
-  io: FileIO,
+function* loadEntries(
+  snap: OpenedSnapshot,
   loader: SnapshotLoader,
-  tidy: boolean,
-  log: (line: string) => void,
   segments: number,
-  { onProgress, prefetchBytes = L.snapshotPrefetchBytesMin }: RecoverOptions,
-): Generator<ReplayProgress, { snapshot: LoadedSnapshot | null; rejected: string[] }> {
-  const rejected: string[] = [];
-  for (const s of listSnapshots(io, loader.dir, tidy)) {
-    const file = path.join(loader.dir, s.name);
-    // In shared memory: its chunks become arena blocks, which a snapshot's encoder worker reads.
-    // A large one is read by another thread while this one checks and loads what is in
-    // (src/prefetch.ts), unless reads go through a FileIO of the caller's (the fault-injection
-    // tests'): starting that thread takes ~20 ms.
-    const size = io === nodeIO ? readSize(io, file) : 0;
-    const prefetch = io === nodeIO && size >= prefetchBytes ? startPrefetch(file, size) : null;
-    try {
-      const bytes = prefetch?.bytes ?? readSegment(io, file, "shared");
-      const r = new SnapshotReader(file, prefetch ?? bytes);
-      if (r.header.rev !== s.rev) throw new CorruptionError("snapshot: revision does not match the file name", file, 0, r.header.rev);
-      const e = encoded(bytes);
-      loader.begin?.(Math.min(r.header.keys, Math.floor(bytes.length / MIN_ENTRY_BYTES)));
-      let lastKey: string | null = null;
-      let keys = 0;
-      const visit: EntryVisitor = (key, enc, vs, ve, rev, createRev, version, recordStart) => {
-        loader.entry(key, enc, vs, ve, rev, createRev, version, recordStart);
-        keys++;
-      };
-      for (let c = r.next(), n = 1; c !== null; c = r.next(), n++) {
-        lastKey = visitEntries(file, r.header.rev, c, e, lastKey, visit, loader.chunk);
-        if (n % chunksPerStep === 0) {
-          const p: ReplayProgress = { phase: "snapshot", segment: 0, segments, records: 0, rev: r.header.rev, keys, keysTotal: r.header.keys };
-          onProgress?.(p);
-          yield p;
-        }
-      }
-      loader.done();
-      return { snapshot: { file, header: r.header, bytes: bytes.length }, rejected };
-    } catch (err) {
-      if (!(err instanceof CorruptionError)) throw err; // EIO: refuse to open, as for a segment
-      loader.reset();
-      rejected.push(err.message);
-      log(`harmonydb: ${err.message}; trying an older snapshot`);
-    } finally {
-      prefetch?.close();
+  onProgress: RecoverOptions["onProgress"],
+): Generator<ReplayProgress, void> {
+  const { file, reader: r, bytes } = snap;
+  const e = encoded(bytes);
+  let lastKey: string | null = null;
+  let keys = 0;
+  const visit: EntryVisitor = (key, enc, vs, ve, rev, createRev, version, recordStart) => {
+    loader.entry(key, enc, vs, ve, rev, createRev, version, recordStart);
+    keys++;
+  };
+  for (let c = r.next(), n = 1; c !== null; c = r.next(), n++) {
+    lastKey = visitEntries(file, r.header.rev, c, e, lastKey, visit, loader.chunk);
+    if (n % chunksPerStep === 0) {
+      const p: ReplayProgress = { phase: "snapshot", segment: 0, segments, records: 0, rev: r.header.rev, keys, keysTotal: r.header.keys };
+      onProgress?.(p);
+      yield p;
     }
   }
-  return { snapshot: null, rejected };
+  loader.done();
 }
 
 /**
  * Where replay starts: segment 0 without a snapshot; with one at rev R, the last segment that starts
  * at or before R + 1 (those before it are covered; a crash may have left some of them).
  */
-function firstSegmentAfter(walDir: string, segments: SegmentFile[], snap: LoadedSnapshot | null, rejected: string[]): number {
+function firstSegmentAfter(walDir: string, segments: SegmentFile[], snap: OpenedSnapshot | null, rejected: string[]): number {
   if (snap === null) {
     const firstSeg = segments[0];
     if (rejected.length > 0 && firstSeg !== undefined && firstSeg.seq !== 1) {

@@ -33,14 +33,23 @@ export class SimLife {
   readonly snapshotRev: number;
 
   constructor(readonly io: FaultIO) {
-    const apply: Apply = (_rev, seg, start, end) => applyTo(this.state, seg, start, end);
+    // As open() does, the log is replayed before the snapshot's entries load: its changes are kept
+    // apart (null: deleted) and laid over the entries at the end.
+    const changes = new Map<string, string | null>();
+    const apply: Apply = (_rev, seg, start, end) =>
+      visitOps(seg, start, end, {
+        put: (key, e, s, en) => changes.set(key, hex(e.bytes.subarray(s, en))),
+        delete: (key) => changes.set(key, null),
+      });
     const snapshots = {
       dir: SNAP,
       entry: (key: string, e: { bytes: Uint8Array }, s: number, end: number) => this.state.set(key, hex(e.bytes.subarray(s, end))),
       done: () => {},
-      reset: () => this.state.clear(), // a damaged snapshot: recovery tries an older one
+      // A damaged snapshot: recovery tries an older one, and replays the log again after it.
+      reset: () => (this.state.clear(), changes.clear()),
     };
-    const rec = openLog(WAL, apply, { io, log: () => {}, newDbId: () => "sim-db", snapshots });
+    const rec = openLog(WAL, apply, { io, log: () => {}, newDbId: () => "sim-db", snapshots, logFirst: true });
+    for (const [key, value] of changes) value === null ? this.state.delete(key) : this.state.set(key, value);
     this.dbId = rec.dbId;
     this.snapshotRev = rec.snapshot?.rev ?? 0;
     this.recoveredRev = this.ackedRev = rec.lastRev;
@@ -116,13 +125,6 @@ export class SimLife {
 
 function hex(b: Uint8Array): string {
   return Buffer.from(b).toString("hex");
-}
-
-export function applyTo(state: Map<string, string>, seg: Parameters<typeof visitOps>[0], start: number, end: number): void {
-  visitOps(seg, start, end, {
-    put: (key, e, s, en) => state.set(key, hex(e.bytes.subarray(s, en))),
-    delete: (key) => state.delete(key),
-  });
 }
 
 /** A random write: a put, a delete or a batch, over a small key space so keys are overwritten. */
