@@ -1105,8 +1105,6 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
     // The log's changes are replayed while another thread still reads a large snapshot in.
     logFirst: true,
   });
-  index.finishReplay();
-  if (verifyEnabled) index.verify(rec.lastRev);
   const ring = R.createRing(o.ringBytes, o.limits.valueBytesMax + L.recordSlackBytes);
   const cfg: WriterConfig = {
     ...continueLog(rec),
@@ -1119,27 +1117,45 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
     commitDelayUs: o.commitDelayUs,
     ...(o.writerIO ? { ioModule: o.writerIO } : {}),
   };
-  const worker = await startWorker(cfg);
+  // The writer starts (~50 ms, mostly loading its modules, on another core) while the index is built.
+  const writer = startWorker(cfg);
+  try {
+    index.finishReplay();
+    if (verifyEnabled) index.verify(rec.lastRev);
+  } catch (err) {
+    void writer.worker.terminate();
+    throw err;
+  }
+  const worker = await writer.ready();
   const snapshot = rec.snapshot ? { rev: rec.snapshot.rev, keys: rec.snapshot.keys, bytes: rec.snapshot.bytes } : null;
   const recovery = { records: rec.records, segments: rec.segments, ms: performance.now() - t0, tornTail: rec.tornTail, snapshot };
   return new Db(dir, ring, worker, lock, o, rec.dbId, recovery, index, rec.lastRev, rec.walBytesAfterSnapshot);
 }
 
-function startWorker(cfg: WriterConfig): Promise<Worker> {
+/**
+ * Starts the writer worker; the function returned waits for it to report ready, at most
+ * workerStartMsMax from when it is called (open() builds the index in between, however long).
+ */
+function startWorker(cfg: WriterConfig): { worker: Worker; ready: () => Promise<Worker> } {
   const worker = new Worker(new URL("../workers/wal-writer.ts", import.meta.url), { workerData: cfg });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => fail(new WalFailedError("writer worker did not start")), L.workerStartMsMax);
-    const fail = (err: Error) => {
-      clearTimeout(timer);
-      void worker.terminate();
-      reject(err instanceof HarmonyError ? err : new WalFailedError(`writer worker failed to start: ${err.message}`, { cause: err }));
-    };
-    worker.once("error", fail);
+  const reported = new Promise<Worker>((resolve, reject) => {
+    worker.once("error", reject);
     worker.once("message", (m: { type?: string }) => {
-      clearTimeout(timer);
-      worker.off("error", fail);
+      worker.off("error", reject);
       if (m?.type === "ready") resolve(worker);
-      else fail(new Error(`unexpected first message ${JSON.stringify(m)}`));
+      else reject(new Error(`unexpected first message ${JSON.stringify(m)}`));
     });
   });
+  reported.catch(() => {}); // (seen by the waiter; open() may throw before it waits)
+  const ready = () =>
+    new Promise<Worker>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new WalFailedError("writer worker did not start")), L.workerStartMsMax);
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        void worker.terminate();
+        reject(err instanceof HarmonyError ? err : new WalFailedError(`writer worker failed to start: ${err.message}`, { cause: err }));
+      };
+      reported.then((w) => (clearTimeout(timer), resolve(w)), fail);
+    });
+  return { worker, ready };
 }

@@ -65,3 +65,19 @@ describe("fail-stop on write errors (fsyncgate: never retry on the same file)", 
     await db.close();
   });
 });
+
+test("a writer that cannot start fails open() with WalFailedError, and a later open finds everything", async () => {
+  const dir = tmpDir();
+  const db = await open(dir);
+  for (let i = 0; i < 10; i++) await db.put(`k${i}`, i);
+  await db.close();
+  // The worker cannot load its I/O module: it fails while open() builds the index.
+  const missing = path.join(import.meta.dir, "helpers/no-such-module.ts");
+  const err = await open(dir, { writerIO: { path: missing, options: null } }).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(WalFailedError);
+  expect((err as Error).message).toContain("writer worker failed to start");
+  const again = await open(dir); // the lock was released
+  expect(again.rev).toBe(10);
+  expect(again.get("k9")).toBe(9);
+  await again.close();
+});
