@@ -181,8 +181,9 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
 interface OpenedSnapshot {
   file: string;
   header: SnapshotHeader;
+  /** The whole file, in shared memory (a prefetch's fills in meanwhile). */
   bytes: Uint8Array;
-  reader: SnapshotReader;
+  source: Uint8Array | Prefetch;
 }
 
 /** What replaying the log found; a torn tail is repaired only once the snapshot under it has loaded. */
@@ -303,13 +304,27 @@ const MIN_ENTRY_BYTES = 6;
 /** Snapshot chunks to load between two yields to the event loop. */
 const chunksPerStep = 16;
 
+/** Read for a snapshot's header alone (it is a few hundred bytes). */
+const HEADER_READ_BYTES = 64 * 1024;
+
 /** Checks a snapshot's header; throws CorruptionError naming `file` if it is damaged. */
 function openSnapshot(io: FileIO, file: string, rev: number, prefetch: Prefetch | null): OpenedSnapshot {
   // In shared memory: its chunks become arena blocks, which a snapshot's encoder worker reads.
   const bytes = prefetch?.bytes ?? readSegment(io, file, "shared");
-  const reader = new SnapshotReader(file, prefetch ?? bytes);
-  if (reader.header.rev !== rev) throw new CorruptionError("snapshot: revision does not match the file name", file, 0, reader.header.rev);
-  return { file, header: reader.header, bytes, reader };
+  // With a prefetch, the header gets a small read of its own: the thread takes ~20 ms to start and
+  // more to read its first piece, and the log can be replayed meanwhile.
+  const header = prefetch ? readHeader(io, file) : new SnapshotReader(file, bytes).header;
+  if (header.rev !== rev) throw new CorruptionError("snapshot: revision does not match the file name", file, 0, header.rev);
+  return { file, header, bytes, source: prefetch ?? bytes };
+}
+
+function readHeader(io: FileIO, file: string): SnapshotHeader {
+  try {
+    return new SnapshotReader(file, io, HEADER_READ_BYTES).header;
+  } catch (err) {
+    if (err instanceof CorruptionError) throw err;
+    throw readFailure(file, err); // EIO: refuse to open, as for a segment
+  }
 }
 
 /**
@@ -322,7 +337,12 @@ function* loadEntries(
   segments: number,
   onProgress: RecoverOptions["onProgress"],
 ): Generator<ReplayProgress, void> {
-  const { file, reader: r, bytes } = snap;
+  const { file, bytes } = snap;
+  const r = new SnapshotReader(file, snap.source);
+  const h = snap.header;
+  if (r.header.rev !== h.rev || r.header.keys !== h.keys || r.header.db !== h.db) {
+    throw new CorruptionError("snapshot: the header changed while the file was read", file, 0, h.rev);
+  }
   const e = encoded(bytes);
   let lastKey: string | null = null;
   let keys = 0;
