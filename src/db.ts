@@ -1135,8 +1135,8 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
 }
 
 /**
- * Starts the writer worker; the function returned waits for it to report ready, at most
- * workerStartMsMax from when it is called (open() builds the index in between, however long).
+ * Starts the writer worker; `ready()` waits for it to report, at most workerStartMsMax from when it
+ * is called (open() builds the index in between, however long that takes).
  */
 function startWorker(cfg: WriterConfig): { worker: Worker; ready: () => Promise<Worker> } {
   const worker = new Worker(new URL("../workers/wal-writer.ts", import.meta.url), { workerData: cfg });
