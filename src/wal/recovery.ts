@@ -183,7 +183,8 @@ interface OpenedSnapshot {
   header: SnapshotHeader;
   /** The whole file, in shared memory (a prefetch's fills in meanwhile). */
   bytes: Uint8Array;
-  source: Uint8Array | Prefetch;
+  /** A reader of the whole file, or the prefetch to read the entries through once they are wanted. */
+  reader: SnapshotReader | Prefetch;
 }
 
 /** What replaying the log found; a torn tail is repaired only once the snapshot under it has loaded. */
@@ -313,9 +314,10 @@ function openSnapshot(io: FileIO, file: string, rev: number, prefetch: Prefetch 
   const bytes = prefetch?.bytes ?? readSegment(io, file, "shared");
   // With a prefetch, the header gets a small read of its own: the thread takes ~20 ms to start and
   // more to read its first piece, and the log can be replayed meanwhile.
-  const header = prefetch ? readHeader(io, file) : new SnapshotReader(file, bytes).header;
+  const reader = prefetch ?? new SnapshotReader(file, bytes);
+  const header = reader instanceof SnapshotReader ? reader.header : readHeader(io, file);
   if (header.rev !== rev) throw new CorruptionError("snapshot: revision does not match the file name", file, 0, header.rev);
-  return { file, header, bytes, source: prefetch ?? bytes };
+  return { file, header, bytes, reader };
 }
 
 function readHeader(io: FileIO, file: string): SnapshotHeader {
@@ -338,7 +340,7 @@ function* loadEntries(
   onProgress: RecoverOptions["onProgress"],
 ): Generator<ReplayProgress, void> {
   const { file, bytes } = snap;
-  const r = new SnapshotReader(file, snap.source);
+  const r = snap.reader instanceof SnapshotReader ? snap.reader : new SnapshotReader(file, snap.reader);
   const h = snap.header;
   if (r.header.rev !== h.rev || r.header.keys !== h.keys || r.header.db !== h.db) {
     throw new CorruptionError("snapshot: the header changed while the file was read", file, 0, h.rev);
