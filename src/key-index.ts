@@ -11,7 +11,7 @@ import * as L from "./limits.ts";
 import { RefTable, refAt, type RefPages } from "./ref-table.ts";
 import type { SnapshotLoader } from "./wal/recovery.ts";
 import { valueDecoder } from "./wal/cbor.ts";
-import { visitOps, type Encoded, type OpVisitor } from "./wal/decoder.ts";
+import { decodeKey, visitOps, type Encoded, type OpVisitor } from "./wal/decoder.ts";
 import { utf8Bytes, utf8Scratch, utf8ToScratch, type Op } from "./wal/encoder.ts";
 
 /** Plain UTF-16 code-unit order; faster than sorted-btree's type-checking default comparator. */
@@ -539,9 +539,7 @@ function scratchKey(key: string): number {
 }
 
 function keyOf(r: Located): string {
-  const b = r.b;
-  for (let i = r.keyStart; i < r.keyEnd; i++) if (b[i]! >= 0x80) return r.text.toString("utf8", r.keyStart, r.keyEnd);
-  return r.text.toString("latin1", r.keyStart, r.keyEnd);
+  return decodeKey(r.b, r.text, r.keyStart, r.keyEnd);
 }
 
 const TAG_UINT8ARRAY_0 = 0xd8;

@@ -101,7 +101,7 @@ export function visitOps(e: Encoded, start: number, end: number, visit: OpVisito
     const arity = readHead(b, cur, 4);
     if (arity !== 1 && arity !== 2) throw new Error(`operation with ${arity} fields`);
     const keyLen = readHead(b, cur, 3);
-    const key = readKey(e, skip(cur, keyLen), cur.pos);
+    const key = decodeKey(e.bytes, e.text, skip(cur, keyLen), cur.pos);
     if (arity === 1) {
       visit.delete(key);
     } else {
@@ -123,23 +123,27 @@ export function decodeOps(payload: Uint8Array): Op[] {
   return ops;
 }
 
-/** Keys are ASCII almost always: latin1 then is a plain byte-to-char copy, the cheapest decode. */
-export function readKey(e: Encoded, start: number, end: number): string {
-  const b = e.bytes;
-  for (let i = start; i < end; i++) if (b[i]! >= 0x80) return e.text.toString("utf8", start, end);
-  return e.text.toString("latin1", start, end);
+/**
+ * The key in bytes [start, end) of `b` (`text`: a Buffer over the same memory). Keys are ASCII
+ * almost always: latin1 then is a plain byte-to-char copy, the cheapest decode.
+ */
+export function decodeKey(b: Uint8Array, text: Buffer, start: number, end: number): string {
+  return isAscii(b, start, end) ? text.toString("latin1", start, end) : text.toString("utf8", start, end);
+}
+
+function isAscii(b: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (b[i]! >= 0x80) return false;
+  return true;
 }
 
 /**
- * readKey for bytes that stay in use as they are (a snapshot's records become arena blocks, looked
+ * decodeKey for bytes that stay in use as they are (a snapshot's records become arena blocks, looked
  * up by their key's bytes): throws unless they are the key's exact UTF-8 form. Invalid UTF-8 would
  * decode to U+FFFD, a string whose bytes differ from the record's.
  */
 export function readExactKey(e: Encoded, start: number, end: number): string {
   const b = e.bytes;
-  let ascii = true;
-  for (let i = start; ascii && i < end; i++) ascii = b[i]! < 0x80;
-  if (ascii) return e.text.toString("latin1", start, end);
+  if (isAscii(b, start, end)) return e.text.toString("latin1", start, end);
   const key = e.text.toString("utf8", start, end);
   const n = end - start;
   let same = utf8ToScratch(key) === n;
