@@ -1,7 +1,7 @@
 // Scenario: the frame checksum. Bun.hash.crc32 (native), our slicing-by-8 CRC-32 in JavaScript, and a
 // table-driven CRC-32C in JavaScript (what etcd/RocksDB use, which Bun does not expose natively).
 
-import { crc32, crc32Js } from "../src/wal/crc.ts";
+import { crc32, crc32Js } from "../src/codec/crc.ts";
 import * as B from "./lib.ts";
 
 const CALLS = B.numberFlag("calls", 1_000_000);

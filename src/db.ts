@@ -20,16 +20,16 @@ import {
   WalFailedError,
 } from "./errors.ts";
 import * as L from "./limits.ts";
-import { KeyIndex, type IndexView } from "./key-index.ts";
-import { footerPayload, headerPayload } from "./snapshot.ts";
-import { EncoderThread, snapshotChunks, type EncoderReply, type SnapshotChunks } from "./snapshot-encoder.ts";
-import { lockDir, type DirLock } from "./lock.ts";
+import { KeyIndex, type IndexView } from "./store/key-index.ts";
+import { footerPayload, headerPayload } from "./snapshot/file.ts";
+import { EncoderThread, snapshotChunks, type EncoderReply, type SnapshotChunks } from "./store/snapshot-encoder.ts";
+import { lockDir, type DirLock } from "./io/lock.ts";
 import { checkWatchOptions, historyEvents, keyFilter, Watcher, type WatchEvent, type WatchOptions } from "./watch.ts";
-import * as R from "./ring.ts";
-import { valueEncoder } from "./wal/cbor.ts";
-import { entryPayloadBytes, utf8, utf8Bytes, writeHead, type Op } from "./wal/encoder.ts";
-import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER, frameBytes, snapshotName } from "./wal/format.ts";
-import { nodeIO } from "./wal/file-io.ts";
+import * as R from "./wal/ring.ts";
+import { valueEncoder } from "./codec/cbor.ts";
+import { entryPayloadBytes, utf8, utf8Bytes, writeHead, type Op } from "./format/encoder.ts";
+import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER, frameBytes, snapshotName } from "./format/constants.ts";
+import { nodeIO } from "./io/file-io.ts";
 import { openLogAsync, type Apply, type ReplayProgress, type TornTail } from "./wal/recovery.ts";
 import { continueLog, type SyncMode, type WriterConfig } from "./wal/writer.ts";
 
@@ -236,7 +236,7 @@ export class Db {
   /** The running snapshot's pace, when automatic snapshots are on (snapshotPace). */
   private pace: SnapshotPace | null = null;
   private writeStalls = 0;
-  /** The snapshot encoder worker, once a snapshot needed it (src/snapshot-encoder.ts). */
+  /** The snapshot encoder worker, once a snapshot needed it (src/store/snapshot-encoder.ts). */
   private encoderThread: EncoderThread | null = null;
   private stalled = false;
   private head = R.START_POS;

@@ -2,11 +2,11 @@
 
 import * as path from "node:path";
 import { CompactedError, HarmonyError, InvalidArgumentError, WatchOverflowError } from "./errors.ts";
-import { materializeHandle, type ValueHandle } from "./key-index.ts";
-import { valueDecoder } from "./wal/cbor.ts";
-import { encoded, readFrame, viewOf, visitOps } from "./wal/decoder.ts";
-import { nodeIO } from "./wal/file-io.ts";
-import { HEADER_FRAME_OFFSET, TYPE_ENTRY } from "./wal/format.ts";
+import { materializeHandle, type ValueHandle } from "./store/key-index.ts";
+import { valueDecoder } from "./codec/cbor.ts";
+import { encoded, readFrame, viewOf, visitOps } from "./format/decoder.ts";
+import { nodeIO } from "./io/file-io.ts";
+import { HEADER_FRAME_OFFSET, TYPE_ENTRY } from "./format/constants.ts";
 import { listSegments } from "./wal/segment.ts";
 import * as L from "./limits.ts";
 

@@ -10,7 +10,7 @@ import {
   open,
   type Db,
 } from "../src/index.ts";
-import type { KeyIndex } from "../src/key-index.ts";
+import type { KeyIndex } from "../src/store/key-index.ts";
 import { tmpDir } from "./helpers/index.ts";
 
 async function withDb(fn: (db: Db, dir: string) => Promise<void>, opts = {}): Promise<void> {
@@ -107,7 +107,7 @@ describe("reads and writes", () => {
       const it = db.range({ prefix: "k" })[Symbol.iterator]();
       expect(it.next().value?.key).toBe("k1");
       await db.delete("k2");
-      await db.put("k4", 4); // a new key takes the deleted key's slot (src/ref-table.ts)
+      await db.put("k4", 4); // a new key takes the deleted key's slot (src/store/ref-table.ts)
       await db.put("k3", 33);
       expect([...{ [Symbol.iterator]: () => it }].map((e) => [e.key, e.value])).toEqual([
         ["k2", 2],

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { CRC_JS_BYTES_MAX, crc32, crc32Js } from "../src/wal/crc.ts";
+import { CRC_JS_BYTES_MAX, crc32, crc32Js } from "../src/codec/crc.ts";
 
 test("the JavaScript CRC-32 equals Bun.hash.crc32 at every length and alignment around the switch-over", () => {
   const seed = 0x9e3779b9;

@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError, HarmonyError, open } from "../src/index.ts";
-import { KeyIndex } from "../src/key-index.ts";
+import { KeyIndex } from "../src/store/key-index.ts";
 import { recover, type TornTail } from "../src/wal/recovery.ts";
 import {
   FUZZ_OPTS,

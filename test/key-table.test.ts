@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
-import { hashBytes, KeyTable } from "../src/key-table.ts";
-import { encoded, readExactKey } from "../src/wal/decoder.ts";
+import { hashBytes, KeyTable } from "../src/store/key-table.ts";
+import { encoded, readExactKey } from "../src/format/decoder.ts";
 import { rng } from "./helpers/fuzz.ts";
 
 // The table only ever sees (hash, slot) pairs; a key is its slot here, and `same` compares slots.

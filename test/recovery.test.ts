@@ -2,13 +2,13 @@ import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError, LockedError, WalFailedError, open, type OpenOptions } from "../src/index.ts";
-import { payloadEncoder } from "../src/wal/cbor.ts";
-import { encodeEntry, encodeFrame } from "../src/wal/encoder.ts";
-import { nodeIO, type FileIO } from "../src/wal/file-io.ts";
-import { MAGIC, TYPE_HEADER, segmentName } from "../src/wal/format.ts";
-import { crc32Js } from "../src/wal/crc.ts";
+import { payloadEncoder } from "../src/codec/cbor.ts";
+import { encodeEntry, encodeFrame } from "../src/format/encoder.ts";
+import { nodeIO, type FileIO } from "../src/io/file-io.ts";
+import { MAGIC, TYPE_HEADER, segmentName } from "../src/format/constants.ts";
+import { crc32Js } from "../src/codec/crc.ts";
 import { recover } from "../src/wal/recovery.ts";
-import { Prefetch } from "../src/prefetch.ts";
+import { Prefetch } from "../src/io/prefetch.ts";
 import { corrupt, flipByte, frameOffsets, lastSegment, segments, tmpDir, writeAt } from "./helpers/index.ts";
 
 const small: OpenOptions = { segmentBytes: 64 * 1024, log: () => {} };
@@ -121,7 +121,7 @@ describe("replay on open", () => {
   });
 
   test("thousands of records with byte-string values decode intact (pure-JS cbor-x)", async () => {
-    const { isNativeAccelerationEnabled } = await import("../src/wal/cbor.ts");
+    const { isNativeAccelerationEnabled } = await import("../src/codec/cbor.ts");
     expect(isNativeAccelerationEnabled).toBe(false);
     const dir = tmpDir();
     const db = await open(dir, { ...small, segmentBytes: 1024 * 1024 });

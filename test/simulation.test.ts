@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { FaultIO, PowerLoss, seeded, type Op as FaultOp } from "./helpers/fault-io.ts";
 import { LOSS_MODES, SNAP, SimLife, WAL, randomOps, stateAt } from "./helpers/sim.ts";
-import type { Op } from "../src/wal/encoder.ts";
+import type { Op } from "../src/format/encoder.ts";
 
 const SCENARIOS = Number(process.env.HARMONYDB_SIM_SCENARIOS ?? 300);
 const SEED = Number(process.env.HARMONYDB_SIM_SEED ?? Date.now() % 1_000_000);

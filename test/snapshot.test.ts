@@ -3,9 +3,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ClosedError, CompactedError, CorruptionError, NoSpaceError, SnapshotFailedError, open, type Db, type OpenOptions } from "../src/index.ts";
 import type { FailingOptions } from "./helpers/failing-io.ts";
-import { checkSnapshotFile, verifySnapshot } from "../src/snapshot.ts";
-import { nodeIO } from "../src/wal/file-io.ts";
-import { FRAME_HEADER_BYTES } from "../src/wal/format.ts";
+import { checkSnapshotFile, verifySnapshot } from "../src/snapshot/file.ts";
+import { nodeIO } from "../src/io/file-io.ts";
+import { FRAME_HEADER_BYTES } from "../src/format/constants.ts";
 import { flipByte, frameOffsets, lastSegment, segments, tmpDir, writeAt } from "./helpers/index.ts";
 
 /** Small segments and chunks, so a few thousand writes span many of both; no automatic snapshots. */

@@ -5,7 +5,7 @@ import { LockedError, open, type OpenOptions } from "../src/index.ts";
 import { compactedNote, dump, dumpSnapshot, jsonRecord, type JsonEntry, type JsonMarker, type JsonRecord } from "../src/tools/dump.ts";
 import { formatPointInTime, formatTruncateTail, pointInTime, truncateTail } from "../src/tools/repair.ts";
 import { formatVerify, verify, verifyExitCode } from "../src/tools/verify.ts";
-import { SEGMENT_NAME_RE } from "../src/wal/format.ts";
+import { SEGMENT_NAME_RE } from "../src/format/constants.ts";
 import { corrupt, flipByte, frameOffsets, lastSegment, segments, tmpDir, writeAt } from "./helpers/index.ts";
 
 const small: OpenOptions = { segmentBytes: 64 * 1024, log: () => {} };

@@ -2,8 +2,8 @@ import { expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { open } from "../src/index.ts";
-import { decodeHeader, decodeOps, payloadOf, readFrame } from "../src/wal/decoder.ts";
-import { FRAME_HEADER_BYTES, HEADER_FRAME_OFFSET, MAGIC, TYPE_ENTRY, TYPE_HEADER, segmentName } from "../src/wal/format.ts";
+import { decodeHeader, decodeOps, payloadOf, readFrame } from "../src/format/decoder.ts";
+import { FRAME_HEADER_BYTES, HEADER_FRAME_OFFSET, MAGIC, TYPE_ENTRY, TYPE_HEADER, segmentName } from "../src/format/constants.ts";
 import { GOLDEN_DB_ID, goldenSegment } from "./fixtures/golden.ts";
 import { tmpDir } from "./helpers/index.ts";
 

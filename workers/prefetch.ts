@@ -1,6 +1,6 @@
 // The prefetch worker: reads one file into shared memory for the main thread; a thin shell around
-// src/prefetch.ts.
+// src/io/prefetch.ts.
 
-import { servePrefetch } from "../src/prefetch.ts";
+import { servePrefetch } from "../src/io/prefetch.ts";
 
 servePrefetch();

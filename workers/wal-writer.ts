@@ -1,7 +1,7 @@
 // The writer worker: owns the WAL files; a thin shell around src/wal/writer.ts.
 
 import { parentPort, workerData } from "node:worker_threads";
-import { nodeIO, type FileIO } from "../src/wal/file-io.ts";
+import { nodeIO, type FileIO } from "../src/io/file-io.ts";
 import { WalWriter, type WriterConfig } from "../src/wal/writer.ts";
 
 const cfg = workerData as WriterConfig;

@@ -2,10 +2,10 @@
 
 import * as path from "node:path";
 import { CorruptionError, InvalidArgumentError } from "../errors.ts";
-import { listSnapshots, type SnapshotHeader } from "../snapshot.ts";
-import { valueDecoder } from "../wal/cbor.ts";
-import { snapshotName } from "../wal/format.ts";
-import { nodeIO } from "../wal/file-io.ts";
+import { listSnapshots, type SnapshotHeader } from "../snapshot/file.ts";
+import { valueDecoder } from "../codec/cbor.ts";
+import { snapshotName } from "../format/constants.ts";
+import { nodeIO } from "../io/file-io.ts";
 import { scanLog, scanSnapshot, snapDirOf, walDirOf, type LogRecord, type MarkerRecord, type Problem, type ScanResult, type SnapshotEntryRecord } from "./scan.ts";
 import { verdictOf, type VerifyResult } from "./verify.ts";
 

@@ -2,10 +2,10 @@
 
 import * as path from "node:path";
 import { assert } from "../assert.ts";
-import { lockDir } from "../lock.ts";
-import { allZero, findValidFrameAfter, readFrame, visitOps } from "../wal/decoder.ts";
-import { nodeIO } from "../wal/file-io.ts";
-import { FRAME_ALIGN_BYTES, HEADER_FRAME_OFFSET, SEGMENT_NAME_RE, TYPE_ENTRY, hex16 } from "../wal/format.ts";
+import { lockDir } from "../io/lock.ts";
+import { allZero, findValidFrameAfter, readFrame, visitOps } from "../format/decoder.ts";
+import { nodeIO } from "../io/file-io.ts";
+import { FRAME_ALIGN_BYTES, HEADER_FRAME_OFFSET, SEGMENT_NAME_RE, TYPE_ENTRY, hex16 } from "../format/constants.ts";
 import { dataEnd, recover, unusedBrokenPath, type TornTail } from "../wal/recovery.ts";
 import { checkingLoader, scanLog, snapDirOf, walDirOf, type Problem, type ScanResult } from "./scan.ts";
 import { pointInTimeBlocker, summaryLine, verify, verifyExitCode, type VerifyResult } from "./verify.ts";

@@ -4,12 +4,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert } from "../assert.ts";
 import { CorruptionError, InvalidArgumentError, WalFailedError } from "../errors.ts";
-import { listSnapshots, verifySnapshot, visitChunk, type EntryVisitor, type SnapshotEntry, type SnapshotHeader } from "../snapshot.ts";
-import { payloadDecoder } from "../wal/cbor.ts";
-import { decodeOps, encoded, payloadOf, visitOps, type OpVisitor } from "../wal/decoder.ts";
-import type { Op } from "../wal/encoder.ts";
-import { nodeIO } from "../wal/file-io.ts";
-import { FRAME_HEADER_BYTES, SNAP_NAME_RE } from "../wal/format.ts";
+import { listSnapshots, verifySnapshot, visitChunk, type EntryVisitor, type SnapshotEntry, type SnapshotHeader } from "../snapshot/file.ts";
+import { payloadDecoder } from "../codec/cbor.ts";
+import { decodeOps, encoded, payloadOf, visitOps, type OpVisitor } from "../format/decoder.ts";
+import type { Op } from "../format/encoder.ts";
+import { nodeIO } from "../io/file-io.ts";
+import { FRAME_HEADER_BYTES, SNAP_NAME_RE } from "../format/constants.ts";
 import { recover, type Apply, type RecoveryResult, type SnapshotLoader, type TornTail } from "../wal/recovery.ts";
 import { listSegments } from "../wal/segment.ts";
 

@@ -4,9 +4,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError } from "../errors.ts";
-import { listSnapshots, type SnapshotFile } from "../snapshot.ts";
-import { nodeIO } from "../wal/file-io.ts";
-import { SEGMENT_NAME_RE } from "../wal/format.ts";
+import { listSnapshots, type SnapshotFile } from "../snapshot/file.ts";
+import { nodeIO } from "../io/file-io.ts";
+import { SEGMENT_NAME_RE } from "../format/constants.ts";
 import type { TornTail } from "../wal/recovery.ts";
 import { scanLog, scanSnapshot, snapDirOf, type Problem, type ScanResult } from "./scan.ts";
 

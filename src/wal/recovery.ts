@@ -2,12 +2,12 @@
 
 import * as path from "node:path";
 import { CorruptionError, WalFailedError } from "../errors.ts";
-import { listSnapshots, SnapshotReader, visitEntries, type EntryVisitor, type SnapshotHeader } from "../snapshot.ts";
-import { allZero, decodeHeader, encoded, findValidFrameAfter, payloadOf, readFrame, viewOf, type Encoded } from "./decoder.ts";
-import type { SegmentHeader } from "./encoder.ts";
-import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, TYPE_SNAPSHOT_MARKER, hex16 } from "./format.ts";
-import { nodeIO, type FileIO } from "./file-io.ts";
-import { Prefetch } from "../prefetch.ts";
+import { listSnapshots, SnapshotReader, visitEntries, type EntryVisitor, type SnapshotHeader } from "../snapshot/file.ts";
+import { allZero, decodeHeader, encoded, findValidFrameAfter, payloadOf, readFrame, viewOf, type Encoded } from "../format/decoder.ts";
+import type { SegmentHeader } from "../format/encoder.ts";
+import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, TYPE_SNAPSHOT_MARKER, hex16 } from "../format/constants.ts";
+import { nodeIO, type FileIO } from "../io/file-io.ts";
+import { Prefetch } from "../io/prefetch.ts";
 import * as L from "../limits.ts";
 import { installSegment, listSegments, type SegmentFile } from "./segment.ts";
 
@@ -96,7 +96,7 @@ export interface RecoverOptions {
   io?: FileIO;
   /** Load the newest good snapshot from here first; without it, the WAL must start at revision 1. */
   snapshots?: SnapshotLoader;
-  /** A snapshot of at least this many bytes is read by another thread (src/prefetch.ts). */
+  /** A snapshot of at least this many bytes is read by another thread (src/io/prefetch.ts). */
   prefetchBytes?: number;
   /**
    * Replay the log after the newest snapshot's header checks out, before its entries: the log's
@@ -148,7 +148,7 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
   for (const s of loader ? listSnapshots(io, loader.dir, repair) : []) {
     const file = path.join(loader!.dir, s.name);
     // A large snapshot is read by another thread while this one replays the log (logFirst) and
-    // checks and loads what is in (src/prefetch.ts), unless reads go through a FileIO of the
+    // checks and loads what is in (src/io/prefetch.ts), unless reads go through a FileIO of the
     // caller's (the fault-injection tests'): starting that thread takes ~20 ms.
     const size = io === nodeIO ? readSize(io, file) : 0;
     const prefetch = io === nodeIO && size >= (opts.prefetchBytes ?? L.snapshotPrefetchBytesMin) ? startPrefetch(file, size) : null;

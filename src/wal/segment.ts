@@ -2,9 +2,9 @@
 
 import * as path from "node:path";
 import { CorruptionError } from "../errors.ts";
-import { encodeSegmentStart, type SegmentHeader } from "./encoder.ts";
-import type { FileIO } from "./file-io.ts";
-import { SEGMENT_NAME_RE, SPARE_NAME, segmentName } from "./format.ts";
+import { encodeSegmentStart, type SegmentHeader } from "../format/encoder.ts";
+import type { FileIO } from "../io/file-io.ts";
+import { SEGMENT_NAME_RE, SPARE_NAME, segmentName } from "../format/constants.ts";
 
 export interface SegmentFile {
   name: string;

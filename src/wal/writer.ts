@@ -3,10 +3,10 @@
 import * as path from "node:path";
 import { assert } from "../assert.ts";
 import * as L from "../limits.ts";
-import * as R from "../ring.ts";
-import { checkSnapshotFile, listSnapshots } from "../snapshot.ts";
-import { payloadEncoder } from "./cbor.ts";
-import { encodeFrame } from "./encoder.ts";
+import * as R from "./ring.ts";
+import { checkSnapshotFile, listSnapshots } from "../snapshot/file.ts";
+import { payloadEncoder } from "../codec/cbor.ts";
+import { encodeFrame } from "../format/encoder.ts";
 import {
   FORMAT_VERSION,
   FRAME_HEADER_BYTES,
@@ -20,8 +20,8 @@ import {
   TYPE_SNAPSHOT_MARKER,
   frameBytes,
   snapshotName,
-} from "./format.ts";
-import { nodeIO, type FileIO } from "./file-io.ts";
+} from "../format/constants.ts";
+import { nodeIO, type FileIO } from "../io/file-io.ts";
 import type { OpenLog } from "./recovery.ts";
 import { installSegment, listSegments } from "./segment.ts";
 

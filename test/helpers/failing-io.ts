@@ -2,7 +2,7 @@
 // once the trigger file exists, every call of one operation fails with the given errno.
 
 import * as fs from "node:fs";
-import { nodeIO, type FileIO } from "../../src/wal/file-io.ts";
+import { nodeIO, type FileIO } from "../../src/io/file-io.ts";
 
 export interface FailingOptions {
   op: "pwrite" | "fdatasync" | "openWrite";

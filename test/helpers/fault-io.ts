@@ -2,7 +2,7 @@
 // written, can "lose power" in the ways disks do, and fails calls with EIO/ENOSPC on demand.
 
 import * as path from "node:path";
-import type { FileIO } from "../../src/wal/file-io.ts";
+import type { FileIO } from "../../src/io/file-io.ts";
 
 interface SimFile {
   /** What a read sees now. */

@@ -5,10 +5,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { open, type Db, type OpenOptions } from "../../src/index.ts";
-import { payloadDecoder, payloadEncoder, valueDecoder, valueEncoder } from "../../src/wal/cbor.ts";
-import { crc32 } from "../../src/wal/crc.ts";
-import { decodeHeader, payloadOf, readFrame } from "../../src/wal/decoder.ts";
-import { sealFrame, writeHead } from "../../src/wal/encoder.ts";
+import { payloadDecoder, payloadEncoder, valueDecoder, valueEncoder } from "../../src/codec/cbor.ts";
+import { crc32 } from "../../src/codec/crc.ts";
+import { decodeHeader, payloadOf, readFrame } from "../../src/format/decoder.ts";
+import { sealFrame, writeHead } from "../../src/format/encoder.ts";
 import {
   FRAME_HEADER_BYTES,
   FRAME_LEN_OFFSET,
@@ -23,7 +23,7 @@ import {
   frameBytes,
   segmentName,
   snapshotName,
-} from "../../src/wal/format.ts";
+} from "../../src/format/constants.ts";
 import { frameOffsets, segments, tmpDir } from "./index.ts";
 
 export const FUZZ_OPTS: OpenOptions = { segmentBytes: 64 * 1024, log: () => {} };
@@ -825,7 +825,7 @@ export function splitSnap(bytes: Uint8Array): { frames: SnapFrame[]; layout: Fra
   return { frames, layout, rest: bytes.slice(Math.min(off, bytes.length)) };
 }
 
-/** Magic, then each frame sealed with a valid CRC (src/wal/encoder.ts sealFrame), then `rest`. */
+/** Magic, then each frame sealed with a valid CRC (src/format/encoder.ts sealFrame), then `rest`. */
 export function joinSnap(frames: SnapFrame[], rest: Uint8Array = new Uint8Array(0)): Uint8Array {
   const size = MAGIC_BYTES + frames.reduce((n, f) => n + frameBytes(f.payload.length), 0);
   const out = new Uint8Array(size + rest.length);

@@ -3,8 +3,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { readFrame } from "../../src/wal/decoder.ts";
-import { HEADER_FRAME_OFFSET, SEGMENT_NAME_RE } from "../../src/wal/format.ts";
+import { readFrame } from "../../src/format/decoder.ts";
+import { HEADER_FRAME_OFFSET, SEGMENT_NAME_RE } from "../../src/format/constants.ts";
 
 const made: string[] = [];
 

@@ -1,11 +1,11 @@
 // A deterministic simulation of the write path over FaultIO: the real WalWriter and the real
 // recovery, driven step by step in this thread, with an oracle of every write and every ack.
 
-import * as R from "../../src/ring.ts";
-import { ChunkEncoder, footerPayload, headerPayload } from "../../src/snapshot.ts";
-import { visitOps } from "../../src/wal/decoder.ts";
-import { entryPayloadBytes, utf8Bytes, type Op } from "../../src/wal/encoder.ts";
-import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER, frameBytes } from "../../src/wal/format.ts";
+import * as R from "../../src/wal/ring.ts";
+import { ChunkEncoder, footerPayload, headerPayload } from "../../src/snapshot/file.ts";
+import { visitOps } from "../../src/format/decoder.ts";
+import { entryPayloadBytes, utf8Bytes, type Op } from "../../src/format/encoder.ts";
+import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER, frameBytes } from "../../src/format/constants.ts";
 import { openLog, type Apply } from "../../src/wal/recovery.ts";
 import { WalWriter, continueLog } from "../../src/wal/writer.ts";
 import { FaultIO, type LossMode } from "./fault-io.ts";

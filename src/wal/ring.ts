@@ -8,10 +8,10 @@
 // fdatasync with sync "always"). Only then may the main thread reuse the space and resolve the writes.
 // The plain writes to `data` before an Atomics.store are visible after the Atomics.load that reads it.
 
-import { assert } from "./assert.ts";
-import { copyBytes } from "./bytes.ts";
-import { sealFrame, writeEntryPayload, type Op } from "./wal/encoder.ts";
-import { FRAME_HEADER_BYTES, FRAME_TYPE_OFFSET, TYPE_ENTRY, frameBytes } from "./wal/format.ts";
+import { assert } from "../assert.ts";
+import { copyBytes } from "../bytes.ts";
+import { sealFrame, writeEntryPayload, type Op } from "../format/encoder.ts";
+import { FRAME_HEADER_BYTES, FRAME_TYPE_OFFSET, TYPE_ENTRY, frameBytes } from "../format/constants.ts";
 
 /** Int32 slots at the start of the buffer. */
 export const HEAD = 0; // written by main: bytes published

@@ -1,8 +1,8 @@
 // Bytes → records + a verdict for each position. Pure: never throws on bad bytes, never allocates
 // more than the input already holds.
 
-import { payloadDecoder } from "./cbor.ts";
-import { crc32 } from "./crc.ts";
+import { payloadDecoder } from "../codec/cbor.ts";
+import { crc32 } from "../codec/crc.ts";
 import { utf8Scratch, utf8ToScratch, type Op, type SegmentHeader } from "./encoder.ts";
 import {
   FRAME_ALIGN_BYTES,
@@ -14,7 +14,7 @@ import {
   TYPE_HEADER,
   TYPE_MAX,
   frameBytes,
-} from "./format.ts";
+} from "./constants.ts";
 
 export type FrameVerdict =
   | { kind: "frame"; type: number; rev: number; crc: number; start: number; len: number; next: number }

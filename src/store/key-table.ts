@@ -1,5 +1,5 @@
 // Key → slot for point reads: open addressing with linear probing over two Int32Arrays, each key's
-// hash and its slot (src/ref-table.ts). Keys themselves are not kept here: a bucket whose hash
+// hash and its slot (src/store/ref-table.ts). Keys themselves are not kept here: a bucket whose hash
 // matches is confirmed by the caller against the key in the record its slot points at, a record the
 // caller reads next anyway. Deletes shift the rest of the cluster back, so there are no tombstones.
 //
@@ -7,7 +7,7 @@
 // ~1.8 µs of a put's ~3.6 µs of index work (two or three cache misses: its bucket, its entry, the
 // stored key's characters), and its storage took ~52 MB; this table takes 16 MB (docs/design-notes.md).
 
-import { assert } from "./assert.ts";
+import { assert } from "../assert.ts";
 
 /** At most this fraction of buckets in use; then the table doubles. */
 const LOAD_MAX = 0.6;

@@ -15,9 +15,9 @@
 // block table (`view()`): a dropped block stays alive for them, and is never reused. Blocks are
 // SharedArrayBuffers, which a snapshot's encoder worker reads.
 
-import { assert } from "./assert.ts";
-import { copyBytes } from "./bytes.ts";
-import { headBytes, writeHead, writeText } from "./wal/encoder.ts";
+import { assert } from "../assert.ts";
+import { copyBytes } from "../bytes.ts";
+import { headBytes, writeHead, writeText } from "../format/encoder.ts";
 
 /** Offsets within a block are below this: refs are block × REF_SPAN + offset. */
 export const REF_SPAN = 2 ** 26;
@@ -186,7 +186,7 @@ export class Arena {
   }
 
   private newBlock(size: number): number {
-    // Shared memory, so that a snapshot's records are copied out by a worker (src/snapshot-encoder.ts).
+    // Shared memory, so that a snapshot's records are copied out by a worker (src/store/snapshot-encoder.ts).
     return this.addBlock(new Uint8Array(new SharedArrayBuffer(size)), 0);
   }
 

@@ -3,16 +3,16 @@
 // open() verifies and loads the newest good one (src/wal/recovery.ts).
 
 import * as path from "node:path";
-import { wideCounts, type Located } from "./arena.ts";
-import { assert } from "./assert.ts";
-import { copyBytes } from "./bytes.ts";
-import { batchOpsMax } from "./limits.ts";
-import { CorruptionError, WalFailedError } from "./errors.ts";
-import { payloadDecoder, payloadEncoder } from "./wal/cbor.ts";
-import { readExactKey, readFrame, readHead, skip, viewOf, type Encoded, type FrameVerdict } from "./wal/decoder.ts";
-import { headBytes, utf8Bytes, writeHead, writeText } from "./wal/encoder.ts";
-import type { FileIO } from "./wal/file-io.ts";
-import { Prefetch } from "./prefetch.ts";
+import { wideCounts, type Located } from "../store/arena.ts";
+import { assert } from "../assert.ts";
+import { copyBytes } from "../bytes.ts";
+import { batchOpsMax } from "../limits.ts";
+import { CorruptionError, WalFailedError } from "../errors.ts";
+import { payloadDecoder, payloadEncoder } from "../codec/cbor.ts";
+import { readExactKey, readFrame, readHead, skip, viewOf, type Encoded, type FrameVerdict } from "../format/decoder.ts";
+import { headBytes, utf8Bytes, writeHead, writeText } from "../format/encoder.ts";
+import type { FileIO } from "../io/file-io.ts";
+import { Prefetch } from "../io/prefetch.ts";
 import {
   FORMAT_VERSION,
   FRAME_HEADER_BYTES,
@@ -24,7 +24,7 @@ import {
   TYPE_SNAP_CHUNK,
   TYPE_SNAP_FOOTER,
   TYPE_SNAP_HEADER,
-} from "./wal/format.ts";
+} from "../format/constants.ts";
 
 export interface SnapshotHeader {
   v: number;
@@ -87,7 +87,7 @@ export class ChunkEncoder {
 
   /**
    * Adds one whole arena record (as located: bytes [start, end) of `r.b`); as add(). A record
-   * replay left with 8-byte counts (src/arena.ts) is written with the shortest ones.
+   * replay left with 8-byte counts (src/store/arena.ts) is written with the shortest ones.
    */
   addRecord(r: Located): Uint8Array | null {
     const { b, start, end } = r;

@@ -4,8 +4,8 @@
 // is slow), before parsing could start; now the two overlap.
 
 import { parentPort, Worker, workerData } from "node:worker_threads";
-import { WalFailedError } from "./errors.ts";
-import { nodeIO } from "./wal/file-io.ts";
+import { WalFailedError } from "../errors.ts";
+import { nodeIO } from "./file-io.ts";
 
 /** The file is read in pieces of this size; the reader sees each as soon as it is in. */
 const PIECE_BYTES = 4 * 1024 * 1024;
@@ -46,7 +46,7 @@ export class Prefetch {
   ) {
     this.bytes = new Uint8Array(new SharedArrayBuffer(size));
     const job: PrefetchJob = { file, bytes: this.bytes, ctl: this.ctl, error: this.error };
-    this.worker = new Worker(new URL("../workers/prefetch.ts", import.meta.url), { workerData: job });
+    this.worker = new Worker(new URL("../../workers/prefetch.ts", import.meta.url), { workerData: job });
   }
 
   /** Waits until bytes [0, end) are in. Throws WalFailedError if the read failed. */

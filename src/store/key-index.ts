@@ -1,18 +1,18 @@
 // The in-memory index of durable data: a hash map for point reads and a B-tree (sorted-btree) for
-// order, both from key to a slot (src/ref-table.ts) holding the ref into the arena (src/arena.ts)
+// order, both from key to a slot (src/store/ref-table.ts) holding the ref into the arena (src/store/arena.ts)
 // where the key's record lives.
 
 import BTree from "sorted-btree";
 import { bulkLoad } from "sorted-btree/extended/bulkLoad";
 import { Arena, locate, recordKeyIs, REF_SPAN, type Blocks, type Located } from "./arena.ts";
-import { assert } from "./assert.ts";
+import { assert } from "../assert.ts";
 import { hashBytes, KeyTable } from "./key-table.ts";
-import * as L from "./limits.ts";
+import * as L from "../limits.ts";
 import { RefTable, refAt, type RefPages } from "./ref-table.ts";
-import type { SnapshotLoader } from "./wal/recovery.ts";
-import { valueDecoder } from "./wal/cbor.ts";
-import { decodeKey, visitOps, type Encoded, type OpVisitor } from "./wal/decoder.ts";
-import { utf8Bytes, utf8Scratch, utf8ToScratch, type Op } from "./wal/encoder.ts";
+import type { SnapshotLoader } from "../wal/recovery.ts";
+import { valueDecoder } from "../codec/cbor.ts";
+import { decodeKey, visitOps, type Encoded, type OpVisitor } from "../format/decoder.ts";
+import { utf8Bytes, utf8Scratch, utf8ToScratch, type Op } from "../format/encoder.ts";
 
 /** Plain UTF-16 code-unit order; faster than sorted-btree's type-checking default comparator. */
 function compareKeys(a: string, b: string): number {

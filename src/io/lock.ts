@@ -3,7 +3,7 @@
 import { dlopen, FFIType, read } from "bun:ffi";
 import * as fs from "node:fs";
 import * as os from "node:os";
-import { LockedError } from "./errors.ts";
+import { LockedError } from "../errors.ts";
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;

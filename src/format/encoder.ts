@@ -4,8 +4,8 @@
 
 import { assert } from "../assert.ts";
 import { copyBytes } from "../bytes.ts";
-import { payloadEncoder } from "./cbor.ts";
-import { crc32 } from "./crc.ts";
+import { payloadEncoder } from "../codec/cbor.ts";
+import { crc32 } from "../codec/crc.ts";
 import {
   FORMAT_VERSION,
   FRAME_CRC_OFFSET,
@@ -19,7 +19,7 @@ import {
   TYPE_ENTRY,
   TYPE_HEADER,
   frameBytes,
-} from "./format.ts";
+} from "./constants.ts";
 
 /**
  * One operation of an entry: [key, value] puts, [key] deletes. `value` is the CBOR encoding of the

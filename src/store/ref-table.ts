@@ -3,7 +3,7 @@
 // neither structure (a B-tree set is ~20 cache-missing string compares, and after a clone it copies
 // the path). Views share the table's pages copy-on-write, as the B-tree shares its nodes.
 
-import { assert } from "./assert.ts";
+import { assert } from "../assert.ts";
 
 const PAGE_BITS = 10;
 /** Slots per page: 8 KiB of refs, copied when first written after a view. */

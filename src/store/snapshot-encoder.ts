@@ -1,6 +1,6 @@
 // Encoding a snapshot's chunks off the main thread: the main thread walks its view of the index in
 // key order and hands the records' refs to a worker (workers/snapshot-encoder.ts), which copies the
-// records out of the arena's blocks (SharedArrayBuffers, src/arena.ts) into chunks and hands them
+// records out of the arena's blocks (SharedArrayBuffers, src/store/arena.ts) into chunks and hands them
 // back; the main thread passes them on to the writer. Copying 1M records scattered by overwrites
 // cost the main thread 1.5-3 ms per 256 KiB chunk, ~1 s per snapshot, which it now spends on
 // writes. A small snapshot is encoded on the main thread instead: starting the worker takes
@@ -10,8 +10,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import { parentPort, type MessagePort } from "node:worker_threads";
 import { locate, type Blocks } from "./arena.ts";
-import * as L from "./limits.ts";
-import { ChunkEncoder } from "./snapshot.ts";
+import * as L from "../limits.ts";
+import { ChunkEncoder } from "../snapshot/file.ts";
 
 /** Main thread → encoder. */
 export type EncoderRequest =
@@ -210,7 +210,7 @@ export class EncoderThread {
     if (this.worker !== null && this.failed === null) return this.worker;
     this.terminate();
     this.failed = null;
-    const w = new Worker(new URL("../workers/snapshot-encoder.ts", import.meta.url));
+    const w = new Worker(new URL("../../workers/snapshot-encoder.ts", import.meta.url));
     // Events of a worker replaced since (after a failure) are its own business.
     w.onmessage = (e: MessageEvent<EncoderReply>) => {
       if (this.worker !== w) return;
