@@ -3,7 +3,7 @@
 // open() verifies and loads the newest good one (src/wal/recovery.ts).
 
 import * as path from "node:path";
-import { wideCounts, type Located } from "../store/arena.ts";
+import { wideCounts, type Located } from "../format/record.ts";
 import { assert } from "../assert.ts";
 import { copyBytes } from "../bytes.ts";
 import { batchOpsMax } from "../limits.ts";

@@ -4,7 +4,8 @@
 
 import BTree from "sorted-btree";
 import { bulkLoad } from "sorted-btree/extended/bulkLoad";
-import { Arena, locate, recordKeyIs, REF_SPAN, type Blocks, type Located } from "./arena.ts";
+import { Arena, locate, recordKeyIs, REF_SPAN, type Blocks } from "./arena.ts";
+import type { Located } from "../format/record.ts";
 import { assert } from "../assert.ts";
 import { hashBytes, KeyTable } from "./key-table.ts";
 import * as L from "../limits.ts";
