@@ -1,10 +1,12 @@
 // The embedded API: open() and the types and errors a caller needs. Everything else is internal.
 
-import { Db, openDb, type OpenOptions } from "./db.ts";
+import type { Db } from "./db.ts";
+import { openDb } from "./open.ts";
+import type { OpenOptions } from "./options.ts";
 
-export type { BatchOp, Entry, Histogram, Limits, OpenOptions, RangeOptions, SnapshotInfo, Stats, WriteOptions } from "./db.ts";
-export type { ReplayProgress, TornTail } from "./wal/recovery.ts";
-export type { SyncMode } from "./wal/writer.ts";
+export type { Db } from "./db.ts";
+export type { OpenOptions } from "./options.ts";
+export type { BatchOp, Entry, Histogram, Limits, RangeOptions, ReplayProgress, SnapshotInfo, Stats, SyncMode, TornTail, WriteOptions } from "./types.ts";
 export type { ErrorCode } from "./errors.ts";
 export type { WatchEvent, WatchOptions } from "./watch.ts";
 export {
@@ -24,7 +26,6 @@ export {
   WalFailedError,
   WatchOverflowError,
 } from "./errors.ts";
-export { Db };
 
 /**
  * Opens (creating if needed) the database in `dir`: takes the LOCK, replays the WAL, starts the

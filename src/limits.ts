@@ -123,3 +123,10 @@ export const workerStartMsMax = 30_000;
 assert(ringBytesDefault >= 2 * recordBytesMax, "ring holds two largest records");
 assert((ringBytesDefault & (ringBytesDefault - 1)) === 0, "ring size is a power of two");
 assert(segmentBytesDefault % 8 === 0 && spareChunkBytes % 8 === 0, "8-byte alignment");
+
+/** The limits a database enforces on writes (open()'s `limits`, each at most the default above). */
+export interface Limits {
+  keyBytesMax: number;
+  valueBytesMax: number;
+  batchOpsMax: number;
+}

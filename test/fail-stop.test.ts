@@ -1,7 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { NoSpaceError, WalFailedError, open } from "../src/index.ts";
+import { NoSpaceError, WalFailedError } from "../src/index.ts";
+// The writer's file I/O is replaced through a test hook (writerIO).
+import { openForTest as open } from "../src/testing.ts";
 import type { FailingOptions } from "./helpers/failing-io.ts";
 import { tmpDir } from "./helpers/index.ts";
 

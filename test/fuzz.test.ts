@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError, HarmonyError, open } from "../src/index.ts";
+import { openForTest } from "../src/testing.ts";
 import { KeyIndex } from "../src/store/key-index.ts";
 import { recover, type TornTail } from "../src/wal/recovery.ts";
 import {
@@ -385,7 +386,7 @@ function replaySnap(dir: string): SnapOutcome {
 async function viaOpenSnap(dir: string, problems: string[]): Promise<SnapOutcome> {
   let db;
   try {
-    db = await open(dir, SNAP_OPTS);
+    db = await openForTest(dir, SNAP_OPTS);
   } catch (err) {
     return { kind: "error", err };
   }

@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { CompactedError, open, WatchOverflowError, type Db, type WatchEvent } from "../src/index.ts";
+import { openForTest } from "../src/testing.ts";
 import { isLoopback, parseConfig } from "../src/server/config.ts";
 import { createHandler, kvBodyBytesMax, type ServerState } from "../src/server/http.ts";
 import { createLogger } from "../src/server/log.ts";
@@ -453,7 +454,7 @@ test("/readyz turns 503 once the WAL fails; writes answer 503, reads go on", asy
   const dir = tmpDir();
   const trigger = path.join(dir, "fail-now");
   const options: FailingOptions = { op: "fdatasync", code: "EIO", trigger };
-  const db = await open(dir, { writerIO: { path: path.resolve(import.meta.dir, "helpers/failing-io.ts"), options } });
+  const db = await openForTest(dir, { writerIO: { path: path.resolve(import.meta.dir, "helpers/failing-io.ts"), options } });
   try {
     const h = createHandler({ db, progress: null });
     const put = (k: string) => h(new Request(`http://x/v1/kv/${k}`, { method: "PUT", body: "1", headers: JSON_TYPE }));

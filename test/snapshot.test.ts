@@ -1,7 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ClosedError, CompactedError, CorruptionError, NoSpaceError, SnapshotFailedError, open, type Db, type OpenOptions } from "../src/index.ts";
+import { ClosedError, CompactedError, CorruptionError, NoSpaceError, SnapshotFailedError, type Db } from "../src/index.ts";
+// Snapshot tests use the test hooks (small chunks, no encoder or prefetch thresholds).
+import { openForTest as open, type TestOptions as OpenOptions } from "../src/testing.ts";
 import type { FailingOptions } from "./helpers/failing-io.ts";
 import { checkSnapshotFile, verifySnapshot } from "../src/snapshot/file.ts";
 import { nodeIO } from "../src/io/file-io.ts";
@@ -306,7 +308,7 @@ describe("the snapshot encoder worker", () => {
     try {
       await load(db, 2000);
       const running = db.snapshot();
-      (db as unknown as { encoderThread: { terminate(): void } }).encoderThread.terminate();
+      (db as unknown as { snapshots: { encoderThread: { terminate(): void } } }).snapshots.encoderThread.terminate();
       await expect(running).rejects.toBeInstanceOf(SnapshotFailedError);
       expect(db.stats().snapshot.lastError).toContain("snapshot encoder");
       await load(db, 200, 2000);

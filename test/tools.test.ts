@@ -1,7 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { LockedError, open, type OpenOptions } from "../src/index.ts";
+import { LockedError } from "../src/index.ts";
+// Small snapshot chunks (a test hook) so the tools see several.
+import { openForTest as open, type TestOptions as OpenOptions } from "../src/testing.ts";
 import { compactedNote, dump, dumpSnapshot, jsonRecord, type JsonEntry, type JsonMarker, type JsonRecord } from "../src/tools/dump.ts";
 import { formatPointInTime, formatTruncateTail, pointInTime, truncateTail } from "../src/tools/repair.ts";
 import { formatVerify, verify, verifyExitCode } from "../src/tools/verify.ts";

@@ -1,7 +1,7 @@
 // The HTTP front as a fetch handler: (Request) → Response, testable without a socket.
 
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { BatchOp, Db, RangeOptions } from "../db.ts";
+import type { BatchOp, Db, RangeOptions } from "../index.ts";
 import { CompactedError, ConflictError, HarmonyError } from "../errors.ts";
 import { recordBytesMax, valueBytesMax } from "../limits.ts";
 import type { ReplayProgress } from "../wal/recovery.ts";

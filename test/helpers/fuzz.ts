@@ -5,6 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { open, type Db, type OpenOptions } from "../../src/index.ts";
+import { openForTest, type TestOptions } from "../../src/testing.ts";
 import { payloadDecoder, payloadEncoder, valueDecoder, valueEncoder } from "../../src/codec/cbor.ts";
 import { crc32 } from "../../src/codec/crc.ts";
 import { decodeHeader, payloadOf, readFrame } from "../../src/format/decoder.ts";
@@ -679,7 +680,7 @@ export function predict(seed: SeedDb, files: WalFiles, others: SeedDb[] = []): E
 // the spec alone (its own CBOR heads, checks and replay of the history) and says what open() must
 // make of the directory: refuse, or open with exactly the state the file and the log describe.
 
-export const SNAP_OPTS: OpenOptions = { segmentBytes: 64 * 1024, snapshotEveryBytes: 0, snapshotChunkBytes: 512, snapshotWorkerBytes: 0, log: () => {} };
+export const SNAP_OPTS: TestOptions = { segmentBytes: 64 * 1024, snapshotEveryBytes: 0, snapshotChunkBytes: 512, snapshotWorkerBytes: 0, log: () => {} };
 
 /** A key as recovery must leave it: value and all three revisions. */
 export interface SnapEntry {
@@ -731,7 +732,7 @@ async function writeMixed(db: Db, r: Rng, keys: string[], history: HistOp[][], n
 export async function buildSnapSeed(r: Rng): Promise<SnapSeed> {
   const dir = tmpDir("harmonydb-fuzz-snapseed-");
   try {
-    const db = await open(dir, SNAP_OPTS);
+    const db = await openForTest(dir, SNAP_OPTS);
     const history: HistOp[][] = [];
     let snapRev: number;
     let state: SnapState;

@@ -4,10 +4,12 @@
 import * as R from "../../src/wal/ring.ts";
 import { ChunkEncoder, footerPayload, headerPayload } from "../../src/snapshot/file.ts";
 import { visitOps } from "../../src/format/decoder.ts";
-import { entryPayloadBytes, utf8Bytes, type Op } from "../../src/format/encoder.ts";
-import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER, frameBytes } from "../../src/format/constants.ts";
+import type { Op } from "../../src/format/encoder.ts";
+import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER } from "../../src/format/constants.ts";
 import { openLog, type Apply } from "../../src/wal/recovery.ts";
 import { WalWriter, continueLog } from "../../src/wal/writer.ts";
+import { WritePipeline } from "../../src/write/pipeline.ts";
+import { NO_CONDS } from "../../src/write/validate.ts";
 import { FaultIO, type LossMode } from "./fault-io.ts";
 
 export const WAL = "/sim/wal";
@@ -15,17 +17,17 @@ export const SNAP = "/sim/snap";
 const SEGMENT_BYTES = 16 * 1024;
 const KEYS = 40;
 
-/** One database life: open (recover) on `io`, then writes and writer steps until a crash. */
+/**
+ * One database life: open (recover) on `io`, then writes and writer steps until a crash. Writes
+ * and snapshot frames go through the real WritePipeline, as db.put and db.snapshot() send them;
+ * the simulator stands in for the pipeline's waiter (poll() after each writer step) and the index.
+ */
 export class SimLife {
   readonly state = new Map<string, string>();
   readonly writer: WalWriter;
   readonly ring = R.createRing(64 * 1024, 16 * 1024);
   readonly recoveredRev: number;
-  private head = R.START_POS;
-  private nextRev: number;
-  private readonly inFlight: { end: number; rev: number }[] = [];
-  /** Snapshot frames waiting for room in the ring, in order. */
-  private readonly frames: { type: number; rev: number; payload: Uint8Array }[] = [];
+  readonly pipeline: WritePipeline;
   private readonly dbId: string;
   /** The highest revision whose fdatasync returned (acknowledged to its writer). */
   ackedRev: number;
@@ -53,7 +55,14 @@ export class SimLife {
     this.dbId = rec.dbId;
     this.snapshotRev = rec.snapshot?.rev ?? 0;
     this.recoveredRev = this.ackedRev = rec.lastRev;
-    this.nextRev = rec.lastRev + 1;
+    this.pipeline = new WritePipeline(this.ring, 16 * 1024, rec.lastRev, {
+      revOf: () => {
+        throw new Error("the simulation writes without conditions or deletes of one key");
+      },
+      apply: (rev) => (this.ackedRev = rev), // acknowledged: its fdatasync returned
+      keepAlive: () => {},
+      afterAck: () => {},
+    });
     this.writer = new WalWriter(
       {
         ...continueLog(rec),
@@ -69,57 +78,47 @@ export class SimLife {
     );
   }
 
-  /** Frames one write into the ring, as the main thread does; null when the ring is full. */
-  submit(ops: Op[]): number | null {
-    const keyBytes = ops.map((op) => utf8Bytes(op[0]));
-    const len = entryPayloadBytes(ops, keyBytes);
-    if (frameBytes(len) > this.ring.capacity - R.diff(this.head, Atomics.load(this.ring.ctl, R.ACKED))) return null;
-    const rev = this.nextRev++;
-    this.head = R.putEntry(this.ring, this.head, rev, ops, keyBytes, len);
-    Atomics.store(this.ring.ctl, R.HEAD, this.head);
-    this.inFlight.push({ end: this.head, rev });
-    return rev;
+  /**
+   * Hands one write to the pipeline, as db.batch() does: framed into the ring now, or queued until
+   * acknowledgements free room. Its promise, or null once the store failed (db.batch() refuses then).
+   */
+  submit(ops: Op[]): Promise<unknown> | null {
+    if (this.pipeline.failure) return null;
+    const p = this.pipeline.submit(ops, NO_CONDS, false);
+    p.catch(() => {}); // a write failed by the writer's failure: the oracle only counts acknowledgements
+    return p;
   }
 
   /**
-   * Queues a snapshot of `state` (the state at `rev`, which must be durable) as db.snapshot()
-   * frames it: header, small chunks, footer. They reach the ring as room allows, between writes.
+   * Sends a snapshot of `state` (the state at `rev`, which must be durable) through the pipeline's
+   * frame entry, as db.snapshot() does: header, small chunks, footer. They reach the ring as room
+   * allows, ahead of queued writes.
    */
   snapshot(rev: number, state: Map<string, string>): void {
+    const send = (type: number, payload: Uint8Array) => this.pipeline.submitFrame(type, rev, payload).catch(() => {});
     const keys = [...state.keys()].sort();
-    this.frames.push({ type: TYPE_SNAP_HEADER, rev, payload: headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys: keys.length }) });
+    send(TYPE_SNAP_HEADER, headerPayload({ v: FORMAT_VERSION, db: this.dbId, rev, keys: keys.length }));
     const enc = new ChunkEncoder(512);
     let chunks = 0;
     const chunk = (payload: Uint8Array | null) => {
-      if (payload) this.frames.push({ type: TYPE_SNAP_CHUNK, rev, payload }) && chunks++;
+      if (!payload) return;
+      send(TYPE_SNAP_CHUNK, payload);
+      chunks++;
     };
     for (const key of keys) chunk(enc.add(key, { value: Buffer.from(state.get(key)!, "hex"), rev, createRev: rev, version: 1 }));
     chunk(enc.flush());
-    this.frames.push({ type: TYPE_SNAP_FOOTER, rev, payload: footerPayload({ keys: keys.length, chunks }) });
+    send(TYPE_SNAP_FOOTER, footerPayload({ keys: keys.length, chunks }));
   }
 
+  /** Snapshot frames still waiting for room in the ring. */
   get snapshotting(): boolean {
-    return this.frames.length > 0;
+    return this.pipeline.queuedFrameCount() > 0;
   }
 
-  private publishFrames(): void {
-    while (this.frames.length > 0) {
-      const f = this.frames[0]!;
-      if (frameBytes(f.payload.length) > this.ring.capacity - R.diff(this.head, Atomics.load(this.ring.ctl, R.ACKED))) return;
-      this.head = R.putFrame(this.ring, this.head, f.type, f.rev, f.payload);
-      Atomics.store(this.ring.ctl, R.HEAD, this.head);
-      this.frames.shift();
-    }
-  }
-
-  /** One writer step; then every write whose bytes ACKED covers is acknowledged. */
+  /** One writer step; then the pipeline settles every write whose bytes ACKED covers (and refills the ring). */
   step(): void {
-    this.publishFrames();
     this.writer.step();
-    const acked = Atomics.load(this.ring.ctl, R.ACKED);
-    while (this.inFlight.length > 0 && R.diff(acked, this.inFlight[0]!.end) >= 0) {
-      this.ackedRev = this.inFlight.shift()!.rev;
-    }
+    this.pipeline.poll();
   }
 }
 

@@ -1,0 +1,96 @@
+// open()'s options: the public ones, the test hooks kept apart from them, and their checked, defaulted form.
+
+import { InvalidArgumentError } from "./errors.ts";
+import * as L from "./limits.ts";
+import type { Limits, ReplayProgress, SyncMode } from "./types.ts";
+
+export interface OpenOptions {
+  /** "always" (default): a write resolves after the fdatasync that covers it. See README. */
+  sync?: SyncMode;
+  /** With sync "interval": how often the writer fdatasyncs. */
+  syncIntervalMs?: number;
+  segmentBytes?: number;
+  /** How long the writer may wait for more writes before a commit (default 0: natural batching). */
+  commitDelayUs?: number;
+  /** Ring between the main thread and the writer; a power of two ≥ 2 × the largest record. */
+  ringBytes?: number;
+  limits?: Partial<Limits>;
+  /**
+   * Take a snapshot once this many bytes were written to the WAL since the last one (0: never
+   * automatically, nor at close). Default: the larger of 16 MiB and an eighth of the live data (the
+   * bytes of the current records, about a snapshot's size); docs/design-notes.md says why not twice it.
+   */
+  snapshotEveryBytes?: number;
+  onProgress?: (p: ReplayProgress) => void;
+  /** Where recovery and the writer report events (torn tails). Default: console.warn. */
+  log?: (line: string) => void;
+}
+
+/**
+ * Knobs for tests only, taken by src/testing.ts's openForTest (never by open()): small snapshot
+ * chunks and thresholds reach code paths that real sizes reach only with large stores.
+ */
+export interface TestHooks {
+  /** Size of the chunks a snapshot is written in. */
+  snapshotChunkBytes?: number;
+  /** A snapshot of at least this many bytes is encoded in a worker. */
+  snapshotWorkerBytes?: number;
+  /** open reads a snapshot of at least this many bytes on another thread. */
+  snapshotPrefetchBytes?: number;
+  /** Replaces the writer's file I/O with a module's (see WriterConfig.ioModule). */
+  writerIO?: { path: string; options: unknown };
+}
+
+export type Resolved = Required<Omit<OpenOptions, "onProgress" | "limits" | "snapshotEveryBytes">> &
+  Required<Omit<TestHooks, "writerIO">> & {
+    limits: Limits;
+    /** undefined: the default, which follows the size of the live data. */
+    snapshotEveryBytes: number | undefined;
+    onProgress: OpenOptions["onProgress"];
+    writerIO: TestHooks["writerIO"];
+  };
+
+export function resolveOptions(o: OpenOptions, hooks: TestHooks = {}): Resolved {
+  const sync = o.sync ?? "always";
+  if (sync !== "always" && sync !== "interval" && sync !== "never") throw new InvalidArgumentError(`sync must be "always", "interval" or "never"`);
+  const segmentBytes = o.segmentBytes ?? L.segmentBytesDefault;
+  if (!Number.isSafeInteger(segmentBytes) || segmentBytes < L.segmentBytesMin || segmentBytes % 8 !== 0) {
+    throw new InvalidArgumentError(`segmentBytes must be a multiple of 8, at least ${L.segmentBytesMin}`);
+  }
+  const limits: Limits = {
+    keyBytesMax: Math.min(o.limits?.keyBytesMax ?? L.keyBytesMax, L.keyBytesMax),
+    valueBytesMax: Math.min(o.limits?.valueBytesMax ?? L.valueBytesMax, L.valueBytesMax),
+    batchOpsMax: Math.min(o.limits?.batchOpsMax ?? L.batchOpsMax, L.batchOpsMax),
+  };
+  // The ring must hold two of the largest records, so one can be written while the next is framed.
+  const ringMin = 2 * (limits.valueBytesMax + L.recordSlackBytes);
+  const ringBytes = o.ringBytes ?? L.ringBytesDefault;
+  if (!Number.isSafeInteger(ringBytes) || (ringBytes & (ringBytes - 1)) !== 0 || ringBytes < ringMin || ringBytes > L.ringBytesMax) {
+    throw new InvalidArgumentError(`ringBytes must be a power of two from ${ringMin} to ${L.ringBytesMax}`);
+  }
+  const commitDelayUs = o.commitDelayUs ?? L.commitDelayUsDefault;
+  if (!(commitDelayUs >= 0 && commitDelayUs <= L.commitDelayUsMax)) {
+    throw new InvalidArgumentError(`commitDelayUs must be in 0..${L.commitDelayUsMax}`);
+  }
+  const every = o.snapshotEveryBytes;
+  if (every !== undefined && !(Number.isSafeInteger(every) && every >= 0)) throw new InvalidArgumentError("snapshotEveryBytes must be an integer ≥ 0");
+  const chunk = hooks.snapshotChunkBytes ?? L.snapshotChunkBytes;
+  if (!(Number.isSafeInteger(chunk) && chunk >= 64 && chunk <= L.recordSlackBytes)) {
+    throw new InvalidArgumentError(`snapshotChunkBytes must be in 64..${L.recordSlackBytes}`);
+  }
+  return {
+    sync,
+    snapshotEveryBytes: every,
+    snapshotChunkBytes: chunk,
+    snapshotWorkerBytes: hooks.snapshotWorkerBytes ?? L.snapshotWorkerBytesMin,
+    snapshotPrefetchBytes: hooks.snapshotPrefetchBytes ?? L.snapshotPrefetchBytesMin,
+    syncIntervalMs: o.syncIntervalMs ?? L.syncIntervalMsDefault,
+    segmentBytes,
+    commitDelayUs,
+    ringBytes,
+    limits,
+    onProgress: o.onProgress,
+    log: o.log ?? ((line) => console.warn(line)),
+    writerIO: hooks.writerIO,
+  };
+}

@@ -1,0 +1,100 @@
+// The public types of the embedded API: what open() returns and takes, besides options and errors.
+
+import type { TornTail } from "./wal/recovery.ts";
+import type { SyncMode } from "./wal/writer.ts";
+
+export type { ReplayProgress, TornTail } from "./wal/recovery.ts";
+export type { SyncMode } from "./wal/writer.ts";
+export type { Limits } from "./limits.ts";
+export type { BatchOp } from "./write/validate.ts";
+export type { SnapshotInfo } from "./write/snapshot-scheduler.ts";
+
+export interface Entry<V = unknown> {
+  value: V;
+  /** Revision of the last change to this key. */
+  rev: number;
+  /** Revision that created this key (since it last did not exist). */
+  createRev: number;
+  /** Number of changes since creation (1 after the first put). */
+  version: number;
+}
+
+export interface RangeOptions {
+  prefix?: string;
+  gte?: string;
+  gt?: string;
+  lte?: string;
+  lt?: string;
+  reverse?: boolean;
+  limit?: number;
+}
+
+export interface WriteOptions {
+  /** The key's current revision must be this; 0 means the key must not exist. */
+  ifRev?: number;
+}
+
+/** Per-bucket counts (not cumulative): counts[i] values were ≤ le[i] and above le[i − 1]. */
+export interface Histogram {
+  le: number[];
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+export interface Stats {
+  rev: number;
+  keys: number;
+  sync: SyncMode;
+  pendingWrites: number;
+  queuedWrites: number;
+  failed: string | null;
+  wal: {
+    segmentSeq: number;
+    records: number;
+    /** fdatasyncs that made records durable (group commits). */
+    fsyncs: number;
+    /** fdatasyncs of zero-filled space ahead of the log. */
+    prepareFsyncs: number;
+    writes: number;
+    bytes: number;
+    recordsPerFsync: number;
+    fsyncMsAvg: number;
+    fsyncMsMax: number;
+    syncedRev: number;
+    /** fdatasyncs of group commits by latency in µs. */
+    fsyncLatencyUs: Histogram;
+    /** Group commits by the number of records they carried. */
+    batchRecords: Histogram;
+  };
+  /** Open watch() iterators. */
+  watchers: number;
+  /**
+   * The value arena: bytes allocated, bytes of current records, bytes of overwritten ones awaiting
+   * compaction; and whether the hash map is complete (false for a moment after a snapshot load).
+   */
+  memory: { arenaBytes: number; liveBytes: number; garbageBytes: number; mapFilled: boolean };
+  recovery: {
+    records: number;
+    segments: number;
+    ms: number;
+    tornTail: TornTail | null;
+    /** The snapshot open() started from, if any. */
+    snapshot: { rev: number; keys: number; bytes: number } | null;
+  };
+  snapshot: {
+    /** Revision and size of the newest durable snapshot (0 when there is none). */
+    rev: number;
+    bytes: number;
+    running: boolean;
+    /** WAL bytes written after the newest snapshot's revision (what a restart replays). */
+    walBytesSince: number;
+    /** The threshold for the next automatic snapshot (0: automatic snapshots are off). */
+    everyBytes: number;
+    taken: number;
+    segmentsDeleted: number;
+    /** Times writes had to wait for a running automatic snapshot that fell behind the log (write stalls). */
+    writeStalls: number;
+    lastError: string | null;
+  };
+}

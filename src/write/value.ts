@@ -1,0 +1,42 @@
+// A user value → its CBOR bytes, in a buffer of its own: the two commonest shapes by hand, the rest by cbor-x.
+
+import { copyBytes } from "../bytes.ts";
+import { utf8, utf8Bytes, writeHead } from "../format/encoder.ts";
+import { valueEncoder } from "../codec/cbor.ts";
+
+/**
+ * The value's CBOR encoding, as cbor-x's valueEncoder writes it, in a fresh buffer (so later
+ * changes by the caller do not matter). Throws what cbor-x throws for a value it cannot encode.
+ */
+export function encodeValue(value: unknown): Uint8Array {
+  // cbor-x returns a view into its reusable buffer (which grows to the largest value ever
+  // encoded): copy it, or one small value would keep that whole buffer alive.
+  return fastEncode(value) ?? new Uint8Array(valueEncoder.encode(value));
+}
+
+/**
+ * The CBOR cbor-x would write, for the two commonest value shapes, without its buffer management:
+ * a Uint8Array (tag 64 + byte string) and a string (text string).
+ */
+function fastEncode(value: unknown): Uint8Array | null {
+  if (value instanceof Uint8Array && value.constructor === Uint8Array) {
+    const n = value.length;
+    const head = n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+    const out = new Uint8Array(2 + head + n);
+    out[0] = 0xd8;
+    out[1] = 0x40;
+    writeHead(out, 2, 0x40, n);
+    copyBytes(out, 2 + head, value, 0, n);
+    return out;
+  }
+  if (typeof value === "string" && value.length < 0x10000) {
+    const n = utf8Bytes(value);
+    const head = n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+    const out = new Uint8Array(head + n);
+    writeHead(out, 0, 0x60, n);
+    if (n === value.length) for (let i = 0; i < n; i++) out[head + i] = value.charCodeAt(i);
+    else utf8.encodeInto(value, out.subarray(head));
+    return out;
+  }
+  return null;
+}
