@@ -1,11 +1,18 @@
 // The HTTP front as a fetch handler: (Request) → Response, testable without a socket.
 
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { BatchOp, Db, RangeOptions } from "../db.ts";
-import { CompactedError, ConflictError, HarmonyError } from "../errors.ts";
-import { recordBytesMax, valueBytesMax } from "../limits.ts";
-import type { ReplayProgress } from "../wal/recovery.ts";
-import type { WatchOptions } from "../watch.ts";
+import {
+  CompactedError,
+  ConflictError,
+  HarmonyError,
+  recordBytesMax,
+  valueBytesMax,
+  type BatchOp,
+  type Db,
+  type RangeOptions,
+  type ReplayProgress,
+  type WatchOptions,
+} from "../index.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { parseEventId, sseResponse, type WatchStream } from "./sse.ts";

@@ -1,6 +1,6 @@
 // Server metrics: request and operation counters, and the Prometheus text exposition of them and db.stats().
 
-import type { Histogram, Stats } from "../db.ts";
+import type { Histogram, Stats } from "../index.ts";
 
 /** Operations the handler counts, whatever route carried them (a batch counts each of its ops). */
 export type OpKind = "put" | "get" | "delete" | "batch" | "list" | "watch_event";

@@ -1,6 +1,6 @@
 // What the server watches in db.stats() once a second: slow fdatasyncs (as etcd warns) and a failed WAL.
 
-import type { Stats } from "../db.ts";
+import type { Stats } from "../index.ts";
 import type { Logger } from "./log.ts";
 
 /** An fdatasync slower than this is logged as a warning (etcd's "slow fdatasync" threshold is 1 s too). */
