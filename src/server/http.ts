@@ -9,6 +9,7 @@ import {
   valueBytesMax,
   type BatchOp,
   type Db,
+  type ErrorCode,
   type RangeOptions,
   type ReplayProgress,
   type WatchOptions,
@@ -76,7 +77,8 @@ interface Route {
   head?: boolean;
 }
 
-const STATUS: Record<string, number> = {
+/** The HTTP status of each engine error; typed by ErrorCode, so a new code without one does not compile. */
+const STATUS: Record<ErrorCode, number> = {
   CLOSED: 503,
   LOCKED: 503,
   CORRUPTION: 500,
@@ -90,6 +92,8 @@ const STATUS: Record<string, number> = {
   COMPACTED: 410,
   NO_SPACE: 507,
   WATCH_OVERFLOW: 503,
+  // No route takes a snapshot today; 500 (what the fallback gave) because the server's own file write failed, not the request.
+  SNAPSHOT_FAILED: 500,
 };
 
 export function createHandler(state: ServerState): Handler {
@@ -146,6 +150,7 @@ async function dispatch(c: Ctx, route: Route | null): Promise<Response> {
 /** Errors thrown by the engine or by a bug, as responses; never a stack trace, the log gets the detail. */
 function failure(s: State, err: unknown, legacy: boolean): Response {
   if (err instanceof ConflictError && !legacy) return json(412, conflictBody(err));
+  // The ?? only guards a code that was cast past the type (STATUS covers every ErrorCode).
   if (err instanceof HarmonyError) return error(STATUS[err.code] ?? 500, err.code, err.message, legacy);
   s.log.error("unexpected error", { error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
   return error(500, "INTERNAL", "internal error", legacy);
