@@ -34,3 +34,6 @@ export {
 export function open(dir: string, options?: OpenOptions): Promise<Db> {
   return openDb(dir, options);
 }
+
+// The caps the HTTP server derives its body limits from (src/server/request.ts), in bytes.
+export { recordBytesMax, valueBytesMax } from "./limits.ts";

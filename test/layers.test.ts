@@ -28,6 +28,8 @@ function layerOf(file: string): string {
   const parts = rel.split("/");
   if (parts[0] === "workers") return "workers";
   if (parts.length === 2) return BASE.has(parts[1]!) ? "src/base" : "src/api";
+  // The fronts are one layer each, whatever folders they keep inside (src/server/routes/).
+  if (parts[1] === "server" || parts[1] === "tools") return `src/${parts[1]}`;
   return `${parts[0]}/${parts[1]}`;
 }
 
@@ -87,6 +89,17 @@ describe("layers", () => {
       }
     }
     expect(upward).toEqual([]);
+  });
+
+  test("the server uses only the public surface (src/index.ts) and its own files", () => {
+    const outside: string[] = [];
+    for (const [file, deps] of graph) {
+      if (layerOf(file) !== "src/server") continue;
+      for (const dep of deps) {
+        if (layerOf(dep) !== "src/server" && dep !== path.join(root, "src/index.ts")) outside.push(`${path.relative(root, file)} → ${path.relative(root, dep)}`);
+      }
+    }
+    expect(outside).toEqual([]);
   });
 
   test("no import cycle between modules", () => {

@@ -1,7 +1,7 @@
 // The server's configuration: flags over HARMONYDB_* environment variables over defaults.
 
 import { parseArgs } from "node:util";
-import type { SyncMode } from "../wal/writer.ts";
+import type { SyncMode } from "../index.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 
 export interface ServerConfig {

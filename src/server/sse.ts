@@ -1,7 +1,6 @@
 // A db.watch() iterator as a Server-Sent Events stream: one JSON event per change, then an error event that says why it ended.
 
-import { HarmonyError } from "../errors.ts";
-import type { WatchEvent } from "../watch.ts";
+import { HarmonyError, type WatchEvent } from "../index.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import { jsonText, valueFields } from "./values.ts";

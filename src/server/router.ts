@@ -1,0 +1,130 @@
+// The fetch handler: (Request) → Response, testable without a socket. Auth, route, method, readiness, then the route.
+
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Db } from "../index.ts";
+import type { Ctx, Handler, ServerState, State } from "./context.ts";
+import { silentLogger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
+import { decodeKey, INVALID } from "./request.ts";
+import { error, failure, notReady, withHeaders } from "./response.ts";
+import { batch } from "./routes/batch.ts";
+import { healthz, readyz } from "./routes/health.ts";
+import { deleteKey, getKey, putKey } from "./routes/kv.ts";
+import { legacyGet, legacyPut } from "./routes/legacy.ts";
+import { list } from "./routes/list.ts";
+import { metrics, status } from "./routes/status.ts";
+import { watch } from "./routes/watch.ts";
+
+type Fn = (c: Ctx) => Response | Promise<Response>;
+
+interface Route {
+  /** The metrics label. */
+  name: string;
+  methods: Record<string, Fn>;
+  /** The original routes answer errors as { success: false, error }. */
+  legacy?: boolean;
+  /** Whether HEAD is answered like GET without a body (not for streams). */
+  head?: boolean;
+}
+
+const KV_PREFIX = "/v1/kv/";
+
+/** Wraps a route that needs the database: 503 with Retry-After while the WAL replays. */
+function withDb(fn: (c: Ctx, db: Db) => Response | Promise<Response>): Fn {
+  return (c) => (c.state.db ? fn(c, c.state.db) : notReady(c.state.progress));
+}
+
+const HEALTHZ: Route = { name: "/healthz", methods: { GET: healthz } };
+const READYZ: Route = { name: "/readyz", methods: { GET: readyz } };
+const KV_KEY: Route = {
+  name: "/v1/kv/:key",
+  methods: { GET: withDb(getKey), PUT: withDb(putKey), DELETE: withDb(deleteKey) },
+};
+
+const ROUTES: Record<string, Route> = {
+  "/healthz": HEALTHZ,
+  "/readyz": READYZ,
+  "/health": { name: "/health", methods: { GET: healthz } },
+  "/metrics": { name: "/metrics", methods: { GET: metrics } },
+  "/v1/status": { name: "/v1/status", methods: { GET: status } },
+  "/v1/kv": { name: "/v1/kv", methods: { GET: withDb(list) } },
+  "/v1/batch": { name: "/v1/batch", methods: { POST: withDb(batch) } },
+  "/v1/watch": { name: "/v1/watch", methods: { GET: withDb(watch) }, head: false },
+  "/put": { name: "/put", methods: { POST: withDb(legacyPut) }, legacy: true },
+  "/get": { name: "/get", methods: { POST: withDb(legacyGet) }, legacy: true },
+  [KV_KEY.name]: KV_KEY,
+};
+
+export function createHandler(state: ServerState): Handler {
+  state.metrics ??= new Metrics();
+  state.log ??= silentLogger;
+  state.streams ??= new Set();
+  const s = state as State;
+  return async (req, server) => {
+    const t0 = s.log.enabled("debug") ? performance.now() : 0;
+    let name = "unmatched";
+    let res: Response;
+    try {
+      const url = new URL(req.url);
+      const m = match(url.pathname);
+      if (m) name = m.route.name;
+      res = await dispatch({ state: s, req, url, server, key: m?.key ?? "" }, m?.route ?? null);
+    } catch (err) {
+      res = failure(err, ROUTES[name]?.legacy === true, s.log);
+    }
+    s.metrics.request(name, res.status);
+    if (s.log.enabled("debug")) {
+      s.log.debug("request", { method: req.method, route: name, status: res.status, ms: (performance.now() - t0).toFixed(2) });
+    }
+    return res;
+  };
+}
+
+function match(pathname: string): { route: Route; key?: string } | null {
+  if (pathname.startsWith(KV_PREFIX)) return { route: KV_KEY, key: decodeKey(pathname.slice(KV_PREFIX.length)) };
+  return Object.hasOwn(ROUTES, pathname) ? { route: ROUTES[pathname]! } : null;
+}
+
+/** Auth, route, method, readiness — in that order, so nothing about the routes leaks before auth. */
+async function dispatch(c: Ctx, route: Route | null): Promise<Response> {
+  const legacy = route?.legacy === true;
+  if (route !== HEALTHZ && !authorized(c.state.token, c.req)) {
+    return withHeaders(error(401, "UNAUTHORIZED", "missing or wrong bearer token", legacy), { "WWW-Authenticate": 'Bearer realm="harmonydb"' });
+  }
+  if (!route) return error(404, "NOT_FOUND", `no route for ${c.url.pathname}`);
+  const method = c.req.method;
+  const head = method === "HEAD" && route.head !== false && route.methods.GET !== undefined;
+  const fn = route.methods[head ? "GET" : method];
+  if (!fn) {
+    const allow = Object.keys(route.methods);
+    if (route.methods.GET && route.head !== false) allow.push("HEAD");
+    return withHeaders(error(405, "METHOD_NOT_ALLOWED", `${method} is not allowed on ${route.name}`, legacy), { Allow: allow.join(", ") });
+  }
+  if (c.state.draining && route !== HEALTHZ && route !== READYZ) {
+    return withHeaders(error(503, "SHUTTING_DOWN", "the server is shutting down", legacy), { Connection: "close" });
+  }
+  if (route === KV_KEY) {
+    if (c.key === INVALID) return error(400, "INVALID_KEY", "key is not valid percent-encoded UTF-8");
+    if (c.key === "") return error(400, "INVALID_KEY", "key must not be empty");
+  }
+  const res = await fn(c);
+  return head ? new Response(null, { status: res.status, headers: res.headers }) : res;
+}
+
+/** Bearer token check, constant time: both sides are hashed to equal-length digests first. */
+function authorized(token: string | null | undefined, req: Request): boolean {
+  if (!token) return true;
+  const m = /^Bearer +(\S+) *$/i.exec(req.headers.get("authorization") ?? "");
+  return timingSafeEqual(digest(m?.[1] ?? ""), tokenDigest(token));
+}
+
+let tokenMemo: { token: string; digest: Buffer } | null = null;
+
+function tokenDigest(token: string): Buffer {
+  if (tokenMemo?.token !== token) tokenMemo = { token, digest: digest(token) };
+  return tokenMemo.digest;
+}
+
+function digest(s: string): Buffer {
+  return createHash("sha256").update(s).digest();
+}
