@@ -4,14 +4,13 @@ import * as path from "node:path";
 import { assert } from "../assert.ts";
 import * as L from "../limits.ts";
 import * as R from "./ring.ts";
-import { checkSnapshotFile, listSnapshots } from "../snapshot/file.ts";
+import { listSnapshots } from "../snapshot/file.ts";
+import { SnapshotFileWriter } from "../snapshot/file-writer.ts";
 import { payloadEncoder } from "../codec/cbor.ts";
 import { encodeFrame } from "../format/encoder.ts";
 import {
   FORMAT_VERSION,
   FRAME_HEADER_BYTES,
-  SNAP_MAGIC,
-  SNAP_TMP_SUFFIX,
   SPARE_NAME,
   TYPE_ENTRY,
   TYPE_SNAP_CHUNK,
@@ -74,16 +73,6 @@ export function continueLog(log: OpenLog): Pick<
   };
 }
 
-/** A snapshot file being written from frames in the ring. */
-interface SnapshotInProgress {
-  rev: number;
-  tmpPath: string;
-  fd: number;
-  offset: number;
-  /** Set once a write failed: the remaining frames are skipped and the footer reports it. */
-  error: unknown;
-}
-
 interface Group {
   end: number; // ring counter after the last frame taken
   bytes: number;
@@ -109,7 +98,7 @@ export class WalWriter {
   private spareFilled = 0;
   private groupsSincePrepare = 0;
   private readonly zeros = new Uint8Array(L.spareChunkBytes);
-  private snap: SnapshotInProgress | null = null;
+  private snap: SnapshotFileWriter | null = null;
 
   constructor(
     private readonly cfg: WriterConfig,
@@ -172,7 +161,8 @@ export class WalWriter {
       this.poison(err);
     } finally {
       this.closeFiles();
-      if (this.snap) this.dropSnapshot(this.snap);
+      this.snap?.drop();
+      this.snap = null;
     }
   }
 
@@ -342,10 +332,10 @@ export class WalWriter {
     else {
       const snap = this.snap;
       assert(snap !== null && snap.rev === rev, `snapshot frame (type ${type}) belongs to the snapshot in progress`);
-      if (type === TYPE_SNAP_CHUNK) this.snapshotWrite(snap, frame);
+      if (type === TYPE_SNAP_CHUNK) snap.write(frame);
       else {
         assert(type === TYPE_SNAP_FOOTER, `frame type ${type} is a snapshot frame`);
-        this.snapshotWrite(snap, frame);
+        snap.write(frame);
         this.finishSnapshot(snap);
       }
     }
@@ -355,34 +345,10 @@ export class WalWriter {
   }
 
   private startSnapshot(rev: number, frame: Uint8Array): void {
-    if (this.snap) this.dropSnapshot(this.snap); // abandoned: the main thread's encoder failed mid-snapshot
-    const tmpPath = path.join(this.cfg.snapDir, snapshotName(rev) + SNAP_TMP_SUFFIX);
-    const snap: SnapshotInProgress = { rev, tmpPath, fd: -1, offset: 0, error: null };
-    this.snap = snap;
+    this.snap?.drop(); // abandoned: the main thread's encoder failed mid-snapshot
     this.ring.stats[R.STAT_SNAP_FAILED_REV] = -1;
-    try {
-      snap.fd = this.io.openWrite(tmpPath, { create: true, truncate: true });
-    } catch (err) {
-      snap.error = err;
-      return;
-    }
-    this.snapshotWrite(snap, SNAP_MAGIC);
-    this.snapshotWrite(snap, frame);
-  }
-
-  /**
-   * Appends to the snapshot file. No fdatasync until the footer: one in the middle would hold every
-   * write queued behind this frame for the whole writeback (measured: puts/s during a snapshot fell
-   * to a few percent with one every 4 MiB); the kernel writes back meanwhile on its own.
-   */
-  private snapshotWrite(snap: SnapshotInProgress, bytes: Uint8Array): void {
-    if (snap.error) return;
-    try {
-      this.io.pwrite(snap.fd, bytes, snap.offset);
-      snap.offset += bytes.length;
-    } catch (err) {
-      snap.error = err;
-    }
+    this.snap = new SnapshotFileWriter(this.io, this.cfg.snapDir, rev);
+    this.snap.write(frame);
   }
 
   /**
@@ -391,32 +357,24 @@ export class WalWriter {
    * directory fsynced; a marker goes into the WAL, fdatasynced; only then are the segments it
    * covers and older snapshots deleted. A crash between any two steps leaves a directory that opens.
    */
-  private finishSnapshot(snap: SnapshotInProgress): void {
+  private finishSnapshot(snap: SnapshotFileWriter): void {
     this.snap = null;
     // The WAL's own durability first: a failure here is the log's, and poisons (by throwing).
     try {
       if (this.unsynced) this.fdatasync(this.fd);
     } catch (err) {
-      this.dropSnapshot(snap);
+      snap.drop();
       throw err;
     }
-    const finalPath = path.join(this.cfg.snapDir, snapshotName(snap.rev));
     try {
-      if (snap.error) throw snap.error;
-      this.io.fdatasync(snap.fd);
-      this.io.close(snap.fd);
-      snap.fd = -1;
-      checkSnapshotFile(this.io, snap.tmpPath); // the disk gave back what we wrote (a window at a time)
-      this.io.rename(snap.tmpPath, finalPath);
-      this.io.fsyncDir(this.cfg.snapDir);
+      snap.install();
     } catch (err) {
-      this.dropSnapshot(snap);
       this.reportSnapshotFailure(snap.rev, err, "");
       return;
     }
     this.ring.stats[R.STAT_SNAP_REV] = snap.rev;
-    this.ring.stats[R.STAT_SNAP_BYTES] = snap.offset;
-    this.appendMarker(snap.rev, snap.offset); // the log's: throws (poisons) on failure
+    this.ring.stats[R.STAT_SNAP_BYTES] = snap.bytes;
+    this.appendMarker(snap.rev, snap.bytes); // the log's: throws (poisons) on failure
     try {
       this.deleteCovered(snap.rev);
     } catch (err) {
@@ -466,22 +424,6 @@ export class WalWriter {
     R.writeError(this.ring, `${prefix}${(err as Error).message ?? String(err)}`, this.ring.snapError);
     this.ring.stats[R.STAT_SNAP_FAIL_KIND] = code === "ENOSPC" ? R.FAIL_NO_SPACE : R.FAIL_IO;
     this.ring.stats[R.STAT_SNAP_FAILED_REV] = rev;
-  }
-
-  /** Abandons a snapshot file: closed and removed (best effort; a leftover .tmp is tidied at open). */
-  private dropSnapshot(snap: SnapshotInProgress): void {
-    this.snap = null;
-    try {
-      if (snap.fd >= 0) this.io.close(snap.fd);
-    } catch {
-      // already failing; the file is removed next
-    }
-    snap.fd = -1;
-    try {
-      this.io.unlink(snap.tmpPath);
-    } catch {
-      // left for open() to tidy
-    }
   }
 
   private sleep(head: number): void {
