@@ -9,6 +9,12 @@ export const MAJOR_BYTES = 2 << 5;
 export const MAJOR_TEXT = 3 << 5;
 export const MAJOR_ARRAY = 4 << 5;
 export const MAJOR_TAG = 6 << 5;
+export const MAJOR_SIMPLE = 7 << 5;
+
+/** The simple values a head alone holds. */
+export const SIMPLE_FALSE = MAJOR_SIMPLE | 20;
+export const SIMPLE_TRUE = MAJOR_SIMPLE | 21;
+export const SIMPLE_NULL = MAJOR_SIMPLE | 22;
 
 /** Additional info 24-27: the argument follows in 1, 2, 4 or 8 big-endian bytes. */
 export const INFO_U8 = 24;
@@ -165,3 +171,4 @@ export function readTrustedHead(b: Uint8Array): number {
 
 assert(HEAD_U32_BYTES === 1 + 4 && HEAD_U64_BYTES === 1 + 8, "a head is its first byte and the argument");
 assert(TAG_UINT8ARRAY_HEAD === 0xd8 && MAJOR_ARRAY === 0x80, "major types sit in the top three bits");
+assert(SIMPLE_FALSE === 0xf4 && SIMPLE_TRUE === 0xf5 && SIMPLE_NULL === 0xf6, "false, true, null are simple values 20-22");
