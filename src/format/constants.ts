@@ -1,6 +1,7 @@
-// Every on-disk constant of the WAL (docs/wal-format.md is the spec; this is its only copy in code).
+// Every on-disk constant, WAL and snapshot (docs/wal-format.md and docs/snapshot-format.md are the spec; this is its only copy in code).
 
 import { assert } from "../assert.ts";
+import { HEAD_U32_BYTES, INFO_U32, MAJOR_ARRAY } from "../codec/cbor-head.ts";
 
 /** "HDBWAL\r\n": the first 8 bytes of every segment. */
 export const MAGIC = new Uint8Array([0x48, 0x44, 0x42, 0x57, 0x41, 0x4c, 0x0d, 0x0a]);
@@ -42,6 +43,14 @@ export const SNAP_NAME_RE = /^([0-9a-f]{16})\.snap$/;
 /** A snapshot being written; renamed to its final name only once complete and fdatasynced. */
 export const SNAP_TMP_SUFFIX = ".tmp";
 
+/**
+ * A record (a snapshot entry, and the unit of the arena) starts with exactly this byte, a CBOR array
+ * of 5: the arena finds records by it, so no other head that says 5 is accepted.
+ */
+export const RECORD_HEAD = MAJOR_ARRAY | 5;
+/** A chunk's entry count is a head with a 4-byte argument, reserved before the count is known. */
+export const CHUNK_COUNT_HEAD_BYTES = HEAD_U32_BYTES;
+
 /** Total bytes a frame with a payload of `len` bytes takes, padding included. */
 export function frameBytes(len: number): number {
   return (FRAME_HEADER_BYTES + len + FRAME_ALIGN_BYTES - 1) & ~(FRAME_ALIGN_BYTES - 1);
@@ -63,4 +72,6 @@ assert(FRAME_HEADER_BYTES === 4 + 4 + 7 + 1, "frame header is crc + len + rev + 
 assert(FRAME_TYPE_OFFSET === FRAME_REV_OFFSET + 7, "type follows the 7-byte revision");
 assert(MAGIC.length === MAGIC_BYTES && MAGIC_BYTES % FRAME_ALIGN_BYTES === 0, "magic keeps frames aligned");
 assert(SNAP_MAGIC.length === MAGIC_BYTES, "snapshot magic keeps frames aligned");
+assert(RECORD_HEAD === 0x85, "a record is a 5-element array (0x85)");
+assert((MAJOR_ARRAY | INFO_U32) === 0x9a && CHUNK_COUNT_HEAD_BYTES === 1 + 4, "a chunk count is 0x9a + u32 big-endian");
 assert(frameBytes(1) === 24 && frameBytes(8) === 24 && frameBytes(9) === 32, "frameBytes pads to 8");

@@ -3,6 +3,7 @@
 
 import { payloadDecoder } from "../codec/cbor.ts";
 import { crc32 } from "../codec/crc.ts";
+import { MAJOR_ARRAY, MAJOR_BYTES, MAJOR_TEXT, readHead, skip } from "../codec/cbor-head.ts";
 import { utf8Scratch, utf8ToScratch, type Op, type SegmentHeader } from "./encoder.ts";
 import {
   FRAME_ALIGN_BYTES,
@@ -94,18 +95,18 @@ export interface OpVisitor {
 export function visitOps(e: Encoded, start: number, end: number, visit: OpVisitor): void {
   const b = e.bytes;
   const cur = { pos: start, end };
-  const n = readHead(b, cur, 4);
+  const n = readHead(b, cur, MAJOR_ARRAY);
   if (n === 0) throw new Error("entry has no operations");
   if (n > end - start) throw new Error(`entry claims ${n} operations`);
   for (let i = 0; i < n; i++) {
-    const arity = readHead(b, cur, 4);
+    const arity = readHead(b, cur, MAJOR_ARRAY);
     if (arity !== 1 && arity !== 2) throw new Error(`operation with ${arity} fields`);
-    const keyLen = readHead(b, cur, 3);
+    const keyLen = readHead(b, cur, MAJOR_TEXT);
     const key = decodeKey(e.bytes, e.text, skip(cur, keyLen), cur.pos);
     if (arity === 1) {
       visit.delete(key);
     } else {
-      const valueLen = readHead(b, cur, 2);
+      const valueLen = readHead(b, cur, MAJOR_BYTES);
       const valueStart = skip(cur, valueLen);
       visit.put(key, e, valueStart, cur.pos);
     }
@@ -150,31 +151,6 @@ export function readExactKey(e: Encoded, start: number, end: number): string {
   for (let i = 0; same && i < n; i++) same = utf8Scratch[i] === b[start + i];
   if (!same) throw new Error(`key ${JSON.stringify(key)} is not UTF-8`);
   return key;
-}
-
-/**
- * Reads a CBOR head of major type `major` with a definite length (or, for major 0, an unsigned
- * integer); returns it. 8-byte arguments are accepted up to 2^53 − 1.
- */
-export function readHead(b: Uint8Array, cur: { pos: number; end: number }, major: number): number {
-  const first = cur.pos < cur.end ? b[cur.pos++] : undefined;
-  if (first === undefined || first >> 5 !== major) throw new Error(`expected CBOR major type ${major} at ${cur.pos - 1}`);
-  const info = first & 31;
-  if (info < 24) return info;
-  const bytes = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : 0;
-  if (bytes === 0 || cur.pos + bytes > cur.end) throw new Error(`unsupported CBOR length at ${cur.pos - 1}`);
-  let n = 0;
-  for (let i = 0; i < bytes; i++) n = n * 256 + b[cur.pos++]!;
-  if (n > Number.MAX_SAFE_INTEGER) throw new Error(`CBOR integer above 2^53 at ${cur.pos - 1 - bytes}`);
-  return n;
-}
-
-/** Steps over `n` bytes; returns where they start. */
-export function skip(cur: { pos: number; end: number }, n: number): number {
-  if (cur.pos + n > cur.end) throw new Error("string runs past the end of the entry");
-  const at = cur.pos;
-  cur.pos += n;
-  return at;
 }
 
 export function decodeHeader(payload: Uint8Array): SegmentHeader {

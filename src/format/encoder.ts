@@ -6,6 +6,7 @@ import { assert } from "../assert.ts";
 import { copyBytes } from "../bytes.ts";
 import { payloadEncoder } from "../codec/cbor.ts";
 import { crc32 } from "../codec/crc.ts";
+import { MAJOR_ARRAY, MAJOR_BYTES, MAJOR_TEXT, headBytes, writeHead } from "../codec/cbor-head.ts";
 import {
   FORMAT_VERSION,
   FRAME_CRC_OFFSET,
@@ -35,9 +36,8 @@ export interface SegmentHeader {
   prevCrc: number;
 }
 
-const MAJOR_BYTES = 2 << 5;
-const MAJOR_TEXT = 3 << 5;
-const MAJOR_ARRAY = 4 << 5;
+// Still exported here for src/db.ts (fastEncode), which imports it from this module.
+export { writeHead };
 
 export const utf8 = new TextEncoder();
 
@@ -57,44 +57,6 @@ export function utf8ToScratch(s: string): number {
     utf8Scratch[i] = c;
   }
   return n;
-}
-
-/** Bytes of a CBOR head (major type + length) for `n`. */
-export function headBytes(n: number): number {
-  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x1_0000_0000 ? 5 : 9;
-}
-
-export function writeHead(buf: Uint8Array, pos: number, major: number, n: number): number {
-  if (n < 24) {
-    buf[pos] = major | n;
-    return pos + 1;
-  }
-  if (n < 0x100) {
-    buf[pos] = major | 24;
-    buf[pos + 1] = n;
-    return pos + 2;
-  }
-  if (n < 0x10000) {
-    buf[pos] = major | 25;
-    buf[pos + 1] = n >>> 8;
-    buf[pos + 2] = n & 0xff;
-    return pos + 3;
-  }
-  if (n >= 0x1_0000_0000) {
-    assert(Number.isSafeInteger(n), "CBOR arguments are safe integers");
-    buf[pos] = major | 27;
-    const hi = Math.floor(n / 0x1_0000_0000);
-    for (let i = 0; i < 4; i++) buf[pos + 1 + i] = (hi >>> (24 - 8 * i)) & 0xff;
-    const lo = n >>> 0;
-    for (let i = 0; i < 4; i++) buf[pos + 5 + i] = (lo >>> (24 - 8 * i)) & 0xff;
-    return pos + 9;
-  }
-  buf[pos] = major | 26;
-  buf[pos + 1] = n >>> 24;
-  buf[pos + 2] = (n >>> 16) & 0xff;
-  buf[pos + 3] = (n >>> 8) & 0xff;
-  buf[pos + 4] = n & 0xff;
-  return pos + 5;
 }
 
 /** UTF-8 length of a key: its length when it is ASCII (the common case), else counted. */

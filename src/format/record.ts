@@ -3,12 +3,9 @@
 
 import { assert } from "../assert.ts";
 import { copyBytes } from "../bytes.ts";
-import { headBytes, writeHead, writeText } from "./encoder.ts";
-
-const MAJOR_UINT = 0;
-const MAJOR_BYTES = 2 << 5;
-const MAJOR_ARRAY = 4 << 5;
-export const RECORD_HEAD = MAJOR_ARRAY | 5;
+import { HEAD_U64_BYTES, INFO_U64, MAJOR_BYTES, MAJOR_UINT, headBytes, readTrustedHead as head, trusted, writeHead, writeHeadU64 } from "../codec/cbor-head.ts";
+import { writeText } from "./encoder.ts";
+import { RECORD_HEAD } from "./constants.ts";
 
 /** Where the parts of a record are within its buffer `b`; filled in by parseRecord (callers keep one scratch object). */
 export interface Located {
@@ -32,55 +29,31 @@ export function emptyLocated(): Located {
   return { b: new Uint8Array(0), text: Buffer.alloc(0), start: 0, keyStart: 0, keyEnd: 0, valueStart: 0, valueEnd: 0, rev: 0, countsStart: 0, createRev: 0, version: 0, end: 0 };
 }
 
-let pos = 0;
-
-/** Reads a CBOR head at `pos` (definite length or unsigned integer); advances `pos`. */
-function head(b: Uint8Array): number {
-  const first = b[pos++]!;
-  const info = first & 31;
-  if (info < 24) return info;
-  if (info === 24) return b[pos++]!;
-  if (info === 25) {
-    const n = (b[pos]! << 8) | b[pos + 1]!;
-    pos += 2;
-    return n;
-  }
-  if (info === 26) {
-    const n = ((b[pos]! << 24) >>> 0) + ((b[pos + 1]! << 16) | (b[pos + 2]! << 8) | b[pos + 3]!);
-    pos += 4;
-    return n;
-  }
-  assert(info === 27, "record heads are definite");
-  let n = 0;
-  for (let i = 0; i < 8; i++) n = n * 256 + b[pos++]!;
-  return n;
-}
-
 /** Parses the record at `at` of `b` into `s` (all but `s.text`, the caller's); asserts the shape. */
 export function parseRecord(b: Uint8Array, at: number, s: Located): Located {
-  pos = at;
-  assert(b[pos] === RECORD_HEAD, "a record starts with a 5-element array");
-  pos++;
+  assert(b[at] === RECORD_HEAD, "a record starts with a 5-element array");
+  trusted.pos = at + 1;
   s.b = b;
   s.start = at;
   const keyLen = head(b);
-  s.keyStart = pos;
-  s.keyEnd = pos += keyLen;
+  s.keyStart = trusted.pos;
+  s.keyEnd = trusted.pos += keyLen;
   const valueLen = head(b);
-  s.valueStart = pos;
-  s.valueEnd = pos += valueLen;
+  s.valueStart = trusted.pos;
+  s.valueEnd = trusted.pos += valueLen;
   s.rev = head(b);
-  s.countsStart = pos;
+  s.countsStart = trusted.pos;
   s.createRev = head(b);
   s.version = head(b);
-  s.end = pos;
+  s.end = trusted.pos;
   return s;
 }
 
 /** Whether the record at `at` of `b` is for the key whose UTF-8 bytes are `key[0, n)` (only its key is read). */
 export function recordKeyAt(b: Uint8Array, at: number, key: Uint8Array, n: number): boolean {
-  pos = at + 1; // past RECORD_HEAD
+  trusted.pos = at + 1; // past RECORD_HEAD
   if (head(b) !== n) return false;
+  const pos = trusted.pos;
   for (let i = 0; i < n; i++) if (b[pos + i] !== key[i]) return false;
   return true;
 }
@@ -113,24 +86,16 @@ export function writeRecord(
 }
 
 /** A CBOR unsigned integer with an 8-byte argument, whatever its value: room to patch it later. */
-const WIDE_UINT_BYTES = 9;
-
 export function writeWideUint(b: Uint8Array, p: number, n: number): number {
-  assert(Number.isSafeInteger(n) && n >= 0, "a wide count is a safe integer");
-  b[p] = MAJOR_UINT | 27;
-  const hi = Math.floor(n / 0x1_0000_0000);
-  const lo = n >>> 0;
-  for (let i = 0; i < 4; i++) b[p + 1 + i] = (hi >>> (24 - 8 * i)) & 0xff;
-  for (let i = 0; i < 4; i++) b[p + 5 + i] = (lo >>> (24 - 8 * i)) & 0xff;
-  return p + WIDE_UINT_BYTES;
+  return writeHeadU64(b, p, MAJOR_UINT, n);
 }
 
 /** Bytes the two counts of a record appended wide take at its end. */
-const WIDE_COUNTS_BYTES = 2 * WIDE_UINT_BYTES;
+const WIDE_COUNTS_BYTES = 2 * HEAD_U64_BYTES;
 
 /** Whether the located record's counts are both in the 8-byte form (appended wide, or that large). */
 export function wideCounts(r: Located): boolean {
-  return r.end - r.countsStart === WIDE_COUNTS_BYTES && r.b[r.countsStart] === (MAJOR_UINT | 27) && r.b[r.countsStart + WIDE_UINT_BYTES] === (MAJOR_UINT | 27);
+  return r.end - r.countsStart === WIDE_COUNTS_BYTES && r.b[r.countsStart] === (MAJOR_UINT | INFO_U64) && r.b[r.countsStart + HEAD_U64_BYTES] === (MAJOR_UINT | INFO_U64);
 }
 
 /** Bytes of a record for a key of `keyBytes` UTF-8 bytes and a value of `valueBytes`. */

@@ -4,20 +4,22 @@
 
 import * as path from "node:path";
 import { wideCounts, type Located } from "../format/record.ts";
-import { assert } from "../assert.ts";
 import { copyBytes } from "../bytes.ts";
 import { batchOpsMax } from "../limits.ts";
 import { CorruptionError, WalFailedError } from "../errors.ts";
 import { payloadDecoder, payloadEncoder } from "../codec/cbor.ts";
-import { readExactKey, readFrame, readHead, skip, viewOf, type Encoded, type FrameVerdict } from "../format/decoder.ts";
-import { headBytes, utf8Bytes, writeHead, writeText } from "../format/encoder.ts";
+import { HEAD_U64_BYTES, MAJOR_ARRAY, MAJOR_BYTES, MAJOR_TEXT, MAJOR_UINT, headBytes, readHead, skip, writeHead, writeHeadU32 } from "../codec/cbor-head.ts";
+import { readExactKey, readFrame, viewOf, type Encoded, type FrameVerdict } from "../format/decoder.ts";
+import { utf8Bytes, writeText } from "../format/encoder.ts";
 import type { FileIO } from "../io/file-io.ts";
 import { Prefetch } from "../io/prefetch.ts";
 import {
+  CHUNK_COUNT_HEAD_BYTES,
   FORMAT_VERSION,
   FRAME_HEADER_BYTES,
   FRAME_LEN_OFFSET,
   MAGIC_BYTES,
+  RECORD_HEAD,
   SNAP_MAGIC,
   SNAP_NAME_RE,
   SNAP_TMP_SUFFIX,
@@ -48,14 +50,6 @@ export interface SnapshotEntry {
   version: number;
 }
 
-const MAJOR_UINT = 0;
-/** A record (an entry) starts with this byte: a CBOR array of 5, as the arena expects. */
-const RECORD_HEAD = 0x85;
-const MAJOR_BYTES = 2 << 5;
-const MAJOR_ARRAY = 4 << 5;
-/** A chunk's entry count is written as a 4-byte CBOR head, reserved before the count is known. */
-const COUNT_HEAD_BYTES = 5;
-
 export function headerPayload(h: SnapshotHeader): Uint8Array {
   return payloadEncoder.encode({ v: h.v, db: h.db, rev: h.rev, keys: h.keys });
 }
@@ -72,7 +66,7 @@ export function footerPayload(f: SnapshotFooter): Uint8Array {
  */
 export class ChunkEncoder {
   private buf: Uint8Array;
-  private pos = COUNT_HEAD_BYTES;
+  private pos = CHUNK_COUNT_HEAD_BYTES;
   private count = 0;
   private readonly spare: Uint8Array[] = [];
 
@@ -97,7 +91,7 @@ export class ChunkEncoder {
     let full: Uint8Array | null = null;
     if (this.pos + size > this.buf.length) {
       if (this.count > 0) full = this.take();
-      if (COUNT_HEAD_BYTES + size > this.buf.length) this.buf = new Uint8Array(COUNT_HEAD_BYTES + size);
+      if (CHUNK_COUNT_HEAD_BYTES + size > this.buf.length) this.buf = new Uint8Array(CHUNK_COUNT_HEAD_BYTES + size);
     }
     this.pos = copyBytes(this.buf, this.pos, b, start, copyEnd);
     if (wide) this.pos = writeHead(this.buf, writeHead(this.buf, this.pos, MAJOR_UINT, r.createRev), MAJOR_UINT, r.version);
@@ -108,15 +102,15 @@ export class ChunkEncoder {
   /** Adds one entry; returns a full chunk when this entry did not fit in the current one. */
   add(key: string, e: SnapshotEntry): Uint8Array | null {
     const keyBytes = utf8Bytes(key);
-    const size = 1 + headBytes(keyBytes) + keyBytes + headBytes(e.value.length) + e.value.length + 3 * 9;
+    const size = 1 + headBytes(keyBytes) + keyBytes + headBytes(e.value.length) + e.value.length + 3 * HEAD_U64_BYTES;
     let full: Uint8Array | null = null;
     if (this.pos + size > this.buf.length) {
       if (this.count > 0) full = this.take();
-      if (COUNT_HEAD_BYTES + size > this.buf.length) this.buf = new Uint8Array(COUNT_HEAD_BYTES + size);
+      if (CHUNK_COUNT_HEAD_BYTES + size > this.buf.length) this.buf = new Uint8Array(CHUNK_COUNT_HEAD_BYTES + size);
     }
     const b = this.buf;
     let p = this.pos;
-    b[p++] = MAJOR_ARRAY | 5;
+    b[p++] = RECORD_HEAD;
     p = writeText(b, p, key, keyBytes);
     p = writeHead(b, p, MAJOR_BYTES, e.value.length);
     p = copyBytes(b, p, e.value, 0, e.value.length);
@@ -136,14 +130,10 @@ export class ChunkEncoder {
   private take(): Uint8Array {
     const b = this.buf;
     const n = this.count;
-    b[0] = MAJOR_ARRAY | 26;
-    b[1] = n >>> 24;
-    b[2] = (n >>> 16) & 0xff;
-    b[3] = (n >>> 8) & 0xff;
-    b[4] = n & 0xff;
+    writeHeadU32(b, 0, MAJOR_ARRAY, n);
     const out = b.subarray(0, this.pos); // handed over until recycled
     this.buf = this.spare.pop() ?? new Uint8Array(this.chunkBytes);
-    this.pos = COUNT_HEAD_BYTES;
+    this.pos = CHUNK_COUNT_HEAD_BYTES;
     this.count = 0;
     return out;
   }
@@ -326,7 +316,7 @@ export function verifySnapshot(file: string, bytes: Uint8Array): VerifiedSnapsho
 /** The entry count at the start of a chunk payload. */
 function chunkCount(bytes: Uint8Array, start: number, len: number): number {
   try {
-    return readHead(bytes, { pos: start, end: start + len }, 4);
+    return readHead(bytes, { pos: start, end: start + len }, MAJOR_ARRAY);
   } catch {
     return -1;
   }
@@ -369,20 +359,20 @@ export function visitEntries(
   const b = e.bytes;
   const cur = { pos: c.start, end: c.start + c.len };
   try {
-    const n = readHead(b, cur, 4);
+    const n = readHead(b, cur, MAJOR_ARRAY);
     onRecords?.(e, cur.pos, cur.end); // the records, back to back, before any is visited
     for (let k = 0; k < n; k++) {
       const recordStart = cur.pos;
       // Exactly 0x85 (the arena reads records by that byte), not any CBOR head that says 5.
       if (b[cur.pos++] !== RECORD_HEAD) throw new Error("entry is not a 5-element array (0x85)");
-      const keyLen = readHead(b, cur, 3);
+      const keyLen = readHead(b, cur, MAJOR_TEXT);
       const key = readExactKey(e, skip(cur, keyLen), cur.pos);
       if (lastKey !== null && !(key > lastKey)) throw new Error(`key ${JSON.stringify(key)} out of order`);
-      const valueLen = readHead(b, cur, 2);
+      const valueLen = readHead(b, cur, MAJOR_BYTES);
       const vs = skip(cur, valueLen);
-      const entryRev = readHead(b, cur, 0);
-      const createRev = readHead(b, cur, 0);
-      const version = readHead(b, cur, 0);
+      const entryRev = readHead(b, cur, MAJOR_UINT);
+      const createRev = readHead(b, cur, MAJOR_UINT);
+      const version = readHead(b, cur, MAJOR_UINT);
       // Each revision since createRev changed the key at most batchOpsMax times (a batch may put
       // one key more than once): a larger version is forged, and would overflow on the next put.
       if (entryRev > rev || createRev > entryRev || createRev < 1 || version < 1 || version > (entryRev - createRev + 1) * batchOpsMax) {
@@ -436,5 +426,3 @@ export function listSnapshots(io: FileIO, snapDir: string, tidy: boolean): Snaps
   }
   return out.sort((a, b) => b.rev - a.rev);
 }
-
-assert(COUNT_HEAD_BYTES === 1 + 4, "chunk count head is a CBOR 4-byte argument");

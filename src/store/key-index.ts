@@ -12,6 +12,7 @@ import * as L from "../limits.ts";
 import { RefTable, refAt, type RefPages } from "./ref-table.ts";
 import type { SnapshotLoader } from "../wal/recovery.ts";
 import { valueDecoder } from "../codec/cbor.ts";
+import { INFO_U8, INFO_U64, MAJOR_BYTES, MAJOR_TEXT, SIMPLE_FALSE, SIMPLE_NULL, SIMPLE_TRUE, TAG_UINT8ARRAY, TAG_UINT8ARRAY_HEAD, headArgBytes, headArgument, majorOf } from "../codec/cbor-head.ts";
 import { decodeKey, visitOps, type Encoded, type OpVisitor } from "../format/decoder.ts";
 import { utf8Bytes, utf8Scratch, utf8ToScratch, type Op } from "../format/encoder.ts";
 
@@ -543,8 +544,15 @@ function keyOf(r: Located): string {
   return decodeKey(r.b, r.text, r.keyStart, r.keyEnd);
 }
 
-const TAG_UINT8ARRAY_0 = 0xd8;
-const TAG_UINT8ARRAY_1 = 0x40;
+/** A value cbor-x wrote for a Uint8Array: tag 64, then a byte string. */
+function isTaggedBytes(b: Uint8Array, start: number): boolean {
+  return b[start] === TAG_UINT8ARRAY_HEAD && b[start + 1] === TAG_UINT8ARRAY && majorOf(b[start + 2]!) === MAJOR_BYTES;
+}
+
+/** A text string head with its length in at most 4 bytes (longer and indefinite ones go to cbor-x). */
+function isShortText(first: number): boolean {
+  return majorOf(first) === MAJOR_TEXT && first < (MAJOR_TEXT | INFO_U64);
+}
 
 /**
  * Throws unless the CBOR at [start, end) is one whole value that materialize() reads back: a tagged
@@ -553,49 +561,33 @@ const TAG_UINT8ARRAY_1 = 0x40;
  */
 function checkValue(b: Uint8Array, start: number, end: number): void {
   const first = b[start]!;
-  if (first === TAG_UINT8ARRAY_0 && b[start + 1] === TAG_UINT8ARRAY_1 && b[start + 2]! >> 5 === 2) {
+  if (isTaggedBytes(b, start)) {
     const head = b[start + 2]!;
-    if (declaredLength(b, start + 2) !== end - (start + 3 + headExtra(head))) throw new Error("byte string length does not match its value");
+    if (headArgument(b, start + 2) !== end - (start + 3 + headArgBytes(head))) throw new Error("byte string length does not match its value");
     return;
   }
-  if (first >> 5 === 3 && first < 0x7b) {
-    if (declaredLength(b, start) !== end - (start + 1 + headExtra(first))) throw new Error("text string length does not match its value");
+  if (isShortText(first)) {
+    if (headArgument(b, start) !== end - (start + 1 + headArgBytes(first))) throw new Error("text string length does not match its value");
     return;
   }
   valueDecoder.decode(b.slice(start, end)); // throws on what does not decode, or on bytes after it
 }
 
-/** The length a definite CBOR head at `at` declares; −1 for an indefinite or reserved one. */
-function declaredLength(b: Uint8Array, at: number): number {
-  const info = b[at]! & 31;
-  if (info < 24) return info;
-  if (info > 27) return -1;
-  let n = 0;
-  for (let i = 1; i <= 1 << (info - 24); i++) n = n * 256 + b[at + i]!;
-  return n;
-}
-
 /** The value at [start, end) of a block, as the caller gets it: a fresh copy of anything mutable. */
 export function materialize(b: Uint8Array, text: Buffer, start: number, end: number): unknown {
   const first = b[start]!;
-  if (first === TAG_UINT8ARRAY_0 && b[start + 1] === TAG_UINT8ARRAY_1 && b[start + 2]! >> 5 === 2) {
+  if (isTaggedBytes(b, start)) {
     // An exact copy: `slice` of a plain Uint8Array is the cheapest fresh array.
-    return b.slice(start + 3 + headExtra(b[start + 2]!), end);
+    return b.slice(start + 3 + headArgBytes(b[start + 2]!), end);
   }
-  if (first >> 5 === 3 && first < 0x7b) return text.toString("utf8", start + 1 + headExtra(first), end);
-  if (first < 0x18) return first; // small unsigned integers
-  if (first === 0xf5) return true;
-  if (first === 0xf4) return false;
-  if (first === 0xf6) return null;
+  if (isShortText(first)) return text.toString("utf8", start + 1 + headArgBytes(first), end);
+  if (first < INFO_U8) return first; // small unsigned integers: the head is the value
+  if (first === SIMPLE_TRUE) return true;
+  if (first === SIMPLE_FALSE) return false;
+  if (first === SIMPLE_NULL) return null;
   return valueDecoder.decode(b.slice(start, end));
 }
 
 export function materializeHandle(h: ValueHandle): unknown {
   return materialize(h.b, h.text, h.start, h.end);
-}
-
-/** Extra head bytes after the initial byte for lengths 24 (1), 25 (2), 26 (4), 27 (8). */
-function headExtra(first: number): number {
-  const info = first & 31;
-  return info < 24 ? 0 : 1 << (info - 24);
 }

@@ -9,7 +9,8 @@ import { openForTest, type TestOptions } from "../../src/testing.ts";
 import { payloadDecoder, payloadEncoder, valueDecoder, valueEncoder } from "../../src/codec/cbor.ts";
 import { crc32 } from "../../src/codec/crc.ts";
 import { decodeHeader, payloadOf, readFrame } from "../../src/format/decoder.ts";
-import { sealFrame, writeHead } from "../../src/format/encoder.ts";
+import { writeHead } from "../../src/codec/cbor-head.ts";
+import { sealFrame } from "../../src/format/encoder.ts";
 import {
   FRAME_HEADER_BYTES,
   FRAME_LEN_OFFSET,

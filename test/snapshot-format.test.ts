@@ -1,0 +1,97 @@
+import { expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { open } from "../src/index.ts";
+import { valueDecoder, valueEncoder } from "../src/codec/cbor.ts";
+import { encoded } from "../src/format/decoder.ts";
+import { encodeSegmentStart, utf8Bytes } from "../src/format/encoder.ts";
+import { FORMAT_VERSION, FRAME_HEADER_BYTES, MAGIC_BYTES, SNAP_MAGIC, segmentName, snapshotName } from "../src/format/constants.ts";
+import { emptyLocated, parseRecord, recordBytes, writeRecord } from "../src/format/record.ts";
+import { ChunkEncoder, checkSnapshotFile, verifySnapshot, visitChunk } from "../src/snapshot/file.ts";
+import { nodeIO } from "../src/io/file-io.ts";
+import {
+  GOLDEN_SNAP_CHUNK_BYTES,
+  GOLDEN_SNAP_DB_ID,
+  GOLDEN_SNAP_ENTRIES,
+  GOLDEN_SNAP_REV,
+  goldenChunks,
+  goldenSnapshot,
+  type GoldenEntry,
+} from "./fixtures/golden-snap.ts";
+import { tmpDir } from "./helpers/index.ts";
+
+const golden = new Uint8Array(fs.readFileSync(path.join(import.meta.dir, "fixtures/golden-v1.snap")));
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+/** Every entry of a verified snapshot, its value decoded, in file order. */
+function readEntries(bytes: Uint8Array): GoldenEntry[] {
+  const s = verifySnapshot("golden-v1.snap", bytes);
+  const e = encoded(bytes);
+  const out: GoldenEntry[] = [];
+  let last: string | null = null;
+  for (let i = 0; i < s.chunks.length; i++) {
+    last = visitChunk(s, e, i, last, (key, e, start, end, rev, createRev, version) => {
+      out.push({ key, value: valueDecoder.decode(e.bytes.slice(start, end)), rev, createRev, version });
+    });
+  }
+  return out;
+}
+
+test("the snapshot encoder still produces the golden snapshot byte for byte", () => {
+  expect(hex(goldenSnapshot())).toBe(hex(golden));
+});
+
+test("arena records, narrow or with wide counts, encode to the golden snapshot's entries", () => {
+  for (const wide of [false, true]) {
+    const enc = new ChunkEncoder(GOLDEN_SNAP_CHUNK_BYTES);
+    const chunks: Uint8Array[] = [];
+    const keep = (c: Uint8Array | null) => c !== null && chunks.push(c.slice());
+    for (const g of GOLDEN_SNAP_ENTRIES) {
+      const value = valueEncoder.encode(g.value);
+      const keyBytes = utf8Bytes(g.key);
+      const b = new Uint8Array(recordBytes(keyBytes, value.length, g.rev, g.createRev, g.version, wide));
+      const end = writeRecord(b, 0, g.key, keyBytes, value, 0, value.length, g.rev, g.createRev, g.version, wide);
+      expect(end).toBe(b.length);
+      keep(enc.addRecord(parseRecord(b, 0, emptyLocated())));
+    }
+    keep(enc.flush());
+    // Chunk boundaries may differ (add() sizes an entry before it knows its counts); entries may not.
+    const entriesOf = (cs: Uint8Array[]) => cs.map((c) => hex(c.subarray(5))).join("");
+    expect(entriesOf(chunks)).toBe(entriesOf(goldenChunks()));
+  }
+});
+
+test("the golden snapshot reads back as the entries it was made of", () => {
+  expect([...golden.subarray(0, MAGIC_BYTES)]).toEqual([...SNAP_MAGIC]);
+  const s = verifySnapshot("golden-v1.snap", golden);
+  expect(s.header).toEqual({ v: FORMAT_VERSION, db: GOLDEN_SNAP_DB_ID, rev: GOLDEN_SNAP_REV, keys: GOLDEN_SNAP_ENTRIES.length });
+  expect(s.chunks.length).toBeGreaterThanOrEqual(2);
+  for (const c of s.chunks) expect((c.start - FRAME_HEADER_BYTES) % 8).toBe(0);
+  expect(readEntries(golden)).toEqual(GOLDEN_SNAP_ENTRIES);
+});
+
+test("the golden snapshot checks out when read through a file a small window at a time", () => {
+  const file = path.join(tmpDir(), snapshotName(GOLDEN_SNAP_REV));
+  fs.writeFileSync(file, golden);
+  expect(checkSnapshotFile(nodeIO, file, 32)).toEqual(verifySnapshot(file, golden).chunks);
+});
+
+test("a database opens from the golden snapshot with the entries it holds", async () => {
+  const dir = tmpDir();
+  fs.mkdirSync(path.join(dir, "snap"), { recursive: true });
+  fs.mkdirSync(path.join(dir, "wal"), { recursive: true });
+  fs.writeFileSync(path.join(dir, "snap", snapshotName(GOLDEN_SNAP_REV)), golden);
+  const firstRev = GOLDEN_SNAP_REV + 1;
+  const start = encodeSegmentStart({ v: FORMAT_VERSION, db: GOLDEN_SNAP_DB_ID, seq: 1, firstRev, prevCrc: 0 });
+  fs.writeFileSync(path.join(dir, "wal", segmentName(1, firstRev)), start);
+  const db = await open(dir);
+  try {
+    expect(db.rev).toBe(GOLDEN_SNAP_REV);
+    expect(db.get("gone")).toBeUndefined();
+    for (const g of GOLDEN_SNAP_ENTRIES) {
+      expect(db.getEntry(g.key)).toEqual({ value: g.value, rev: g.rev, createRev: g.createRev, version: g.version });
+    }
+  } finally {
+    await db.close();
+  }
+});
