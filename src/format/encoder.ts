@@ -36,9 +36,6 @@ export interface SegmentHeader {
   prevCrc: number;
 }
 
-// Still exported here for src/db.ts (fastEncode), which imports it from this module.
-export { writeHead };
-
 export const utf8 = new TextEncoder();
 
 /** The UTF-8 of the last string given to utf8ToScratch: read it before the next call (it may be replaced as it grows). */

@@ -1,8 +1,10 @@
 // A user value → its CBOR bytes, in a buffer of its own: the two commonest shapes by hand, the rest by cbor-x.
+// (Here rather than in codec/: it measures strings with format/encoder.ts's UTF-8 helpers.)
 
 import { copyBytes } from "../bytes.ts";
-import { utf8, utf8Bytes, writeHead } from "../format/encoder.ts";
 import { valueEncoder } from "../codec/cbor.ts";
+import { MAJOR_BYTES, MAJOR_TEXT, TAG_UINT8ARRAY, TAG_UINT8ARRAY_HEAD, headBytes, writeHead } from "../codec/cbor-head.ts";
+import { utf8, utf8Bytes } from "../format/encoder.ts";
 
 /**
  * The value's CBOR encoding, as cbor-x's valueEncoder writes it, in a fresh buffer (so later
@@ -21,19 +23,19 @@ export function encodeValue(value: unknown): Uint8Array {
 function fastEncode(value: unknown): Uint8Array | null {
   if (value instanceof Uint8Array && value.constructor === Uint8Array) {
     const n = value.length;
-    const head = n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+    const head = headBytes(n);
     const out = new Uint8Array(2 + head + n);
-    out[0] = 0xd8;
-    out[1] = 0x40;
-    writeHead(out, 2, 0x40, n);
+    out[0] = TAG_UINT8ARRAY_HEAD;
+    out[1] = TAG_UINT8ARRAY;
+    writeHead(out, 2, MAJOR_BYTES, n);
     copyBytes(out, 2 + head, value, 0, n);
     return out;
   }
   if (typeof value === "string" && value.length < 0x10000) {
     const n = utf8Bytes(value);
-    const head = n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+    const head = headBytes(n);
     const out = new Uint8Array(head + n);
-    writeHead(out, 0, 0x60, n);
+    writeHead(out, 0, MAJOR_TEXT, n);
     if (n === value.length) for (let i = 0; i < n; i++) out[head + i] = value.charCodeAt(i);
     else utf8.encodeInto(value, out.subarray(head));
     return out;
