@@ -21,8 +21,9 @@ export function lastSegmentStartingBy(segments: readonly SegmentFile[], rev: num
 }
 
 /**
- * The file's bytes: into `into` when it is large enough (a view of it then), or into fresh shared
- * memory with "shared". Throws WalFailedError: what cannot be read is never taken for damage.
+ * A segment's (or snapshot's) bytes: into `into` when it is large enough (a view of it then), or
+ * into fresh shared memory with "shared". Throws WalFailedError: what cannot be read is never
+ * taken for damage.
  */
 export function readSegment(io: FileIO, file: string, into?: Uint8Array | "shared"): Uint8Array {
   try {
