@@ -4,10 +4,10 @@ import * as path from "node:path";
 import { CompactedError, HarmonyError, InvalidArgumentError, WatchOverflowError } from "./errors.ts";
 import { materializeHandle, type ValueHandle } from "./store/key-index.ts";
 import { valueDecoder } from "./codec/cbor.ts";
-import { encoded, readFrame, viewOf, visitOps } from "./format/decoder.ts";
+import { visitOps, type Encoded } from "./format/decoder.ts";
 import { nodeIO } from "./io/file-io.ts";
-import { HEADER_FRAME_OFFSET, TYPE_ENTRY } from "./format/constants.ts";
-import { listSegments } from "./wal/segment.ts";
+import { TYPE_ENTRY } from "./format/constants.ts";
+import { lastSegmentStartingBy, listSegments, readSegment, SegmentReader } from "./wal/reader.ts";
 import * as L from "./limits.ts";
 
 export interface WatchOptions {
@@ -148,45 +148,47 @@ export function historyEvents(walDir: string, fromRev: number, toRev: number, ma
   const segments = listSegments(nodeIO, walDir, false);
   const oldest = segments[0]?.firstRev ?? toRev + 1;
   if (fromRev < oldest) throw new CompactedError(fromRev, oldest);
-  // Start at the last segment that begins at or before fromRev.
-  let first = 0;
-  for (let i = 0; i < segments.length; i++) if (segments[i]!.firstRev <= fromRev) first = i;
+  const first = Math.max(0, lastSegmentStartingBy(segments, fromRev));
   const files = segments.slice(first).map((s) => path.join(walDir, s.name));
   return {
     *[Symbol.iterator]() {
       for (const file of files) {
-        const bytes = readHistorySegment(walDir, file, fromRev);
-        const view = viewOf(bytes);
-        const seg = encoded(bytes);
-        let off = HEADER_FRAME_OFFSET;
-        for (;;) {
-          const v = readFrame(bytes, off, view);
-          if (v.kind !== "frame") break;
-          off = v.next;
+        // Only the frames are read: recovery checked these segments, and the history stops at the first non-frame.
+        const reader = new SegmentReader(file, readHistorySegment(walDir, file, fromRev));
+        for (let v = reader.next(); v.kind === "frame"; v = reader.next()) {
           if (v.type !== TYPE_ENTRY || v.rev < fromRev) continue;
           if (v.rev > toRev) return;
-          const events: WatchEvent[] = [];
-          visitOps(seg, v.start, v.start + v.len, {
-            put: (key, e, s, end) => {
-              if (matches(key)) events.push({ type: "put", key, value: valueDecoder.decode(e.bytes.slice(s, end)), rev: v.rev });
-            },
-            delete: (key) => {
-              if (matches(key)) events.push({ type: "delete", key, rev: v.rev });
-            },
-          });
-          yield* events;
+          yield* entryEvents(reader.segment, v.rev, v.start, v.start + v.len, matches);
         }
       }
     },
   };
 }
 
-/** A segment for history; one a snapshot deleted since watch() began means those revisions are compacted. */
+/** The events of one entry, payload bytes [start, end) of `seg`, for the keys that match. */
+function entryEvents(seg: Encoded, rev: number, start: number, end: number, matches: (key: string) => boolean): WatchEvent[] {
+  const events: WatchEvent[] = [];
+  visitOps(seg, start, end, {
+    put: (key, e, s, vEnd) => {
+      if (matches(key)) events.push({ type: "put", key, value: valueDecoder.decode(e.bytes.slice(s, vEnd)), rev });
+    },
+    delete: (key) => {
+      if (matches(key)) events.push({ type: "delete", key, rev });
+    },
+  });
+  return events;
+}
+
+/**
+ * A segment for history; one a snapshot deleted since watch() began means those revisions are
+ * compacted. Other read errors reach the watcher as the file system threw them.
+ */
 function readHistorySegment(walDir: string, file: string, fromRev: number): Uint8Array {
   try {
-    return nodeIO.readFile(file);
+    return readSegment(nodeIO, file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    const cause = (err as Error).cause;
+    if ((cause as NodeJS.ErrnoException).code !== "ENOENT") throw cause;
     const oldest = listSegments(nodeIO, walDir, false)[0]?.firstRev ?? fromRev + 1;
     throw new CompactedError(fromRev, oldest);
   }

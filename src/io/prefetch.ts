@@ -6,6 +6,7 @@
 import { parentPort, Worker, workerData } from "node:worker_threads";
 import { WalFailedError } from "../errors.ts";
 import { nodeIO } from "./file-io.ts";
+import { readSharedText, writeSharedText } from "./shared-text.ts";
 
 /** The file is read in pieces of this size; the reader sees each as soon as it is in. */
 const PIECE_BYTES = 4 * 1024 * 1024;
@@ -56,8 +57,7 @@ export class Prefetch {
       const changes = Atomics.load(this.ctl, CHANGES);
       const state = Atomics.load(this.ctl, STATE);
       if (state === FAILED) {
-        const msg = new TextDecoder().decode(this.error.slice()).replace(/\0+$/, ""); // decode() may refuse shared memory
-        throw new WalFailedError(`cannot read ${this.file}: ${msg}`); // EIO and friends: refuse to open
+        throw new WalFailedError(`cannot read ${this.file}: ${readSharedText(this.error)}`); // EIO and friends: refuse to open
       }
       if (state === DONE || Atomics.load(this.ctl, FILLED) * PAGE_BYTES >= end) return;
       if (state === NOT_STARTED && performance.now() - this.startedAt > START_MS_MAX) return this.readAll();
@@ -95,7 +95,7 @@ export function servePrefetch(): void {
     read(job.file, job.bytes, (done) => publish(FILLED, Math.floor(done / PAGE_BYTES)));
     publish(STATE, DONE);
   } catch (err) {
-    job.error.set(new TextEncoder().encode((err as Error).message).subarray(0, ERROR_BYTES));
+    writeSharedText(job.error, (err as Error).message);
     publish(STATE, FAILED);
   } finally {
     parentPort?.close();

@@ -3,9 +3,10 @@
 import * as path from "node:path";
 import { assert } from "../assert.ts";
 import { lockDir } from "../io/lock.ts";
-import { allZero, findValidFrameAfter, readFrame, visitOps } from "../format/decoder.ts";
+import { visitOps } from "../format/decoder.ts";
 import { nodeIO } from "../io/file-io.ts";
-import { FRAME_ALIGN_BYTES, HEADER_FRAME_OFFSET, SEGMENT_NAME_RE, TYPE_ENTRY, hex16 } from "../format/constants.ts";
+import { HEADER_FRAME_OFFSET, SEGMENT_NAME_RE, TYPE_ENTRY, hex16 } from "../format/constants.ts";
+import { SegmentReader } from "../wal/reader.ts";
 import { dataEnd, recover, unusedBrokenPath, type TornTail } from "../wal/recovery.ts";
 import { checkingLoader, scanLog, snapDirOf, walDirOf, type Problem, type ScanResult } from "./scan.ts";
 import { pointInTimeBlocker, summaryLine, verify, verifyExitCode, type VerifyResult } from "./verify.ts";
@@ -162,10 +163,10 @@ function lostRange(walDir: string, scan: ScanResult, d: Damage): LostRange {
   let maxRev = scan.lastRev;
   for (let i = d.index; i < scan.segments.length; i++) {
     const name = scan.segments[i]!;
-    const bytes = nodeIO.readFile(path.join(walDir, name));
+    const file = path.join(walDir, name);
     const from = i === d.index && !d.whole ? d.offset : HEADER_FRAME_OFFSET;
     const firstRev = parseInt(SEGMENT_NAME_RE.exec(name)?.[2] ?? "1", 16);
-    const found = readableEntries(bytes, from, Math.max(maxRev, firstRev - 1));
+    const found = readableEntries(new SegmentReader(file, nodeIO.readFile(file), from), Math.max(maxRev, firstRev - 1));
     readable += found.count;
     maxRev = Math.max(maxRev, found.maxRev);
   }
@@ -173,25 +174,23 @@ function lostRange(walDir: string, scan: ScanResult, d: Damage): LostRange {
 }
 
 /**
- * Counts entries with a valid checksum and a rising revision from `from` on, skipping damage by
- * searching the later 8-byte boundaries (each step moves forward, so the walk ends).
+ * Counts entries with a valid checksum and a rising revision from the reader's offset on, skipping
+ * damage by searching the later 8-byte boundaries (each step moves forward, so the walk ends).
  */
-function readableEntries(bytes: Uint8Array, from: number, afterRev: number): { count: number; maxRev: number } {
+function readableEntries(r: SegmentReader, afterRev: number): { count: number; maxRev: number } {
   let count = 0;
   let maxRev = afterRev;
-  let off = from;
-  while (off >= 0 && off < bytes.length) {
-    const v = readFrame(bytes, off);
+  while (r.offset >= 0 && r.offset < r.bytes.length) {
+    const v = r.next();
     if (v.kind === "frame") {
       if (v.type === TYPE_ENTRY && v.rev > maxRev) {
         count++;
         maxRev = v.rev;
       }
-      off = v.next;
-    } else if (v.kind === "end" && allZero(bytes, off, bytes.length)) {
-      break;
+    } else if (r.stop(v).damage === null) {
+      break; // the clean end: only zeros follow
     } else {
-      off = findValidFrameAfter(bytes, off + FRAME_ALIGN_BYTES, maxRev);
+      r.offset = r.validFrameAfter(r.at, maxRev);
     }
   }
   return { count, maxRev };

@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert } from "../assert.ts";
-import { CorruptionError, InvalidArgumentError, WalFailedError } from "../errors.ts";
+import { CorruptionError, InvalidArgumentError } from "../errors.ts";
 import { listSnapshots, verifySnapshot, visitChunk, type EntryVisitor, type SnapshotEntry, type SnapshotHeader } from "../snapshot/file.ts";
 import { payloadDecoder } from "../codec/cbor.ts";
 import { decodeOps, encoded, payloadOf, visitOps, type OpVisitor } from "../format/decoder.ts";
@@ -11,7 +11,7 @@ import type { Op } from "../format/encoder.ts";
 import { nodeIO } from "../io/file-io.ts";
 import { FRAME_HEADER_BYTES, SNAP_NAME_RE } from "../format/constants.ts";
 import { recover, type Apply, type RecoveryResult, type SnapshotLoader, type TornTail } from "../wal/recovery.ts";
-import { listSegments } from "../wal/segment.ts";
+import { listSegments, readSegment } from "../wal/reader.ts";
 
 /** One entry as the log holds it: where it starts and its operations (values still CBOR-encoded). */
 export interface LogRecord {
@@ -245,14 +245,6 @@ function uintOrNull(v: unknown): number | null {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : null;
 }
 
-function readOrFail(file: string): Uint8Array {
-  try {
-    return nodeIO.readFile(file);
-  } catch (cause) {
-    throw new WalFailedError(`cannot read ${file}: ${(cause as Error).message}`, { cause });
-  }
-}
-
 // ---- snapshot files ----
 
 /** One key of a snapshot, its value still CBOR-encoded (a copy: it outlives the file's buffer). */
@@ -270,7 +262,7 @@ export interface SnapshotSink {
  * naming the file and offset; an error the sink throws passes through as it is.
  */
 export function scanSnapshot(file: string, sink: SnapshotSink = {}): { header: SnapshotHeader; bytes: number } {
-  const bytes = readOrFail(file);
+  const bytes = readSegment(nodeIO, file); // EIO: WalFailedError, as recovery reads it
   const s = verifySnapshot(file, bytes);
   const named = SNAP_NAME_RE.exec(path.basename(file));
   if (named && parseInt(named[1]!, 16) !== s.header.rev) {

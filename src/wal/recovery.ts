@@ -3,13 +3,13 @@
 import * as path from "node:path";
 import { CorruptionError, WalFailedError } from "../errors.ts";
 import { listSnapshots, SnapshotReader, visitEntries, type EntryVisitor, type SnapshotHeader } from "../snapshot/file.ts";
-import { allZero, decodeHeader, encoded, findValidFrameAfter, payloadOf, readFrame, viewOf, type Encoded } from "../format/decoder.ts";
-import type { SegmentHeader } from "../format/encoder.ts";
-import { FORMAT_VERSION, HEADER_FRAME_OFFSET, MAGIC, MAGIC_BYTES, TYPE_ENTRY, TYPE_HEADER, TYPE_SNAPSHOT_MARKER, hex16 } from "../format/constants.ts";
+import { allZero, encoded, payloadOf, type Encoded } from "../format/decoder.ts";
+import { FORMAT_VERSION, HEADER_FRAME_OFFSET, TYPE_ENTRY, TYPE_HEADER, TYPE_SNAPSHOT_MARKER, hex16 } from "../format/constants.ts";
 import { nodeIO, type FileIO } from "../io/file-io.ts";
 import { Prefetch } from "../io/prefetch.ts";
 import * as L from "../limits.ts";
-import { installSegment, listSegments, type SegmentFile } from "./segment.ts";
+import { lastSegmentStartingBy, listSegments, readFailure, readSegment, SegmentReader, type FramesStop, type SegmentFile } from "./reader.ts";
+import { installSegment } from "./segment.ts";
 
 /**
  * Open progress: the snapshot ("snapshot": keys of keysTotal loaded) and the WAL after it ("wal":
@@ -84,8 +84,6 @@ interface Cursor {
   lastCrc: number;
   lastSeq: number;
   records: number;
-  /** Offset of the first entry frame in the segment being read. */
-  start: number;
 }
 
 export interface RecoverOptions {
@@ -222,7 +220,6 @@ function* replayLog(
     lastCrc: 0,
     lastSeq: 0,
     records: 0,
-    start: 0,
   };
   let tail: RecoveryResult["tail"] = null;
   let tornTail: TornTail | null = null;
@@ -236,21 +233,17 @@ function* replayLog(
     opts.onSegment?.(i, seg.name);
     const bytes = readSegment(io, file, buffer);
     if (bytes.buffer !== buffer?.buffer) buffer = bytes;
-    checkHeader(file, bytes, seg, cur);
-    const start = cur.start;
-    const { end, damage, complete } = replayFrames(bytes, cur, apply, seg.name, opts.onMarker);
-    if (damage) {
-      // A frame whose checksum holds was written whole: no crash tears it, so it is never a torn tail.
-      if (complete) throw new CorruptionError(damage, file, end, cur.lastRev + 1);
-      const validAfter = findValidFrameAfter(bytes, end + 8, cur.lastRev);
-      if (i !== segments.length - 1 || validAfter >= 0) {
-        const why = validAfter >= 0 ? `a valid record follows at offset ${validAfter}` : "later segments follow";
-        throw new CorruptionError(`${damage}; ${why}`, file, end, cur.lastRev + 1);
-      }
-      tornTail = tornTailAt(io, file, bytes, end, damage, cur.lastRev);
+    const reader = new SegmentReader(file, bytes);
+    checkHeader(reader, seg, cur);
+    const start = reader.offset;
+    const stop = replayFrames(reader, cur, apply, seg.name, opts.onMarker);
+    const end = reader.verdict(stop, i === segments.length - 1, cur.lastRev);
+    if (end.kind === "corrupt") throw reader.corruption(end.reason, end.offset, cur.lastRev + 1);
+    if (end.kind === "torn") {
+      tornTail = tornTailAt(io, file, bytes, end.offset, end.reason, cur.lastRev);
       tailBytes = bytes;
     }
-    tail = { path: file, seq: seg.seq, offset: end, start };
+    tail = { path: file, seq: seg.seq, offset: end.offset, start };
     const progress: ReplayProgress = {
       phase: "wal",
       segment: i + 1,
@@ -381,8 +374,7 @@ function firstSegmentAfter(walDir: string, segments: SegmentFile[], snap: Opened
     return 0;
   }
   const R = snap.header.rev;
-  let first = -1;
-  for (let i = 0; i < segments.length; i++) if (segments[i]!.firstRev <= R + 1) first = i;
+  const first = lastSegmentStartingBy(segments, R + 1);
   if (first < 0) {
     const seg = segments[0];
     const where = rejected.length > 0 ? ` (newer snapshots are damaged: ${rejected.join("; ")})` : "";
@@ -423,15 +415,6 @@ function withFirstSegment(walDir: string, rec: RecoveryResult, opts: OpenLogOpti
   return { ...rec, dbId, tail: { path: seg.path, seq: 1, offset: seg.start, start: seg.start } };
 }
 
-/** The file's bytes: into `into` when it is large enough, or into fresh shared memory. */
-function readSegment(io: FileIO, file: string, into?: Uint8Array | "shared"): Uint8Array {
-  try {
-    return io.readFile(file, into === "shared" ? new Uint8Array(new SharedArrayBuffer(io.fileSize(file))) : into);
-  } catch (cause) {
-    throw readFailure(file, cause);
-  }
-}
-
 /** A thread reading `file` in, or null (read here then) if one cannot be started. */
 function startPrefetch(file: string, size: number): Prefetch | null {
   try {
@@ -449,27 +432,14 @@ function readSize(io: FileIO, file: string): number {
   }
 }
 
-/** EIO and friends: refuse to open, and never truncate what could not be read. */
-function readFailure(file: string, cause: unknown): WalFailedError {
-  return new WalFailedError(`cannot read ${file}: ${(cause as Error).message}`, { cause });
-}
-
-/** Checks magic, version, database id and the chain to the previous segment. */
-function checkHeader(file: string, bytes: Uint8Array, seg: SegmentFile, cur: Cursor): void {
+/** Checks the segment's header on its own (see SegmentReader.header), then its place in the chain. */
+function checkHeader(reader: SegmentReader, seg: SegmentFile, cur: Cursor): void {
+  const nextRev = cur.lastRev + 1;
+  const s = reader.header(nextRev);
+  const h = s.header;
   const fail = (msg: string, offset = HEADER_FRAME_OFFSET): never => {
-    throw new CorruptionError(msg, file, offset, cur.lastRev + 1);
+    throw reader.corruption(msg, offset, nextRev);
   };
-  if (bytes.length < MAGIC_BYTES || !MAGIC.every((b, i) => bytes[i] === b)) fail("bad magic", 0);
-  const v = readFrame(bytes, HEADER_FRAME_OFFSET);
-  if (v.kind !== "frame" || v.type !== TYPE_HEADER) fail(`bad segment header (${v.kind === "frame" ? "wrong type" : v.kind})`);
-  const frame = v as Extract<typeof v, { kind: "frame" }>;
-  let h: SegmentHeader;
-  try {
-    h = decodeHeader(payloadOf(bytes, frame));
-  } catch (cause) {
-    return fail(`undecodable segment header: ${(cause as Error).message}`);
-  }
-  if (h.v !== FORMAT_VERSION) fail(`unknown format version ${h.v}`);
   if (cur.dbId !== null && h.db !== cur.dbId) {
     fail(
       cur.chained
@@ -477,8 +447,7 @@ function checkHeader(file: string, bytes: Uint8Array, seg: SegmentFile, cur: Cur
         : `the snapshot ${cur.snapshotFile} belongs to database ${cur.dbId}, the WAL to ${h.db}`,
     );
   }
-  if (h.seq !== seg.seq || h.firstRev !== seg.firstRev) fail("header does not match the file name");
-  if (frame.rev !== h.firstRev - 1) fail("header revision does not precede firstRev");
+  reader.checkName(seg, s, nextRev);
   if (!cur.chained) {
     // The first segment after a snapshot: what came before it is covered (and may be gone).
     cur.chained = true;
@@ -494,54 +463,37 @@ function checkHeader(file: string, bytes: Uint8Array, seg: SegmentFile, cur: Cur
   if (h.prevCrc !== cur.lastCrc) fail("previous-segment checksum does not match the chain");
   cur.dbId = h.db;
   cur.lastSeq = h.seq;
-  cur.start = frame.next;
 }
 
 /**
- * Applies every entry from the header on (and hands each marker of segment `name` to onMarker);
- * stops at the clean end or at the first damaged frame.
- * Returns where the log ends (the writer's next offset) and, if it ended in damage, why.
+ * Applies every entry after the header (and hands each marker of segment `name` to onMarker);
+ * stops at the clean end or at the first damaged frame, and says which.
  */
-function replayFrames(
-  bytes: Uint8Array,
-  cur: Cursor,
-  apply: Apply,
-  name: string,
-  onMarker: RecoverOptions["onMarker"],
-): { end: number; damage: string | null; complete: boolean } {
-  let off = cur.start;
-  const view = viewOf(bytes);
-  const segment = encoded(bytes);
+function replayFrames(reader: SegmentReader, cur: Cursor, apply: Apply, name: string, onMarker: RecoverOptions["onMarker"]): FramesStop {
+  const { bytes, segment } = reader;
   for (;;) {
-    const v = readFrame(bytes, off, view);
-    if (v.kind === "end") {
-      const clean = allZero(bytes, off, bytes.length);
-      return { end: off, damage: clean ? null : "non-zero bytes after the end of the log", complete: false };
-    }
-    if (v.kind !== "frame") return { end: off, damage: `${v.kind} frame: ${v.reason}`, complete: v.kind === "bad" && v.whole === true };
-    const bad = (damage: string) => ({ end: off, damage, complete: true });
+    const v = reader.next();
+    if (v.kind !== "frame") return reader.stop(v);
     if (v.type === TYPE_SNAPSHOT_MARKER) {
       // Says a snapshot was made durable here; it carries the revision of the entry before it.
-      if (v.rev !== cur.lastRev) return bad(`snapshot marker with rev ${v.rev} after rev ${cur.lastRev}`);
-      onMarker?.({ rev: v.rev, segment: name, offset: off, payload: payloadOf(bytes, v).slice() });
+      if (v.rev !== cur.lastRev) return reader.wrong(`snapshot marker with rev ${v.rev} after rev ${cur.lastRev}`);
+      onMarker?.({ rev: v.rev, segment: name, offset: reader.at, payload: payloadOf(bytes, v).slice() });
       cur.lastCrc = v.crc;
-      off = v.next;
       continue;
     }
-    if (v.type !== TYPE_ENTRY) return bad(v.type === TYPE_HEADER ? "segment header in the middle of a segment" : `unexpected frame type ${v.type}`);
-    if (v.rev !== cur.lastRev + 1) return bad(`revision gap: rev ${v.rev} after rev ${cur.lastRev}`);
+    if (v.type !== TYPE_ENTRY) return reader.wrong(v.type === TYPE_HEADER ? "segment header in the middle of a segment" : `unexpected frame type ${v.type}`);
+    if (v.rev !== cur.lastRev + 1) return reader.wrong(`revision gap: rev ${v.rev} after rev ${cur.lastRev}`);
     if (v.rev > cur.baseRev) {
       try {
         apply(v.rev, segment, v.start, v.start + v.len);
       } catch (cause) {
-        return bad(`undecodable entry: ${(cause as Error).message}`);
+        return reader.wrong(`undecodable entry: ${(cause as Error).message}`);
       }
-      cur.bytesAfterBase += v.next - off;
+      cur.bytesAfterBase += v.next - reader.at;
       cur.records++;
     }
     cur.lastRev = v.rev;
     cur.lastCrc = v.crc;
-    off = v.next;
   }
 }
 

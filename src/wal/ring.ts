@@ -12,6 +12,7 @@ import { assert } from "../assert.ts";
 import { copyBytes } from "../bytes.ts";
 import { sealFrame, writeEntryPayload, type Op } from "../format/encoder.ts";
 import { FRAME_HEADER_BYTES, FRAME_TYPE_OFFSET, TYPE_ENTRY, frameBytes } from "../format/constants.ts";
+import { readSharedText, writeSharedText } from "../io/shared-text.ts";
 
 /** Int32 slots at the start of the buffer. */
 export const HEAD = 0; // written by main: bytes published
@@ -179,13 +180,11 @@ export function readU32(ring: RingViews, pos: number): number {
   return (d[at]! | (d[at + 1]! << 8) | (d[at + 2]! << 16) | (d[at + 3]! << 24)) >>> 0;
 }
 
+/** Puts the worker's error message in `area` (ERROR_BYTES of it at most). */
 export function writeError(ring: RingViews, message: string, area: Uint8Array = ring.error): void {
-  const bytes = new TextEncoder().encode(message).subarray(0, ERROR_BYTES);
-  area.fill(0);
-  area.set(bytes);
+  writeSharedText(area, message);
 }
 
 export function readError(ring: RingViews, area: Uint8Array = ring.error): string {
-  const end = area.indexOf(0);
-  return new TextDecoder().decode(area.subarray(0, end < 0 ? ERROR_BYTES : end));
+  return readSharedText(area);
 }
