@@ -31,7 +31,7 @@ export interface EncoderReply {
   refs: Float64Array | null;
 }
 
-/** What writeSnapshot asks of an encoder, in a worker or not. */
+/** What SnapshotScheduler asks of an encoder, in a worker or not. */
 export interface SnapshotChunks {
   /** A refs array of `n` slots to fill for refs(), reused once the encoder is done with it. */
   refsArray(n: number): Float64Array;

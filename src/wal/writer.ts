@@ -449,7 +449,7 @@ export class WalWriter {
     this.signal();
   }
 
-  /** Wakes the main thread's dispatcher: it waits on EVENTS, so neither an ack nor a failure is missed. */
+  /** Wakes the main thread's waiter (WritePipeline.run): it waits on EVENTS, so neither an ack nor a failure is missed. */
   private signal(): void {
     Atomics.add(this.ring.ctl, R.EVENTS, 1);
     Atomics.notify(this.ring.ctl, R.EVENTS);
