@@ -48,6 +48,8 @@ export const SNAP_TMP_SUFFIX = ".tmp";
  * of 5: the arena finds records by it, so no other head that says 5 is accepted.
  */
 export const RECORD_HEAD = MAJOR_ARRAY | 5;
+/** A lower bound on a record's size: the array's head and at least a byte for each of its five items. */
+export const RECORD_BYTES_MIN = 6;
 /** A chunk's entry count is a head with a 4-byte argument, reserved before the count is known. */
 export const CHUNK_COUNT_HEAD_BYTES = HEAD_U32_BYTES;
 

@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { CorruptionError, WalFailedError } from "../errors.ts";
 import { listSnapshots, SnapshotReader, visitEntries, type EntryVisitor, type SnapshotHeader } from "../snapshot/file.ts";
 import { allZero, encoded, payloadOf, type Encoded } from "../format/decoder.ts";
-import { FORMAT_VERSION, HEADER_FRAME_OFFSET, TYPE_ENTRY, TYPE_HEADER, TYPE_SNAPSHOT_MARKER, hex16 } from "../format/constants.ts";
+import { FORMAT_VERSION, HEADER_FRAME_OFFSET, RECORD_BYTES_MIN, TYPE_ENTRY, TYPE_HEADER, TYPE_SNAPSHOT_MARKER, hex16 } from "../format/constants.ts";
 import { nodeIO, type FileIO } from "../io/file-io.ts";
 import { Prefetch } from "../io/prefetch.ts";
 import * as L from "../limits.ts";
@@ -155,7 +155,7 @@ function* recoverSteps(walDir: string, apply: Apply, opts: RecoverOptions): Gene
       let logged: LogReplayed | undefined;
       try {
         snap = openSnapshot(io, file, s.rev, prefetch);
-        loader!.begin?.(Math.min(snap.header.keys, Math.floor(snap.bytes.length / MIN_ENTRY_BYTES)));
+        loader!.begin?.(Math.min(snap.header.keys, Math.floor(snap.bytes.length / RECORD_BYTES_MIN)));
         if (opts.logFirst) logged = yield* replayLog(io, walDir, segments, snap, rejected, apply, opts);
         yield* loadEntries(snap, loader!, segments.length, opts.onProgress);
       } catch (err) {
@@ -292,8 +292,6 @@ function finish(io: FileIO, walDir: string, repair: boolean, log: (line: string)
   };
 }
 
-/** The smallest snapshot entry: [key "", value 0, rev, createRev, version], one byte each and the head. */
-const MIN_ENTRY_BYTES = 6;
 
 /** Snapshot chunks to load between two yields to the event loop. */
 const chunksPerStep = 16;
