@@ -16,7 +16,7 @@ import { decodeKey, visitOps, type Encoded, type OpVisitor } from "../format/dec
 import { utf8Bytes, utf8Scratch, utf8ToScratch, type Op } from "../format/encoder.ts";
 
 /** Plain UTF-16 code-unit order; faster than sorted-btree's type-checking default comparator. */
-function compareKeys(a: string, b: string): number {
+export function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
@@ -529,6 +529,9 @@ function isSorted(keys: string[]): boolean {
   for (let i = 1; i < keys.length; i++) if (!(keys[i - 1]! < keys[i]!)) return false;
   return true;
 }
+
+// (Open's replay checks each value as it loads it: src/store/replay.ts.)
+export { checkValue };
 
 /**
  * Writes `key` as UTF-8 to utf8Scratch; returns its length, or −1 for a key that is not well-formed
