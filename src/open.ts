@@ -11,7 +11,8 @@ import { nodeIO } from "./io/file-io.ts";
 import { lockDir, type DirLock } from "./io/lock.ts";
 import * as L from "./limits.ts";
 import { resolveOptions, type OpenOptions, type Resolved, type TestHooks } from "./options.ts";
-import { KeyIndex } from "./store/key-index.ts";
+import type { KeyIndex } from "./store/key-index.ts";
+import { Replay } from "./store/replay.ts";
 import * as R from "./wal/ring.ts";
 import { openLogAsync, type Apply } from "./wal/recovery.ts";
 import { continueLog, type WriterConfig } from "./wal/writer.ts";
@@ -44,13 +45,13 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
   const walDir = path.join(dir, "wal");
   const snapDir = path.join(dir, "snap");
   const t0 = performance.now();
-  const index = new KeyIndex();
-  const apply: Apply = (rev, segment, start, end) => index.applyEncoded(rev, segment, start, end);
+  const replay = new Replay();
+  const apply: Apply = (rev, segment, start, end) => replay.applyEncoded(rev, segment, start, end);
   const rec = await openLogAsync(walDir, apply, {
     onProgress: o.onProgress,
     log: o.log,
     newDbId: () => hyperid({ urlSafe: true })(),
-    snapshots: index.snapshotLoader(snapDir),
+    snapshots: replay.snapshotLoader(snapDir),
     prefetchBytes: o.snapshotPrefetchBytes,
     // The log's changes are replayed while another thread still reads a large snapshot in.
     logFirst: true,
@@ -69,8 +70,9 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
   };
   // The writer starts (~50 ms, mostly loading its modules, on another core) while the index is built.
   const writer = startWorker(cfg);
+  let index: KeyIndex;
   try {
-    index.finishReplay();
+    index = replay.finish();
     if (verifyEnabled) index.verify(rec.lastRev);
   } catch (err) {
     void writer.worker.terminate();

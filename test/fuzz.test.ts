@@ -23,7 +23,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { CorruptionError, HarmonyError, open } from "../src/index.ts";
 import { openForTest } from "../src/testing.ts";
-import { KeyIndex } from "../src/store/key-index.ts";
+import { Replay } from "../src/store/replay.ts";
 import { recover, type TornTail } from "../src/wal/recovery.ts";
 import {
   FUZZ_OPTS,
@@ -96,11 +96,11 @@ const summary = { cases: 0, viaOpen: 0, openedFull: 0, openedPrefix: 0, typedErr
 
 /** recover() with the database's own index as `apply`, as open() does, minus the writer. */
 function replay(walDir: string): Outcome {
-  const index = new KeyIndex();
-  let rec;
+  const builder = new Replay();
+  let rec, index;
   try {
-    rec = recover(walDir, (rev, seg, start, end) => index.applyEncoded(rev, seg, start, end), { log: () => {} });
-    index.finishReplay();
+    rec = recover(walDir, (rev, seg, start, end) => builder.applyEncoded(rev, seg, start, end), { log: () => {} });
+    index = builder.finish();
   } catch (err) {
     return { kind: "error", err };
   }
@@ -351,17 +351,17 @@ type SnapOutcome = { kind: "open"; rev: number; state: SnapState; readErrors: st
 
 const snapSummary = { cases: 0, viaOpen: 0, openedOriginal: 0, openedOther: 0, typedErrors: 0, failures: 0, ms: 0 };
 
-/** What open() does before it starts the writer: a KeyIndex, its snapshot loader, recover(). */
+/** What open() does before it starts the writer: a Replay, its snapshot loader, recover(), the KeyIndex. */
 function replaySnap(dir: string): SnapOutcome {
-  const index = new KeyIndex();
-  let rec;
+  const builder = new Replay();
+  let rec, index;
   try {
-    rec = recover(path.join(dir, "wal"), (rev, seg, start, end) => index.applyEncoded(rev, seg, start, end), {
-      snapshots: index.snapshotLoader(path.join(dir, "snap")),
+    rec = recover(path.join(dir, "wal"), (rev, seg, start, end) => builder.applyEncoded(rev, seg, start, end), {
+      snapshots: builder.snapshotLoader(path.join(dir, "snap")),
       log: () => {},
       logFirst: true,
     });
-    index.finishReplay();
+    index = builder.finish();
   } catch (err) {
     return { kind: "error", err };
   }

@@ -10,7 +10,7 @@
 // One exception, during open only: a record replayed on top of a snapshot may be appended "wide"
 // (createRev and version as 8-byte CBOR integers, valid if not the shortest form) before the
 // snapshot's entry for its key is known, and has those two rebased in place once it is
-// (KeyIndex.finishReplay).
+// (Replay.finish, src/store/replay.ts).
 // Readers that must not see later changes (range iterators, the snapshot writer) keep a copy of the
 // block table (`view()`): a dropped block stays alive for them, and is never reused. Blocks are
 // SharedArrayBuffers, which a snapshot's encoder worker reads.

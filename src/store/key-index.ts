@@ -2,27 +2,22 @@
 // order, both from key to a slot (src/store/ref-table.ts) holding the ref into the arena (src/store/arena.ts)
 // where the key's record lives.
 
-import BTree from "sorted-btree";
-import { bulkLoad } from "sorted-btree/extended/bulkLoad";
-import { Arena, locate, recordKeyIs, REF_SPAN, type Blocks } from "./arena.ts";
+import type BTree from "sorted-btree";
+import { type Arena, locate, recordKeyIs, REF_SPAN, type Blocks } from "./arena.ts";
 import type { Located } from "../format/record.ts";
 import { assert } from "../assert.ts";
 import { hashBytes, KeyTable } from "./key-table.ts";
 import * as L from "../limits.ts";
-import { RefTable, refAt, type RefPages } from "./ref-table.ts";
-import type { SnapshotLoader } from "../wal/recovery.ts";
+import { refAt, type RefPages, type RefTable } from "./ref-table.ts";
 import { valueDecoder } from "../codec/cbor.ts";
 import { INFO_U8, INFO_U64, MAJOR_BYTES, MAJOR_TEXT, SIMPLE_FALSE, SIMPLE_NULL, SIMPLE_TRUE, TAG_UINT8ARRAY, TAG_UINT8ARRAY_HEAD, headArgBytes, headArgument, majorOf } from "../codec/cbor-head.ts";
-import { decodeKey, visitOps, type Encoded, type OpVisitor } from "../format/decoder.ts";
+import { decodeKey } from "../format/decoder.ts";
 import { utf8Bytes, utf8Scratch, utf8ToScratch, type Op } from "../format/encoder.ts";
 
 /** Plain UTF-16 code-unit order; faster than sorted-btree's type-checking default comparator. */
-function compareKeys(a: string, b: string): number {
+export function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
-
-/** sorted-btree's default node size. */
-const BTREE_NODE_SIZE = 32;
 
 /** A value captured for later (a watcher's queue): the block it is in stays alive with it. */
 export interface ValueHandle {
@@ -77,52 +72,39 @@ export class IndexView {
  * The map answers point reads in O(1) (a B-tree lookup of a random key costs ~20 string compares and
  * as many cache misses); the tree serves ordered ranges and O(1) copy-on-write views. Both give a
  * key's slot, which it keeps until deleted: an overwrite touches the slot table only.
- * Open (snapshot load and replay) builds only the tree: the map stays empty ("deferred") until the
+ * Open (src/store/replay.ts) builds only the tree: the map stays empty ("deferred") until the
  * first fillMap call, and is then filled in the background; until it is complete, a key missing
  * from it is looked up in the tree. Once filling began every change updates both, so a key the map
  * has is current.
- *
- * Open builds the tree once, at the end (finishReplay): the snapshot's entries arrive in key order,
- * and what the WAL changes on top of them is kept in a hash map by key, sorted and merged in. A
- * B-tree update per replayed put cost two descents of ~20 cache-missing string compares each in a
- * 1M-key tree, ~4 µs, which made replaying 540k overwrites take 2.4 s of a 5 s open.
  */
 export class KeyIndex {
   private readonly map = new KeyTable();
   /** The longest key put in the map, in UTF-8 bytes. */
   private mapKeyBytesMax = 0;
-  private tree = new BTree<string, number>(undefined, compareKeys);
-  private readonly refs = new RefTable();
   private mapComplete = false;
   private mapDeferred = true;
   /** Where fillMap goes on from (the last key it filled). */
   private fillFrom: string | undefined = undefined;
-  private arena = new Arena(L.arenaBlockBytes);
   /** The block being compacted (−1: none) and how far. */
   private compacting = -1;
   private compactPos = 0;
-  /** Open: the snapshot's entries, in key order, until finishReplay. */
-  private baseKeys: string[] = [];
-  private baseRefs: number[] = [];
-  /** Open: whether the snapshot's header announced entries (the log may be replayed before they load). */
-  private baseExpected = false;
+
   /**
-   * Open: the keys the WAL changed, each to −1 (deleted), to a ref ≥ 0 (a record with exact counts:
-   * the key was deleted or created in the log), or to −2 − ref: a record appended wide whose
-   * createRev and version count only the log's puts, to be completed from the snapshot's entry for
-   * the key, if it has one, by finishReplay. Null once open is done.
+   * Takes over what open's replay (src/store/replay.ts) built: the arena, the slot table holding
+   * refs into it, and the tree (ordered by compareKeys) from each key to its slot.
    */
-  private replayed: Map<string, number> | null = new Map();
+  constructor(
+    private readonly arena: Arena,
+    private readonly refs: RefTable,
+    private readonly tree: BTree<string, number>,
+  ) {}
 
   get size(): number {
     return this.tree.size;
   }
 
   private slotOf(key: string): number | undefined {
-    if (this.mapDeferred) {
-      assert(this.replayed === null, "the index is read only after finishReplay");
-      return this.tree.get(key);
-    }
+    if (this.mapDeferred) return this.tree.get(key);
     // (UTF-16 units ≤ UTF-8 bytes: a longer string than any key in the map is not in it.)
     const n = key.length > this.mapKeyBytesMax ? -1 : scratchKey(key);
     const slot = n < 0 ? -1 : this.map.find(hashBytes(utf8Scratch, 0, n), n, this.isScratchKey);
@@ -206,154 +188,6 @@ export class KeyIndex {
     this.compactSome(L.arenaCompactRecordsPerOp * (ops.length + 1));
   }
 
-  /** Applies one entry from replay: its payload is bytes [start, end) of a segment buffer. */
-  applyEncoded(rev: number, segment: Encoded, start: number, end: number): void {
-    assert(this.replayed !== null, "replay comes before finishReplay");
-    this.replayRev = rev;
-    visitOps(segment, start, end, this.replayVisitor);
-  }
-
-  private replayRev = 0;
-  private readonly replayVisitor: OpVisitor = {
-    put: (key, e, s, end) => {
-      // From the log, a value must decode now: a checksum-valid frame with an undecodable value is
-      // corruption at open, never an error on some later get.
-      checkValue(e.bytes, s, end);
-      this.replayPut(key, e.bytes, s, end, this.replayRev);
-    },
-    delete: (key) => this.replayDelete(key),
-  };
-
-  /** A put from the log: its record, with counts from the key's earlier change in the log if any. */
-  private replayPut(key: string, src: Uint8Array, vs: number, ve: number, rev: number): void {
-    const changed = this.replayed!;
-    const a = this.arena;
-    const v = changed.get(key);
-    let createRev = rev;
-    let version = 1;
-    // First seen: the snapshot may hold the key (counts completed at the end), if there is one.
-    const wide = v === undefined ? this.baseExpected : v < -1;
-    if (v !== undefined && v !== -1) {
-      const prev = wide ? -2 - v : v;
-      const p = locate(a.blocks, prev);
-      createRev = p.createRev;
-      version = p.version + 1;
-      a.release(prev, p.end - p.start);
-    }
-    const ref = a.append(key, utf8Bytes(key), src, vs, ve, rev, createRev, version, wide);
-    changed.set(key, wide ? -2 - ref : ref);
-  }
-
-  private replayDelete(key: string): void {
-    const changed = this.replayed!;
-    const v = changed.get(key);
-    if (v === -1) return;
-    if (v !== undefined) {
-      const prev = v < -1 ? -2 - v : v;
-      const p = locate(this.arena.blocks, prev);
-      this.arena.release(prev, p.end - p.start);
-    }
-    changed.set(key, -1);
-  }
-
-  /**
-   * Ends open: merges the log's changes into the snapshot's entries and builds the tree bottom-up in
-   * one pass (sorted-btree's bulkLoad). After this the index serves reads and takes live writes.
-   */
-  finishReplay(): void {
-    const changed = this.replayed;
-    assert(changed !== null, "finishReplay once");
-    this.replayed = null;
-    let keys = this.baseKeys;
-    let refs = this.baseRefs;
-    this.baseKeys = [];
-    this.baseRefs = [];
-    if (changed.size > 0) [keys, refs] = this.mergeReplayed(changed, keys, refs);
-    if (keys.length === 0) return;
-    this.refs.load(refs);
-    const slots = refs; // reused: key i gets slot i
-    for (let i = 0; i < slots.length; i++) slots[i] = i;
-    this.tree = bulkLoad(keys, slots, BTREE_NODE_SIZE, compareKeys, 1);
-  }
-
-  /**
-   * The snapshot's `keys` and `refs` with the log's changes merged in: in place where the snapshot
-   * has the key (no second array of a million entries to allocate and collect), then the keys it
-   * does not have merged in from the back.
-   */
-  private mergeReplayed(changed: Map<string, number>, keys: string[], refs: number[]): [string[], number[]] {
-    const ck = Array.from(changed.keys());
-    let cv: number[] | null = Array.from(changed.values());
-    if (!isSorted(ck)) {
-      // The default order is UTF-16 code units, as compareKeys; without a comparator, sort is
-      // ~3× faster here (500k random keys: 0.34 s, 1.26 s with one).
-      ck.sort();
-      cv = null;
-    }
-    const n = keys.length;
-    const newKeys: string[] = [];
-    const newRefs: number[] = [];
-    let deleted = 0;
-    let i = 0;
-    for (let j = 0; j < ck.length; j++) {
-      const k = ck[j]!;
-      while (i < n && keys[i]! < k) i++;
-      const v = cv === null ? changed.get(k)! : cv[j]!;
-      if (i < n && keys[i] === k) {
-        const ref = this.settle(v, refs[i]!);
-        refs[i++] = ref;
-        if (ref < 0) deleted++;
-      } else {
-        const ref = this.settle(v, -1);
-        if (ref >= 0) {
-          newKeys.push(k);
-          newRefs.push(ref);
-        }
-      }
-    }
-    if (n === 0) return [newKeys, newRefs];
-    if (deleted > 0) {
-      let w = 0;
-      for (let r = 0; r < n; r++) {
-        if (refs[r]! < 0) continue;
-        keys[w] = keys[r]!;
-        refs[w++] = refs[r]!;
-      }
-      keys.length = w;
-      refs.length = w;
-    }
-    let a = keys.length - 1;
-    for (let b = 0; b < newKeys.length; b++) {
-      keys.push("");
-      refs.push(0);
-    }
-    for (let b = newKeys.length - 1, w = keys.length - 1; b >= 0; w--) {
-      if (a >= 0 && keys[a]! > newKeys[b]!) {
-        keys[w] = keys[a]!;
-        refs[w] = refs[a--]!;
-      } else {
-        keys[w] = newKeys[b]!;
-        refs[w] = newRefs[b--]!;
-      }
-    }
-    return [keys, refs];
-  }
-
-  /**
-   * The ref of a key the log changed (`v`, as in `replayed`), given its snapshot record (`base`,
-   * −1 for none, which the log's change supersedes); −1 if the key was deleted.
-   */
-  private settle(v: number, base: number): number {
-    if (base < 0) return v < -1 ? -2 - v : v;
-    const p = locate(this.arena.blocks, base);
-    const { createRev, version } = p;
-    this.arena.release(base, p.end - p.start);
-    if (v >= -1) return v;
-    const ref = -2 - v;
-    this.arena.rebaseCounts(ref, createRev, version);
-    return ref;
-  }
-
   private store(key: string, src: Uint8Array, vs: number, ve: number, rev: number): void {
     const slot = this.slotOf(key);
     if (slot === undefined) {
@@ -382,54 +216,6 @@ export class KeyIndex {
     }
     this.refs.release(slot);
     this.tree.delete(key);
-  }
-
-  /**
-   * Loads a snapshot into this (empty) index: each chunk's records become an arena block as they
-   * are, and its entries the base that finishReplay merges the log into.
-   */
-  snapshotLoader(dir: string): SnapshotLoader {
-    assert(this.tree.size === 0 && this.replayed?.size === 0, "a snapshot loads into an empty index");
-    let keys: string[] = [];
-    let refs: number[] = [];
-    let n = 0;
-    let base = 0;
-    return {
-      dir,
-      begin: (expected) => {
-        // Sized up front: a million pushes cost ~4× as much as stores into an array of that size.
-        keys = new Array<string>(expected);
-        refs = new Array<number>(expected);
-        this.baseExpected = expected > 0;
-      },
-      chunk: (e, start, end) => {
-        // The chunk's records, as read from the file, become an arena block: no copy.
-        base = this.arena.adopt(e.bytes.subarray(start, end)) * REF_SPAN - start;
-      },
-      entry: (key, e, vs, ve, _rev, _createRev, _version, recordStart) => {
-        // As for the WAL: a checksum-valid record whose value does not read back is corruption at
-        // open, never an error on a later get (bytes and strings are checked without a decode).
-        checkValue(e.bytes, vs, ve);
-        keys[n] = key;
-        refs[n++] = base + recordStart;
-      },
-      done: () => {
-        keys.length = n;
-        refs.length = n;
-        this.baseKeys = keys;
-        this.baseRefs = refs;
-      },
-      reset: () => {
-        keys = [];
-        refs = [];
-        n = 0;
-        this.baseKeys = [];
-        this.baseRefs = [];
-        this.baseExpected = false;
-        this.replayed = new Map(); // what the log applied on top of it (logFirst)
-        this.arena = new Arena(L.arenaBlockBytes); // drops the blocks adopted so far, and the log's records
-      },
-    };
   }
 
   /** Whether the hash map holds every key yet (see fillMap). */
@@ -526,10 +312,8 @@ export class KeyIndex {
   }
 }
 
-function isSorted(keys: string[]): boolean {
-  for (let i = 1; i < keys.length; i++) if (!(keys[i - 1]! < keys[i]!)) return false;
-  return true;
-}
+// (Open's replay checks each value as it loads it: src/store/replay.ts.)
+export { checkValue };
 
 /**
  * Writes `key` as UTF-8 to utf8Scratch; returns its length, or −1 for a key that is not well-formed
