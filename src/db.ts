@@ -15,7 +15,7 @@ import type { Entry, RangeOptions, Stats, WriteOptions } from "./types.ts";
 import * as R from "./wal/ring.ts";
 import { checkWatchOptions, historyEvents, keyFilter, Watcher, type WatchEvent, type WatchOptions } from "./watch.ts";
 import { WritePipeline, type PipelineHost } from "./write/pipeline.ts";
-import { SnapshotScheduler, type SnapshotInfo } from "./write/snapshot-scheduler.ts";
+import { SnapshotScheduler, type SnapshotConfig, type SnapshotInfo } from "./write/snapshot-scheduler.ts";
 import { batchOps, checkedValue, checkKey, checkKeyType, condition, type BatchOp } from "./write/validate.ts";
 
 /** What open() hands the database once the log is replayed and the writer is running. */
@@ -53,13 +53,16 @@ export class Db {
     this.ring = parts.ring;
     this.worker = parts.worker;
     this.pipeline = new WritePipeline(parts.ring, this.o.limits.valueBytesMax + L.recordSlackBytes, parts.lastRev, this.host());
-    const snap = { dir: parts.dir, dbId: parts.dbId, everyBytes: this.o.snapshotEveryBytes, chunkBytes: this.o.snapshotChunkBytes };
-    this.snapshots = new SnapshotScheduler(
-      { ...snap, workerBytes: this.o.snapshotWorkerBytes, log: this.o.log, walBytesAtOpen: parts.walBytesAfterSnapshot },
-      parts.ring,
-      parts.index,
-      this.pipeline,
-    );
+    const snapshotConfig: SnapshotConfig = {
+      dir: parts.dir,
+      dbId: parts.dbId,
+      everyBytes: this.o.snapshotEveryBytes,
+      chunkBytes: this.o.snapshotChunkBytes,
+      workerBytes: this.o.snapshotWorkerBytes,
+      log: this.o.log,
+      walBytesAtOpen: parts.walBytesAfterSnapshot,
+    };
+    this.snapshots = new SnapshotScheduler(snapshotConfig, parts.ring, parts.index, this.pipeline);
     this.watchWorker();
     void this.pipeline.run();
     // From the next turn on: the tree serves reads meanwhile. Its first slice reserves the map's

@@ -17,7 +17,6 @@ import * as R from "./wal/ring.ts";
 import { openLogAsync, type Apply } from "./wal/recovery.ts";
 import { continueLog, type WriterConfig } from "./wal/writer.ts";
 
-
 /**
  * Opens (creating if needed) the database in `dir`: takes the LOCK, replays the WAL, starts the
  * writer. `hooks` are for tests only (src/testing.ts).
