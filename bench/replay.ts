@@ -1,4 +1,4 @@
-// Scenario: reopen time, replaying a WAL of 1M records into the index.
+// Scenario: reopen time, replaying a WAL of 1M records into the index; and, apart, reopening from a snapshot.
 
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -9,6 +9,11 @@ const RECORDS = B.numberFlag("records", 1_000_000);
 const REOPENS = 3;
 const INFLIGHT = 1024;
 const BATCH_OPS = 1000;
+/**
+ * Automatic snapshots off, on the writes and on every reopen: a snapshot taken while loading (or by
+ * close()) would leave nothing to replay, and the bench would time a snapshot load instead.
+ */
+const NO_SNAPSHOTS = { snapshotEveryBytes: 0 } as const;
 
 /** RECORDS puts, one WAL record each, with INFLIGHT outstanding; sync "never" to write them quickly. */
 async function loadPuts(db: Db, value: Uint8Array): Promise<void> {
@@ -34,28 +39,28 @@ interface Row {
   records: number;
   openMs: number;
   recoveryMs: number;
+  /** open() of the same store once a snapshot covers it (nothing left to replay). */
+  snapshotOpenMs: number;
 }
 
 /** Writes the WAL with sync "never" (quick), closes; returns seconds taken. */
 async function write(dir: string, load: (db: Db, v: Uint8Array) => Promise<void>): Promise<number> {
   const t0 = performance.now();
-  const db = await open(dir, { sync: "never" });
+  const db = await open(dir, { ...NO_SNAPSHOTS, sync: "never" });
   await load(db, B.bytesValue());
   await db.close();
   return (performance.now() - t0) / 1000;
 }
 
-async function measure(dir: string, layout: string, load: (db: Db, v: Uint8Array) => Promise<void>): Promise<Row> {
-  const loadS = await write(dir, load);
-  const walDir = path.join(dir, "wal");
-  const walMiB = fs.readdirSync(walDir).reduce((n, f) => n + fs.statSync(path.join(walDir, f)).size, 0) / 2 ** 20;
+/** REOPENS opens of `dir`, each checked for every key: median open() ms and recovery.ms, and records replayed. */
+async function reopen(dir: string): Promise<{ openMs: number; recoveryMs: number; records: number }> {
   const opens: number[] = [];
   const recovery: number[] = [];
   let records = 0;
   for (let i = 0; i < REOPENS; i++) {
     Bun.gc(true); // the previous index is garbage: collect it outside the measurement
     const t = performance.now();
-    const db = await open(dir);
+    const db = await open(dir, NO_SNAPSHOTS);
     opens.push(performance.now() - t);
     const s = db.stats();
     recovery.push(s.recovery.ms);
@@ -63,7 +68,20 @@ async function measure(dir: string, layout: string, load: (db: Db, v: Uint8Array
     if (s.keys !== RECORDS) throw new Error(`reopened with ${s.keys} keys, expected ${RECORDS}`);
     await db.close();
   }
-  return { layout, loadS, walMiB, records, openMs: B.median(opens), recoveryMs: B.median(recovery) };
+  return { openMs: B.median(opens), recoveryMs: B.median(recovery), records };
+}
+
+async function measure(dir: string, layout: string, load: (db: Db, v: Uint8Array) => Promise<void>): Promise<Row> {
+  const loadS = await write(dir, load);
+  const walDir = path.join(dir, "wal");
+  const walMiB = fs.readdirSync(walDir).reduce((n, f) => n + fs.statSync(path.join(walDir, f)).size, 0) / 2 ** 20;
+  const replayed = await reopen(dir);
+  if (replayed.records === 0) throw new Error("nothing was replayed: a snapshot covers the log");
+  const db = await open(dir, NO_SNAPSHOTS);
+  await db.snapshot();
+  await db.close();
+  const fromSnapshot = await reopen(dir);
+  return { layout, loadS, walMiB, ...replayed, snapshotOpenMs: fromSnapshot.openMs };
 }
 
 await B.withTmpDir(async (dir) => {
@@ -74,7 +92,7 @@ await B.withTmpDir(async (dir) => {
   console.log(`## replay on reopen (${B.fmt(RECORDS)} puts, ${B.KEY_BYTES} B keys, ${B.VALUE_BYTES} B values)\n`);
   console.log(`Median of ${REOPENS} reopens; the WAL was just written, so it is read from the page cache.\n`);
   B.table(
-    ["WAL", "WAL files MiB", "records replayed", "open() ms", "recovery.ms", "records/s", "puts/s"],
+    ["WAL", "WAL files MiB", "records replayed", "open() ms", "recovery.ms", "records/s", "puts/s", "open() from a snapshot ms"],
     rows.map((r) => [
       r.layout,
       B.fmt(r.walMiB),
@@ -83,8 +101,10 @@ await B.withTmpDir(async (dir) => {
       B.fmt(r.recoveryMs),
       B.fmt(r.records / (r.openMs / 1000)),
       B.fmt(RECORDS / (r.openMs / 1000)),
+      B.fmt(r.snapshotOpenMs),
     ]),
   );
+  console.log("Replay: automatic snapshots off (snapshotEveryBytes 0). From a snapshot: the same store after db.snapshot(), apart.\n");
   const puts = rows[0]!;
   console.log(`${puts.layout}: ${B.verdict(puts.records / (puts.openMs / 1000), "≥", 1_000_000, 0)} records/s over open()`);
   console.log(`(writing them with sync "never" took ${B.fmt(puts.loadS, 1)} s as puts, ${B.fmt(rows[1]!.loadS, 1)} s as batches)\n`);
