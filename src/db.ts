@@ -8,7 +8,7 @@ import type { Op } from "./format/encoder.ts";
 import type { DirLock } from "./io/lock.ts";
 import * as L from "./limits.ts";
 import type { Resolved } from "./options.ts";
-import { rangeBounds } from "./range.ts";
+import { RangeIterator, rangeBounds, type RangeItem } from "./range.ts";
 import { walStats } from "./stats.ts";
 import type { KeyIndex } from "./store/key-index.ts";
 import type { Entry, RangeOptions, Stats, WriteOptions } from "./types.ts";
@@ -94,24 +94,10 @@ export class Db {
    * Keys in JavaScript string order (UTF-16 code units). The iteration sees the index as it was when
    * range() was called (an O(1) copy-on-write clone), whatever is written meanwhile.
    */
-  range(opts: RangeOptions = {}): Iterable<{ key: string; value: unknown; rev: number }> {
+  range(opts: RangeOptions = {}): Iterable<RangeItem> {
     const b = rangeBounds(opts);
     const view = this.index.view();
-    return {
-      *[Symbol.iterator]() {
-        if (b.limit <= 0) return;
-        let n = 0;
-        const it = b.reverse ? view.tree.entriesReversed(b.hi) : view.tree.entries(b.lo);
-        for (const [key, slot] of it) {
-          // Past the far bound: done. Before the near bound (an exclusive start): skip.
-          if (b.reverse ? !b.aboveLo(key) : !b.belowHi(key)) return;
-          if (b.reverse ? !b.belowHi(key) : !b.aboveLo(key)) continue;
-          const rev = view.record(slot).rev;
-          yield { key, value: view.value(slot), rev };
-          if (++n >= b.limit) return;
-        }
-      },
-    };
+    return { [Symbol.iterator]: () => new RangeIterator(view, b) };
   }
 
   /**

@@ -1,7 +1,15 @@
-// db.range()'s options as bounds on the B-tree walk: where to start, where to stop, what to skip.
+// db.range(): its options as bounds on the B-tree walk, and the iterator that walks a view with them.
 
 import { InvalidArgumentError } from "./errors.ts";
+import type { IndexView } from "./store/key-index.ts";
 import type { RangeOptions } from "./types.ts";
+
+/** One entry of a range, a fresh object each. */
+export interface RangeItem {
+  key: string;
+  value: unknown;
+  rev: number;
+}
 
 export interface Bounds {
   lo: string | undefined;
@@ -10,6 +18,7 @@ export interface Bounds {
   belowHi: (k: string) => boolean;
   reverse: boolean;
   limit: number;
+  keysOnly: boolean;
 }
 
 export function rangeBounds(o: RangeOptions): Bounds {
@@ -31,5 +40,52 @@ export function rangeBounds(o: RangeOptions): Bounds {
       (lte === undefined || k <= lte) && (lt === undefined || k < lt) && (prefix === undefined || k.startsWith(prefix) || k < prefix),
     reverse: o.reverse === true,
     limit,
+    keysOnly: o.keysOnly === true,
   };
+}
+
+const DONE: IteratorResult<RangeItem> = { done: true, value: undefined };
+
+/**
+ * Walks `view` in key order (or reversed) within `b`, up to its limit. A plain iterator rather than a
+ * generator, over the tree's entries with one reused pair, and one record lookup per entry for both
+ * its value and its revision: a scan makes only the items it hands out.
+ */
+export class RangeIterator implements IterableIterator<RangeItem> {
+  private readonly entries: Iterator<[string, number]>;
+  private n = 0;
+
+  constructor(
+    private readonly view: IndexView,
+    private readonly b: Bounds,
+  ) {
+    const pair: (string | number)[] = [];
+    this.entries = b.reverse ? view.tree.entriesReversed(b.hi, pair) : view.tree.entries(b.lo, pair);
+  }
+
+  next(): IteratorResult<RangeItem> {
+    const b = this.b;
+    if (this.n >= b.limit) return DONE;
+    for (;;) {
+      const step = this.entries.next();
+      if (step.done) return this.end();
+      const key = step.value[0];
+      // Past the far bound: done. Before the near bound (an exclusive start): skip; keys only move
+      // away from it, so once one is past it every later one is.
+      if (b.reverse ? !b.aboveLo(key) : !b.belowHi(key)) return this.end();
+      if (this.n === 0 && (b.reverse ? !b.belowHi(key) : !b.aboveLo(key))) continue;
+      this.n++;
+      const slot = step.value[1];
+      return { done: false, value: b.keysOnly ? this.view.keyItem(key, slot) : this.view.item(key, slot) };
+    }
+  }
+
+  [Symbol.iterator](): IterableIterator<RangeItem> {
+    return this;
+  }
+
+  private end(): IteratorResult<RangeItem> {
+    this.n = Infinity;
+    return DONE;
+  }
 }

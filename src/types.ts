@@ -27,6 +27,8 @@ export interface RangeOptions {
   lt?: string;
   reverse?: boolean;
   limit?: number;
+  /** Keys and revisions only: values are not read (each item's `value` is undefined). */
+  keysOnly?: boolean;
 }
 
 export interface WriteOptions {

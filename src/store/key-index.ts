@@ -52,6 +52,18 @@ export class IndexView {
     return materialize(r.b, r.text, r.valueStart, r.valueEnd);
   }
 
+  /** The entry of `key` at `slot`, as a range hands it out: its value freshly decoded, and its revision. */
+  item(key: string, slot: number): { key: string; value: unknown; rev: number } {
+    const r = locate(this.blockTable, refAt(this.refs, slot));
+    const rev = r.rev;
+    return { key, value: materialize(r.b, r.text, r.valueStart, r.valueEnd), rev };
+  }
+
+  /** The entry of `key` at `slot` without its value (a keys-only range): only the record's head is read. */
+  keyItem(key: string, slot: number): { key: string; value: undefined; rev: number } {
+    return { key, value: undefined, rev: locate(this.blockTable, refAt(this.refs, slot)).rev };
+  }
+
   /** The record of the key at `slot` (a shared scratch object, valid until the next locate). */
   record(slot: number): Located {
     return locate(this.blockTable, refAt(this.refs, slot));

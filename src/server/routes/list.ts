@@ -46,7 +46,7 @@ export function list(c: Ctx, db: Db): Response {
 
 /** The engine's range for a listing page; a cursor replaces the near bound, so every page starts where it should, in O(log n). */
 function rangeOptions(q: ListQuery): RangeOptions {
-  const o: RangeOptions = { reverse: q.reverse };
+  const o: RangeOptions = { reverse: q.reverse, keysOnly: q.keysOnly };
   if (q.prefix !== undefined) o.prefix = q.prefix;
   if (q.start !== undefined) o.gte = q.start;
   if (q.end !== undefined) o.lt = q.end;
