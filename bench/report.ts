@@ -148,7 +148,7 @@ export function printCeilings(measures: readonly Measure[]): void {
 
 interface Target {
   workload: string;
-  /** The peer's engine id; "best-durable" picks the fastest durable peer measured. */
+  /** The peer's engine id. */
   peer: string;
   min: number;
   label: string;
@@ -156,16 +156,15 @@ interface Target {
 
 const TARGETS: Target[] = [
   { workload: "put@256", peer: "lmdb-sync", min: 2, label: "puts, 256 in flight ≥ 2× lmdb-js (overlappingSync off)" },
-  { workload: "put@256", peer: "best-durable", min: 2, label: "puts, 256 in flight ≥ 2× the best durable peer" },
-  { workload: "put@256", peer: "raw-overwrite", min: 0.7, label: "puts, 256 in flight ≥ 0.7× raw group commit (256 × 128 B per fdatasync, overwrite)" },
-  { workload: "put@256", peer: "raw-append", min: 0.7, label: "puts, 256 in flight ≥ 0.7× raw group commit (append)" },
+  { workload: "put@256", peer: "sqlite-batch256", min: 1.5, label: "puts, 256 in flight ≥ 1.5× bun:sqlite, 256 per tx" },
+  { workload: "put@256", peer: JS_GROUP_COMMIT, min: 0.5, label: "puts, 256 in flight ≥ 0.5× the JS group-commit limit" },
+  { workload: "put@16", peer: "sqlite-batch256", min: 1.5, label: "puts, 16 in flight ≥ 1.5× bun:sqlite, 256 per tx" },
+  { workload: "put@16", peer: JS_GROUP_COMMIT, min: 0.5, label: "puts, 16 in flight ≥ 0.5× the JS group-commit limit" },
   { workload: "put@1", peer: "sqlite", min: 1, label: "puts, 1 in flight ≥ 1× bun:sqlite autocommit" },
   { workload: "get@100k", peer: "lmdb-sync", min: 1.5, label: "gets, 100k keys ≥ 1.5× lmdb-js" },
   { workload: "get@1M", peer: "lmdb-sync", min: 1.5, label: "gets, 1M keys ≥ 1.5× lmdb-js" },
   { workload: "range", peer: "lmdb-sync", min: 1.5, label: "range scans ≥ 1.5× lmdb-js" },
 ];
-
-const RAW = new Set(["raw-overwrite", "raw-append"]);
 
 export interface Verdict {
   label: string;
@@ -182,11 +181,7 @@ export function verdicts(measures: readonly Measure[]): Verdict[] {
     const here = measures.filter((m) => m.workload === t.workload);
     const subject = here.find((m) => m.engine === SUBJECT);
     if (subject === undefined) continue;
-    let peer = here.find((m) => m.engine === t.peer);
-    if (t.peer === "best-durable") {
-      const durable = here.filter((m) => m.durable && m !== subject && !RAW.has(m.engine) && m.runs.length > 0);
-      peer = durable.sort((a, b) => B.median(b.runs) - B.median(a.runs))[0];
-    }
+    const peer = here.find((m) => m.engine === t.peer);
     if (peer === undefined) continue;
     const r = ratio(subject, peer);
     out.push({ label: t.label, ratio: r, min: t.min, ok: r !== undefined && r >= t.min, peer: peer.name });
