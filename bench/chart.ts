@@ -3,7 +3,8 @@
 import * as B from "./lib.ts";
 import * as R from "./report.ts";
 
-const WIDTH = 860;
+/** Wide enough for the longest legend entry, the JS group-commit limit's name. */
+const WIDTH = 1000;
 const HEIGHT = 470;
 const PLOT = { left: 78, right: 590, top: 64, bottom: 400 };
 const FONT = "font-family='system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif'";
