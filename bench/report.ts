@@ -1,6 +1,7 @@
 // Results as every scenario hands them over: the workloads, their tables, ratios and targets, once.
 
 import * as fs from "node:fs";
+import { FLOOR, GROUP_COMMIT } from "./ceilings.ts";
 import * as B from "./lib.ts";
 
 /** One engine's runs of one workload. Scenarios print these, and with `--json FILE` save them for run.ts. */
@@ -55,9 +56,9 @@ export function workload(id: string): Workload {
 }
 
 export const SUBJECT = "harmonydb";
-/** The ceilings put.ts measures next to the engines (bench/ceilings.ts). */
-export const JS_FLOOR = "js-floor";
-export const JS_GROUP_COMMIT = "js-group-commit";
+/** The ceilings put.ts measures next to the engines. */
+export const JS_FLOOR = FLOOR.id;
+export const JS_GROUP_COMMIT = GROUP_COMMIT.id;
 
 /** The raw logs and the ceilings: what the disk and JS allow, not engines; their names say what they are. */
 export function isBaseline(id: string): boolean {
