@@ -3,12 +3,20 @@
 import * as B from "./lib.ts";
 import * as R from "./report.ts";
 
-const WIDTH = 860;
+/** Wide enough for the longest legend entry, the JS group-commit limit's name. */
+const WIDTH = 1000;
 const HEIGHT = 470;
 const PLOT = { left: 78, right: 590, top: 64, bottom: 400 };
 const FONT = "font-family='system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif'";
-/** Peers in order of appearance; HarmonyDB and the raw baselines have fixed styles. */
+/** Peers in order of appearance; HarmonyDB and the baselines have fixed styles. */
 const PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#e377c2", "#bcbd22"];
+/** Baselines: grey dashes for the disk (raw logs), black for the JS ceilings. */
+const BASELINE_STYLES: Record<string, { color: string; dash: string }> = {
+  "raw-overwrite": { color: "#444444", dash: "7 4" },
+  "raw-append": { color: "#999999", dash: "7 4" },
+  [R.JS_GROUP_COMMIT]: { color: "#000000", dash: "10 3 2 3" },
+  [R.JS_FLOOR]: { color: "#000000", dash: "2 3" },
+};
 
 interface Series {
   name: string;
@@ -32,20 +40,20 @@ function series(measures: readonly R.Measure[]): Series[] {
     if (!m.workload.startsWith("put@") || m.runs.length === 0) continue;
     byEngine.set(m.engine, [...(byEngine.get(m.engine) ?? []), m]);
   }
-  // HarmonyDB first in the legend, then the peers as measured, then the raw baselines.
-  const rank = (id: string) => (id === R.SUBJECT ? 0 : id.startsWith("raw-") ? 2 : 1);
+  // HarmonyDB first in the legend, then the peers as measured, then the baselines.
+  const rank = (id: string) => (id === R.SUBJECT ? 0 : R.isBaseline(id) ? 2 : 1);
   const ordered = [...byEngine.values()].sort((a, b) => rank(a[0]!.engine) - rank(b[0]!.engine));
   let peer = 0;
   return ordered.map((ms) => {
     const first = ms[0]!;
-    const raw = first.engine.startsWith("raw-");
+    const baseline = BASELINE_STYLES[first.engine];
     const subject = first.engine === R.SUBJECT;
-    const color = subject ? "#d62728" : raw ? (first.engine === "raw-overwrite" ? "#444444" : "#999999") : PALETTE[peer++ % PALETTE.length]!;
+    const color = subject ? "#d62728" : (baseline?.color ?? PALETTE[peer++ % PALETTE.length]!);
     return {
-      name: first.name + (first.durable ? "" : " (not durable)"),
+      name: R.displayName(first),
       color,
       width: subject ? 3.5 : 2,
-      dash: raw ? "7 4" : first.durable ? "" : "2 4",
+      dash: baseline?.dash ?? (first.durable ? "" : "2 4"),
       points: ms.map((m) => ({ x: Number(m.workload.slice(4)), y: B.median(m.runs) })).sort((a, b) => a.x - b.x),
     };
   });

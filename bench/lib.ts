@@ -180,7 +180,7 @@ export function finish(): never {
 // ---- raw baselines: node:fs on a file in the same directory as the database ----
 
 /** A file of `bytes` real zeros, written 1 MiB at a time and fdatasynced: how the WAL prepares segments. */
-function zeroFilledFile(file: string, bytes: number): number {
+export function zeroFilledFile(file: string, bytes: number): number {
   const fd = fs.openSync(file, "w");
   const zeros = new Uint8Array(MiB);
   for (let at = 0; at < bytes; at += MiB) fs.writeSync(fd, zeros, 0, Math.min(MiB, bytes - at), at);

@@ -1,6 +1,7 @@
 // Results as every scenario hands them over: the workloads, their tables, ratios and targets, once.
 
 import * as fs from "node:fs";
+import { FLOOR, GROUP_COMMIT } from "./ceilings.ts";
 import * as B from "./lib.ts";
 
 /** One engine's runs of one workload. Scenarios print these, and with `--json FILE` save them for run.ts. */
@@ -55,6 +56,19 @@ export function workload(id: string): Workload {
 }
 
 export const SUBJECT = "harmonydb";
+/** The ceilings put.ts measures next to the engines. */
+export const JS_FLOOR = FLOOR.id;
+export const JS_GROUP_COMMIT = GROUP_COMMIT.id;
+
+/** The raw logs and the ceilings: what the disk and JS allow, not engines; their names say what they are. */
+export function isBaseline(id: string): boolean {
+  return id.startsWith("raw-") || id === JS_FLOOR || id === JS_GROUP_COMMIT;
+}
+
+/** As a table names a measure: engines that do not fdatasync say so. */
+export function displayName(m: Pick<Measure, "engine" | "name" | "durable">): string {
+  return m.name + (m.durable || isBaseline(m.engine) ? "" : " (not durable)");
+}
 
 /** subject ÷ peer: the median of per-round ratios for interleaved rounds, else the ratio of medians. */
 export function ratio(subject: Measure, peer: Measure): number | undefined {
@@ -82,7 +96,7 @@ export function workloadTable(measures: readonly Measure[], id: string): { heade
     const s = m.runs.length > 0 ? B.spread(m.runs) : undefined;
     const r = subject !== undefined && m !== subject ? ratio(subject, m) : undefined;
     return [
-      m.name + (m.durable ? "" : " (not durable)"),
+      displayName(m),
       s === undefined ? `failed: ${m.error ?? "?"}` : B.fmt(s.median, w.digits ?? 0),
       s === undefined ? "–" : `${B.fmtShort(s.min)}–${B.fmtShort(s.max)}`,
       r === undefined ? "–" : B.fmt(r, 2),
@@ -103,11 +117,39 @@ export function printWorkloads(measures: readonly Measure[]): void {
   }
 }
 
+// ---- the ceilings: HarmonyDB against what a promise-per-put engine in Bun can reach ----
+
+const CEILING_HEADERS = ["puts in flight", "HarmonyDB, puts/s", "JS group-commit limit", "HarmonyDB ÷ it", "JS floor (no I/O)", "HarmonyDB ÷ it"];
+
+/** A row per level of puts in flight measured with both ceilings: medians and same-run ratios. */
+function ceilingRows(measures: readonly Measure[]): string[][] {
+  const rows: string[][] = [];
+  for (const id of Object.keys(WORKLOADS).filter((w) => w.startsWith("put@"))) {
+    const find = (engine: string) => measures.find((m) => m.workload === id && m.engine === engine);
+    const subject = find(SUBJECT);
+    if (subject === undefined) continue;
+    const cells = [JS_GROUP_COMMIT, JS_FLOOR].flatMap((engine) => {
+      const peer = find(engine);
+      const r = peer === undefined ? undefined : ratio(subject, peer);
+      return [cell(peer), r === undefined ? "–" : `${B.fmt(r, 3)}×`];
+    });
+    rows.push([id.slice(4), cell(subject), ...cells]);
+  }
+  return rows;
+}
+
+export function printCeilings(measures: readonly Measure[]): void {
+  const rows = ceilingRows(measures);
+  if (rows.length === 0) return;
+  console.log("### HarmonyDB ÷ the JS ceilings (same run, median of per-round ratios)\n");
+  B.table(CEILING_HEADERS, rows);
+}
+
 // ---- targets: ratios from the same run ----
 
 interface Target {
   workload: string;
-  /** The peer's engine id; "best-durable" picks the fastest durable peer measured. */
+  /** The peer's engine id. */
   peer: string;
   min: number;
   label: string;
@@ -115,16 +157,15 @@ interface Target {
 
 const TARGETS: Target[] = [
   { workload: "put@256", peer: "lmdb-sync", min: 2, label: "puts, 256 in flight ≥ 2× lmdb-js (overlappingSync off)" },
-  { workload: "put@256", peer: "best-durable", min: 2, label: "puts, 256 in flight ≥ 2× the best durable peer" },
-  { workload: "put@256", peer: "raw-overwrite", min: 0.7, label: "puts, 256 in flight ≥ 0.7× raw group commit (256 × 128 B per fdatasync, overwrite)" },
-  { workload: "put@256", peer: "raw-append", min: 0.7, label: "puts, 256 in flight ≥ 0.7× raw group commit (append)" },
+  { workload: "put@256", peer: "sqlite-batch256", min: 1.5, label: "puts, 256 in flight ≥ 1.5× bun:sqlite, 256 per tx" },
+  { workload: "put@256", peer: JS_GROUP_COMMIT, min: 0.5, label: "puts, 256 in flight ≥ 0.5× the JS group-commit limit" },
+  { workload: "put@16", peer: "sqlite-batch256", min: 1.5, label: "puts, 16 in flight ≥ 1.5× bun:sqlite, 256 per tx" },
+  { workload: "put@16", peer: JS_GROUP_COMMIT, min: 0.5, label: "puts, 16 in flight ≥ 0.5× the JS group-commit limit" },
   { workload: "put@1", peer: "sqlite", min: 1, label: "puts, 1 in flight ≥ 1× bun:sqlite autocommit" },
   { workload: "get@100k", peer: "lmdb-sync", min: 1.5, label: "gets, 100k keys ≥ 1.5× lmdb-js" },
   { workload: "get@1M", peer: "lmdb-sync", min: 1.5, label: "gets, 1M keys ≥ 1.5× lmdb-js" },
   { workload: "range", peer: "lmdb-sync", min: 1.5, label: "range scans ≥ 1.5× lmdb-js" },
 ];
-
-const RAW = new Set(["raw-overwrite", "raw-append"]);
 
 export interface Verdict {
   label: string;
@@ -141,11 +182,7 @@ export function verdicts(measures: readonly Measure[]): Verdict[] {
     const here = measures.filter((m) => m.workload === t.workload);
     const subject = here.find((m) => m.engine === SUBJECT);
     if (subject === undefined) continue;
-    let peer = here.find((m) => m.engine === t.peer);
-    if (t.peer === "best-durable") {
-      const durable = here.filter((m) => m.durable && m !== subject && !RAW.has(m.engine) && m.runs.length > 0);
-      peer = durable.sort((a, b) => B.median(b.runs) - B.median(a.runs))[0];
-    }
+    const peer = here.find((m) => m.engine === t.peer);
     if (peer === undefined) continue;
     const r = ratio(subject, peer);
     out.push({ label: t.label, ratio: r, min: t.min, ok: r !== undefined && r >= t.min, peer: peer.name });
@@ -206,11 +243,13 @@ export interface RunInfo {
   appendix: string;
 }
 
-/** Engine ids in table order: HarmonyDB, the raw baselines, then the peers as the scenarios listed them. */
+/** Table order: HarmonyDB, the ceilings, the raw baselines, then the peers as the scenarios listed them. */
+const COLUMN_ORDER = [SUBJECT, JS_GROUP_COMMIT, JS_FLOOR, "raw-overwrite", "raw-append"];
+
 function columns(measures: readonly Measure[]): Measure[] {
   const first = new Map<string, Measure>();
   for (const m of measures) if (!first.has(m.engine)) first.set(m.engine, m);
-  const rank = (m: Measure) => (m.engine === SUBJECT ? 0 : m.engine === "raw-overwrite" ? 1 : m.engine === "raw-append" ? 2 : 3);
+  const rank = (m: Measure) => (COLUMN_ORDER.includes(m.engine) ? COLUMN_ORDER.indexOf(m.engine) : COLUMN_ORDER.length);
   return [...first.values()].sort((a, b) => rank(a) - rank(b));
 }
 
@@ -238,7 +277,7 @@ function resultsMatrix(measures: readonly Measure[]): string[] {
     const digits = workload(id).digits ?? 0;
     return [title(id), ...cols.map((c) => cell(measures.find((m) => m.workload === id && m.engine === c.engine), digits))];
   });
-  return mdTable(["workload", ...cols.map((c) => c.name + (c.durable ? "" : " (not durable)"))], rows);
+  return mdTable(["workload", ...cols.map(displayName)], rows);
 }
 
 /** Rows = workloads, columns = everything but HarmonyDB: HarmonyDB ÷ that. */
@@ -277,6 +316,13 @@ export function markdownReport(measures: readonly Measure[], run: RunInfo): stri
     "## Targets (HarmonyDB ÷ peer, measured in the same run)",
     "",
     ...mdTable(["target", "peer", "ratio", "verdict"], verdictRows(measures)),
+    "## HarmonyDB against the JS ceilings",
+    "",
+    "The JS floor: the same callers, each awaiting its own promise, settled once per microtask turn, a 128 B copy and no I/O. " +
+      "The JS group-commit limit: the same, with the records handed to a worker through a SharedArrayBuffer ring that does one write + " +
+      "one fdatasync per batch while the next collects (bench/ceilings.ts). See bench/README.md.",
+    "",
+    ...mdTable(CEILING_HEADERS, ceilingRows(measures)),
     `## Results: median of ${runs} runs (min–max)`,
     "",
     `${B.KEY_BYTES} B keys, ${B.VALUE_BYTES} B values (random bytes). Puts write new keys and are timed in interleaved rounds ` +

@@ -87,7 +87,7 @@ if (measures.length > 0 && (chosen.length === SCENARIOS.length || B.flag("write"
     engines: list.map((e) => ({ id: e.id, name: e.name, durable: e.durable, notes: e.notes, version: e.version() })),
     appendix: outcomes.map((o) => o.output.replace(/^## /gm, "### ")).join(""),
   });
-  const subtitle = `${B.KEY_BYTES} B keys, ${B.VALUE_BYTES} B values; medians of interleaved runs; dashed: raw write + fdatasync; ${date} UTC`;
+  const subtitle = `${B.KEY_BYTES} B keys, ${B.VALUE_BYTES} B values; medians of interleaved runs; dashed: raw write + fdatasync (grey) and the JS ceilings (black); ${date} UTC`;
   fs.mkdirSync(resultsDir, { recursive: true });
   fs.writeFileSync(path.join(resultsDir, "latest.md"), md);
   if (measures.some((m) => m.workload.startsWith("put@"))) fs.writeFileSync(path.join(resultsDir, "latest.svg"), putChart(measures, subtitle));
