@@ -21,7 +21,7 @@ const MIX_MS = READ_MS;
 const FAMILY_MS_MAX = 180_000;
 
 /** The reader's workloads, in the order measureFamily runs them; the mix then runs once per variant. */
-const STEPS = ["load", "get@100k", "disk", "reopen", "get@1M", "range"] as const;
+const STEPS = ["load", "get@100k", "disk", "reopen", "get@1M", "range", "range-keys"] as const;
 
 /** When `step` fails, it and everything after it fail with the same error, so each table says so. */
 function failedFrom(step: string, reader: Engine, variants: readonly Engine[], err: unknown): R.Measure[] {
@@ -62,6 +62,8 @@ async function measureFamily(root: string, reader: Engine, variants: readonly En
     out.push(R.measured(step, reader, measureGets(store, D.KEYS, RUNS, READ_MS)));
     step = "range";
     out.push(R.measured(step, reader, await measureRanges(store, D.KEYS, RUNS, READ_MS)));
+    step = "range-keys";
+    if (store.rangeKeys) out.push(R.measured(step, reader, await measureRanges(store, D.KEYS, RUNS, READ_MS, true)));
     await store.close();
   } catch (err) {
     return [...out, ...failedFrom(step, reader, variants, err)];

@@ -5,8 +5,12 @@ import * as D from "./dataset.ts";
 import * as B from "./lib.ts";
 import * as R from "./report.ts";
 
-/** Keys/s over scans of RANGE_KEYS entries (values read) from random starts; `runs` timed runs of `ms` after READ_WARMUP_MS. */
-export async function measureRanges(store: Store, keys: number, runs: number, ms: number): Promise<number[]> {
+/**
+ * Keys/s over scans of RANGE_KEYS entries (values read, or keys only) from random starts; `runs`
+ * timed runs of `ms` after READ_WARMUP_MS.
+ */
+export async function measureRanges(store: Store, keys: number, runs: number, ms: number, keysOnly = false): Promise<number[]> {
+  const scan = keysOnly ? store.rangeKeys!.bind(store) : store.range.bind(store);
   // Starts at least RANGE_KEYS from the end, so every scan reads exactly RANGE_KEYS entries.
   const starts = D.queries(keys - R.RANGE_KEYS, 1);
   const once = async (ms: number) => {
@@ -14,7 +18,7 @@ export async function measureRanges(store: Store, keys: number, runs: number, ms
     let read = 0;
     let i = 0;
     do {
-      const r = store.range(starts[i++ & D.QUERY_MASK]!, R.RANGE_KEYS);
+      const r = scan(starts[i++ & D.QUERY_MASK]!, R.RANGE_KEYS);
       const n = typeof r === "number" ? r : await r;
       if (n !== R.RANGE_KEYS) throw new Error(`a range scan read ${n} entries, expected ${R.RANGE_KEYS}`);
       read += n;
@@ -37,6 +41,7 @@ if (import.meta.main) {
         const store = await e.open(D.storeDir(root, e), { bulk: true });
         await store.load(0, D.KEYS, D.values());
         measures.push(R.measured("range", e, await measureRanges(store, D.KEYS, runs, ms)));
+        if (store.rangeKeys) measures.push(R.measured("range-keys", e, await measureRanges(store, D.KEYS, runs, ms, true)));
         await store.close();
       } catch (err) {
         measures.push(R.failed("range", e, err));

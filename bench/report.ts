@@ -42,6 +42,7 @@ export const WORKLOADS: Record<string, Workload> = {
   "get@100k": { title: "random gets, 100k keys", unit: "gets/s" },
   "get@1M": { title: "random gets, 1M keys", unit: "gets/s" },
   range: { title: `range scans of ${B.fmt(RANGE_KEYS)} keys, 1M keys`, unit: "keys/s" },
+  "range-keys": { title: `range scans of ${B.fmt(RANGE_KEYS)} keys, keys only, 1M keys`, unit: "keys/s" },
   mix: { title: `90% get / 10% durable put, ${MIX_INFLIGHT} in flight, 1M keys`, unit: "ops/s" },
   reopen: { title: "reopen of a 1M-key store (+ first get)", unit: "ms", lower: true, digits: 1 },
   disk: { title: "bytes on disk per key, 1M keys", unit: "B/key", lower: true },
@@ -151,6 +152,8 @@ interface Target {
   workload: string;
   /** The peer's engine id. */
   peer: string;
+  /** The peer's figure from this workload instead (a target against another of the subject's own). */
+  peerWorkload?: string;
   min: number;
   label: string;
 }
@@ -164,7 +167,9 @@ const TARGETS: Target[] = [
   { workload: "put@1", peer: "sqlite", min: 1, label: "puts, 1 in flight ≥ 1× bun:sqlite autocommit" },
   { workload: "get@100k", peer: "lmdb-sync", min: 1.5, label: "gets, 100k keys ≥ 1.5× lmdb-js" },
   { workload: "get@1M", peer: "lmdb-sync", min: 1.5, label: "gets, 1M keys ≥ 1.5× lmdb-js" },
-  { workload: "range", peer: "lmdb-sync", min: 1.5, label: "range scans ≥ 1.5× lmdb-js" },
+  { workload: "range", peer: "sqlite", min: 1.5, label: "range scans ≥ 1.5× bun:sqlite (values included)" },
+  { workload: "range", peer: "lmdb-sync", min: 2, label: "range scans ≥ 2× lmdb-js (values included)" },
+  { workload: "range-keys", peer: SUBJECT, peerWorkload: "range", min: 2, label: "range scans, keys only ≥ 2× HarmonyDB's own with values" },
 ];
 
 export interface Verdict {
@@ -182,7 +187,7 @@ export function verdicts(measures: readonly Measure[]): Verdict[] {
     const here = measures.filter((m) => m.workload === t.workload);
     const subject = here.find((m) => m.engine === SUBJECT);
     if (subject === undefined) continue;
-    const peer = here.find((m) => m.engine === t.peer);
+    const peer = measures.find((m) => m.workload === (t.peerWorkload ?? t.workload) && m.engine === t.peer);
     if (peer === undefined) continue;
     const r = ratio(subject, peer);
     out.push({ label: t.label, ratio: r, min: t.min, ok: r !== undefined && r >= t.min, peer: peer.name });

@@ -18,6 +18,8 @@ export interface Store {
   get(key: string): unknown;
   /** Reads the `n` entries from `start` on in key order, values included; returns how many it read. */
   range(start: string, n: number): number | Promise<number>;
+  /** As range, keys only (no value read), for engines that have such a path. */
+  rangeKeys?(start: string, n: number): number | Promise<number>;
   /** Puts key(i) → values[i % values.length] for i in [from, to) in the engine's batched way (quick, not measured). */
   load(from: number, to: number, values: readonly Value[]): Promise<void>;
   /** Waits out background work that follows open (HarmonyDB zero-fills its next segments) before writes are timed. */

@@ -17,6 +17,11 @@ function store(db: Db): Store {
       for (const e of db.range({ gte: start, limit: n })) if (e.value !== undefined) read++;
       return read;
     },
+    rangeKeys(start, n) {
+      let read = 0;
+      for (const e of db.range({ gte: start, limit: n, keysOnly: true })) if (e.key !== undefined) read++;
+      return read;
+    },
     async load(from, to, values) {
       for (let i = from; i < to; i += LOAD_BATCH_OPS) {
         const ops = [];

@@ -19,6 +19,11 @@ function store(db: RootDatabase): Store {
       for (const e of db.getRange({ start, limit: n })) if (e.value !== undefined) read++;
       return read;
     },
+    rangeKeys(start, n) {
+      let read = 0;
+      for (const k of db.getKeys({ start, limit: n })) if (k !== undefined) read++;
+      return read;
+    },
     async load(from, to, values) {
       for (let i = from; i < to; i += LOAD_BATCH_OPS) {
         db.transactionSync(() => {

@@ -55,6 +55,7 @@ function store(db: Database, batched: boolean): Store {
   const insert = db.query<unknown, [string, Value]>("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)");
   const select = db.query<{ v: Value }, [string]>("SELECT v FROM kv WHERE k = ?");
   const scan = db.query<{ k: string; v: Value }, [string, number]>("SELECT k, v FROM kv WHERE k >= ? ORDER BY k LIMIT ?");
+  const scanKeys = db.query<{ k: string }, [string, number]>("SELECT k FROM kv WHERE k >= ? ORDER BY k LIMIT ?");
   const put1 = (key: string, value: Value) => void insert.run(key, value);
   const loadTx = db.transaction((from: number, to: number, values: readonly Value[]) => {
     for (let i = from; i < to; i++) insert.run(B.key(i), values[i % values.length]!);
@@ -68,6 +69,11 @@ function store(db: Database, batched: boolean): Store {
       for (const row of scan.all(start, n)) if (row.v !== undefined) read++;
       return read;
     },
+    rangeKeys(start, n) {
+      let read = 0;
+      for (const row of scanKeys.all(start, n)) if (row.k !== undefined) read++;
+      return read;
+    },
     async load(from, to, values) {
       for (let i = from; i < to; i += LOAD_BATCH_OPS) loadTx(i, Math.min(to, i + LOAD_BATCH_OPS), values);
     },
@@ -75,6 +81,7 @@ function store(db: Database, batched: boolean): Store {
       insert.finalize();
       select.finalize();
       scan.finalize();
+      scanKeys.finalize();
       db.close(false);
     },
   };
