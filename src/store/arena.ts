@@ -26,12 +26,23 @@ export const REF_SPAN = 2 ** 26;
 export interface Blocks {
   bytes: (Uint8Array | null)[];
   text: (Buffer | null)[];
+  /**
+   * The record locate() parsed last, a scratch object of this table's own. It holds that record's
+   * block: a scratch shared by every table (as it once was) kept the last block read alive after
+   * its database was closed and collected, and a loaded snapshot's blocks are one buffer.
+   */
+  readonly located: Located;
 }
 
-const scratch = emptyLocated();
+const noRecord = emptyLocated();
+
+/** A block table over `bytes` and `text` (the same blocks as Buffers), with a scratch of its own. */
+export function blockTable(bytes: (Uint8Array | null)[], text: (Buffer | null)[]): Blocks {
+  return { bytes, text, located: { ...noRecord } };
+}
 
 /**
- * Parses the record at `ref` of `blocks` into the shared scratch object (valid until the next
+ * Parses the record at `ref` of `blocks` into the table's scratch object (valid until the next
  * call). Records were checked when they were stored: this trusts them (and asserts the shape).
  */
 export function locate(blocks: Blocks, ref: number): Located {
@@ -39,8 +50,9 @@ export function locate(blocks: Blocks, ref: number): Located {
   const b = blocks.bytes[bi];
   // (The message only on failure: a template string here would be built on every read.)
   if (b === null || b === undefined) assert(false, `record ref ${ref} points into a live block`);
-  scratch.text = blocks.text[bi]!;
-  return parseRecord(b, ref - bi * REF_SPAN, scratch);
+  const r = blocks.located;
+  r.text = blocks.text[bi]!;
+  return parseRecord(b, ref - bi * REF_SPAN, r);
 }
 
 /** Whether the record at `ref` is for the key whose UTF-8 bytes are `key[0, n)` (only its key is read). */
@@ -50,7 +62,7 @@ export function recordKeyIs(blocks: Blocks, ref: number, key: Uint8Array, n: num
 }
 
 export class Arena {
-  readonly blocks: Blocks = { bytes: [], text: [] };
+  readonly blocks: Blocks = blockTable([], []);
   /** Bytes used and bytes of live records, per block. */
   private readonly used: number[] = [];
   private readonly live: number[] = [];
@@ -64,7 +76,7 @@ export class Arena {
 
   /** A copy of the block table: what a reader keeps to resolve refs that may be compacted later. */
   view(): Blocks {
-    return { bytes: this.blocks.bytes.slice(), text: this.blocks.text.slice() };
+    return blockTable(this.blocks.bytes.slice(), this.blocks.text.slice());
   }
 
   /** Room for `n` bytes; returns the ref where they go (the caller writes them, then calls commit). */

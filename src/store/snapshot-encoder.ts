@@ -9,7 +9,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import { parentPort, type MessagePort } from "node:worker_threads";
-import { locate, type Blocks } from "./arena.ts";
+import { blockTable, locate, type Blocks } from "./arena.ts";
 import * as L from "../limits.ts";
 import { ChunkEncoder } from "../snapshot/file.ts";
 
@@ -56,7 +56,7 @@ class RefsEncoder {
   private readonly enc: ChunkEncoder;
 
   constructor(blocks: (Uint8Array | null)[], chunkBytes: number) {
-    this.blocks = { bytes: blocks, text: blocks.map((b) => (b === null ? null : Buffer.from(b.buffer, b.byteOffset, b.byteLength))) };
+    this.blocks = blockTable(blocks, blocks.map((b) => (b === null ? null : Buffer.from(b.buffer, b.byteOffset, b.byteLength))));
     this.enc = new ChunkEncoder(chunkBytes);
   }
 
