@@ -26,6 +26,8 @@ export {
   WalFailedError,
   WatchOverflowError,
 } from "./errors.ts";
+// The default caps on a value and on a whole record, in bytes (the server derives its body limits from them).
+export { recordBytesMax, valueBytesMax } from "./limits.ts";
 
 /**
  * Opens (creating if needed) the database in `dir`: takes the LOCK, replays the WAL, starts the
@@ -34,6 +36,3 @@ export {
 export function open(dir: string, options?: OpenOptions): Promise<Db> {
   return openDb(dir, options);
 }
-
-// The caps the HTTP server derives its body limits from (src/server/request.ts), in bytes.
-export { recordBytesMax, valueBytesMax } from "./limits.ts";
