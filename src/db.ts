@@ -4,7 +4,6 @@
 import * as path from "node:path";
 import type { Worker } from "node:worker_threads";
 import { ClosedError, WalFailedError, type HarmonyError } from "./errors.ts";
-import type { Op } from "./format/encoder.ts";
 import type { DirLock } from "./io/lock.ts";
 import * as L from "./limits.ts";
 import type { Resolved } from "./options.ts";
@@ -16,7 +15,7 @@ import * as R from "./wal/ring.ts";
 import { checkWatchOptions, historyEvents, keyFilter, Watcher, type WatchEvent, type WatchOptions } from "./watch.ts";
 import { WritePipeline, type PipelineHost } from "./write/pipeline.ts";
 import { SnapshotScheduler, type SnapshotConfig, type SnapshotInfo } from "./write/snapshot-scheduler.ts";
-import { batchOps, checkedValue, checkKey, checkKeyType, condition, type BatchOp } from "./write/validate.ts";
+import { batchOps, checkedValueView, checkKey, checkKeyType, condition, type BatchOp } from "./write/validate.ts";
 
 /** What open() hands the database once the log is replayed and the writer is running. */
 export interface DbParts {
@@ -124,7 +123,7 @@ export class Db {
       this.checkWritable();
       checkKey(key, this.o.limits);
       const conds = condition(key, opts?.ifRev);
-      return this.pipeline.submit([[key, checkedValue(value, this.o.limits)]], conds, false) as Promise<number>;
+      return this.pipeline.submitPut(key, checkedValueView(value, this.o.limits), conds) as Promise<number>;
     } catch (err) {
       return Promise.reject(err);
     }
@@ -214,7 +213,11 @@ export class Db {
       revOf: (key) => this.index.revOf(key),
       apply: (rev, ops) => {
         this.index.apply(rev, ops);
-        if (this.watchers.size > 0) this.fanOut(rev, ops);
+        if (this.watchers.size > 0) for (const op of ops) this.fanOut(rev, op[0], op.length === 2);
+      },
+      applyPut: (rev, key, keyBytes, src, start, end) => {
+        this.index.applyPut(rev, key, keyBytes, src, start, end);
+        if (this.watchers.size > 0) this.fanOut(rev, key, true);
       },
       keepAlive: (on) => (on ? this.worker.ref() : this.worker.unref()),
       afterAck: () => {
@@ -224,12 +227,10 @@ export class Db {
     };
   }
 
-  private fanOut(rev: number, ops: Op[]): void {
-    for (const op of ops) {
-      const key = op[0];
-      const stored = op.length === 2 ? this.index.handle(key) : null;
-      for (const w of this.watchers) if (w.matches(key)) w.push(rev, key, stored);
-    }
+  /** Tells watchers of `key` it was put (its value as stored) or deleted at `rev`. */
+  private fanOut(rev: number, key: string, put: boolean): void {
+    const stored = put ? this.index.handle(key) : null;
+    for (const w of this.watchers) if (w.matches(key)) w.push(rev, key, stored);
   }
 
   /** A worker that crashes or exits fails every write in flight and every later one; reads go on. */

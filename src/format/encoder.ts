@@ -72,8 +72,7 @@ export function entryPayloadBytes(ops: Op[], keyBytes: number[]): number {
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
     const k = keyBytes[i]!;
-    n += 1 + headBytes(k) + k;
-    if (op.length === 2) n += headBytes(op[1].length) + op[1].length;
+    n += op.length === 2 ? putOpBytes(k, op[1].length) : 1 + headBytes(k) + k;
   }
   return n;
 }
@@ -83,15 +82,40 @@ export function writeEntryPayload(buf: Uint8Array, pos: number, ops: Op[], keyBy
   pos = writeHead(buf, pos, MAJOR_ARRAY, ops.length);
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
-    buf[pos++] = MAJOR_ARRAY | op.length;
-    pos = writeText(buf, pos, op[0], keyBytes[i]!);
     if (op.length === 2) {
-      const v = op[1];
-      pos = writeHead(buf, pos, MAJOR_BYTES, v.length);
-      pos = copyBytes(buf, pos, v, 0, v.length); // not `set`: see src/bytes.ts
+      pos = writePutOp(buf, pos, op[0], keyBytes[i]!, op[1], op[1].length);
+    } else {
+      buf[pos++] = MAJOR_ARRAY | 1;
+      pos = writeText(buf, pos, op[0], keyBytes[i]!);
     }
   }
   return pos;
+}
+
+/** Size of one put op, [key, value]: a key of `keyBytes` UTF-8 bytes, a value of `valueBytes`. */
+export function putOpBytes(keyBytes: number, valueBytes: number): number {
+  return 1 + headBytes(keyBytes) + keyBytes + headBytes(valueBytes) + valueBytes;
+}
+
+/** Payload size of an entry of one put (the commonest write): putEntryPayload's. */
+export function putPayloadBytes(keyBytes: number, valueBytes: number): number {
+  return 1 + putOpBytes(keyBytes, valueBytes);
+}
+
+/**
+ * Writes the payload of an entry of one put, value bytes [0, valueBytes) of `value`, at `pos` of
+ * `buf`; returns the end. The value comes last: it is the payload's final `valueBytes` bytes.
+ */
+export function writePutPayload(buf: Uint8Array, pos: number, key: string, keyBytes: number, value: Uint8Array, valueBytes: number): number {
+  buf[pos++] = MAJOR_ARRAY | 1;
+  return writePutOp(buf, pos, key, keyBytes, value, valueBytes);
+}
+
+function writePutOp(buf: Uint8Array, pos: number, key: string, keyBytes: number, value: Uint8Array, valueBytes: number): number {
+  buf[pos++] = MAJOR_ARRAY | 2;
+  pos = writeText(buf, pos, key, keyBytes);
+  pos = writeHead(buf, pos, MAJOR_BYTES, valueBytes);
+  return copyBytes(buf, pos, value, 0, valueBytes); // not `set`: see src/bytes.ts
 }
 
 export function writeText(buf: Uint8Array, pos: number, s: string, bytes: number): number {

@@ -130,7 +130,10 @@ export class KeyIndex {
   /** Whether `slot` holds the record at `ref` (for the map: is that record its key's current one). */
   private readonly holdsRef = (slot: number, ref: number): boolean => this.refs.get(slot) === ref;
 
-  /** The map's hash of a stored `key` (well-formed: it came from UTF-8 or passed checkKey). */
+  /**
+   * The map's hash of a stored `key` (well-formed: it came from UTF-8 or passed checkKey), its
+   * UTF-8 left in utf8Scratch.
+   */
   private hashOf(key: string): number {
     const n = scratchKey(key);
     assert(n >= 0, "a stored key has a UTF-8 form");
@@ -195,17 +198,31 @@ export class KeyIndex {
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
       if (op.length === 1) this.remove(op[0]);
-      else this.store(op[0], op[1], 0, op[1].length, rev);
+      else this.store(op[0], utf8Bytes(op[0]), op[1], 0, op[1].length, rev);
     }
     this.compactSome(L.arenaCompactRecordsPerOp * (ops.length + 1));
   }
 
-  private store(key: string, src: Uint8Array, vs: number, ve: number, rev: number): void {
-    const slot = this.slotOf(key);
+  /** Applies an entry of one put, `key` (of `keyBytes` UTF-8 bytes) to bytes [vs, ve) of `src`, copied in. */
+  applyPut(rev: number, key: string, keyBytes: number, src: Uint8Array, vs: number, ve: number): void {
+    this.store(key, keyBytes, src, vs, ve, rev);
+    this.compactSome(L.arenaCompactRecordsPerOp * 2);
+  }
+
+  private store(key: string, keyBytes: number, src: Uint8Array, vs: number, ve: number, rev: number): void {
+    // One UTF-8 pass and one hash serve both the lookup and, for a new key, the map insert.
+    let h = 0;
+    let slot: number | undefined;
+    if (this.mapDeferred) slot = this.tree.get(key);
+    else {
+      h = this.hashOf(key);
+      const s = this.map.find(h, keyBytes, this.isScratchKey);
+      slot = s >= 0 ? s : this.mapComplete ? undefined : this.tree.get(key);
+    }
     if (slot === undefined) {
-      const ref = this.arena.append(key, utf8Bytes(key), src, vs, ve, rev, rev, 1);
+      const ref = this.arena.append(key, keyBytes, src, vs, ve, rev, rev, 1);
       const s = this.refs.alloc(ref);
-      if (!this.mapDeferred) this.map.insert(this.hashOf(key), s);
+      if (!this.mapDeferred) this.map.insert(h, s);
       this.tree.set(key, s);
       return;
     }
@@ -213,7 +230,7 @@ export class KeyIndex {
     const p = locate(this.arena.blocks, prev);
     const { createRev, version } = p;
     this.arena.release(prev, p.end - p.start);
-    this.refs.set(slot, this.arena.append(key, utf8Bytes(key), src, vs, ve, rev, createRev, version + 1));
+    this.refs.set(slot, this.arena.append(key, keyBytes, src, vs, ve, rev, createRev, version + 1));
   }
 
   private remove(key: string): void {

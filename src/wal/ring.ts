@@ -10,7 +10,7 @@
 
 import { assert } from "../assert.ts";
 import { copyBytes } from "../bytes.ts";
-import { sealFrame, writeEntryPayload, type Op } from "../format/encoder.ts";
+import { sealFrame, writeEntryPayload, writePutPayload, type Op } from "../format/encoder.ts";
 import { FRAME_HEADER_BYTES, FRAME_TYPE_OFFSET, TYPE_ENTRY, frameBytes } from "../format/constants.ts";
 import { readSharedText, writeSharedText } from "../io/shared-text.ts";
 
@@ -142,6 +142,19 @@ export function putEntry(ring: RingViews, head: number, rev: number, ops: Op[], 
   const at = head & ring.mask;
   const size = frameBytes(payloadBytes);
   writeEntryPayload(ring.data, at + FRAME_HEADER_BYTES, ops, keyBytes);
+  sealFrame(ring.data, ring.view, at, TYPE_ENTRY, rev, payloadBytes);
+  mirrorOverflow(ring, at, size);
+  return advance(head, size);
+}
+
+/**
+ * Builds the entry frame of one put in place at counter `head`, as putEntry: the value is bytes
+ * [0, valueBytes) of `value`, and ends up as the last `valueBytes` bytes of the payload.
+ */
+export function putPut(ring: RingViews, head: number, rev: number, key: string, keyBytes: number, value: Uint8Array, valueBytes: number, payloadBytes: number): number {
+  const at = head & ring.mask;
+  const size = frameBytes(payloadBytes);
+  writePutPayload(ring.data, at + FRAME_HEADER_BYTES, key, keyBytes, value, valueBytes);
   sealFrame(ring.data, ring.view, at, TYPE_ENTRY, rev, payloadBytes);
   mirrorOverflow(ring, at, size);
   return advance(head, size);

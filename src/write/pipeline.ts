@@ -9,8 +9,8 @@
 // their own entry, and go before queued writes. No Worker here: the host keeps the process alive.
 
 import { ClosedError, ConflictError, HarmonyError, NoSpaceError, ValueTooLargeError, WalFailedError } from "../errors.ts";
-import { entryPayloadBytes, utf8Bytes, type Op } from "../format/encoder.ts";
-import { frameBytes } from "../format/constants.ts";
+import { entryPayloadBytes, putPayloadBytes, utf8Bytes, type Op } from "../format/encoder.ts";
+import { FRAME_HEADER_BYTES, frameBytes } from "../format/constants.ts";
 import * as R from "../wal/ring.ts";
 import type { Condition } from "./validate.ts";
 
@@ -20,6 +20,11 @@ export interface PipelineHost {
   revOf(key: string): number;
   /** Makes a durable write visible: the index, then watchers. Called before its promise resolves. */
   apply(rev: number, ops: Op[]): void;
+  /**
+   * As apply, for a write of one put (submitPut): its value is bytes [start, end) of `src`, the
+   * ring's own frame, valid only during the call.
+   */
+  applyPut(rev: number, key: string, keyBytes: number, src: Uint8Array, start: number, end: number): void;
   /** Writes are in flight (true) or none are (false): the writer thread must keep the process alive. */
   keepAlive(on: boolean): void;
   /** After each round of acknowledgements has settled (automatic snapshots, index upkeep). */
@@ -49,14 +54,24 @@ interface Frame {
   reject: (e: unknown) => void;
 }
 
-interface Pending {
-  end: number; // ring counter after this frame: durable once ACKED reaches it
-  rev: number;
-  ops: Op[] | null;
-  /** null: resolve with the revision; else a delete, resolved with { rev, deleted }. */
-  deleted: boolean | null;
-  resolve: (r: unknown) => void;
-  reject: (e: unknown) => void;
+/** A write or frame in the ring (or a delete of nothing), waiting for the writer's acknowledgement. */
+class Pending {
+  constructor(
+    /** The ring counter after its frame: durable once ACKED reaches it. */
+    readonly end: number,
+    readonly rev: number,
+    /** A batch or a delete: its ops, applied through host.apply. */
+    readonly ops: Op[] | null,
+    /** A write of one put (submitPut): its key, and where its value is in the ring's data. */
+    readonly key: string | null,
+    readonly keyBytes: number,
+    readonly valueAt: number,
+    readonly valueBytes: number,
+    /** null: resolve with the revision; else a delete, resolved with { rev, deleted }. */
+    readonly deleted: boolean | null,
+    readonly resolve: (r: unknown) => void,
+    readonly reject: (e: unknown) => void,
+  ) {}
 }
 
 export class WritePipeline {
@@ -116,6 +131,26 @@ export class WritePipeline {
     return new Promise((resolve, reject) => {
       const w: Write = { ops, keyBytes, payloadBytes, conds, isDelete, resolve, reject };
       if (this.queued.length > this.queuedHead || !this.publish(w)) this.queued.push(w);
+    });
+  }
+
+  /**
+   * A write of one put, the commonest: as submit([[key, value]], conds, false), but the value's
+   * CBOR (`value`, a shared buffer valid only during this call) is framed straight into the ring,
+   * and once durable the index copies it from there. It is copied out only if the write must wait
+   * in the queue. (Its frame stays intact until then: ring space is reused only after poll()
+   * settled what was in it.)
+   */
+  submitPut(key: string, value: Uint8Array, conds: Condition[]): Promise<unknown> {
+    const keyBytes = utf8Bytes(key);
+    const payloadBytes = putPayloadBytes(keyBytes, value.length);
+    if (frameBytes(payloadBytes) > this.recordBytesMax) throw new ValueTooLargeError(payloadBytes, this.recordBytesMax);
+    return new Promise((resolve, reject) => {
+      if (this.queued.length === this.queuedHead && this.admit(payloadBytes)) {
+        this.publishPut(key, keyBytes, value, payloadBytes, conds, resolve, reject);
+      } else {
+        this.queued.push({ ops: [[key, value.slice()]], keyBytes: [keyBytes], payloadBytes, conds, isDelete: false, resolve, reject });
+      }
     });
   }
 
@@ -251,7 +286,7 @@ export class WritePipeline {
   private publishFrame(f: Frame): boolean {
     if (!this.hasRoom(f.payload.length)) return false;
     this.head = R.putFrame(this.ring, this.head, f.type, f.rev, f.payload);
-    this.enqueuePending({ end: this.head, rev: f.rev, ops: null, deleted: null, resolve: f.resolve, reject: f.reject });
+    this.enqueuePending(new Pending(this.head, f.rev, null, null, 0, 0, 0, null, f.resolve, f.reject));
     this.publishHead();
     return true;
   }
@@ -262,31 +297,64 @@ export class WritePipeline {
    * against the newest state including writes not yet durable.
    */
   private publish(w: Write): boolean {
-    if (!this.hasRoom(w.payloadBytes)) return false;
-    if (this.gate !== null && !this.gate()) {
-      if (!this.stalled) this.writeStalls++; // it waits in the queue until the gate opens
-      this.stalled = true;
-      return false;
-    }
-    this.stalled = false;
-    for (const c of w.conds) {
-      const cur = this.newestRev(c.key);
-      if (cur !== c.ifRev) {
-        w.reject(new ConflictError(c.key, c.ifRev, cur));
-        return true;
-      }
-    }
+    if (!this.admit(w.payloadBytes)) return false;
+    if (!this.condsHold(w.conds, w.reject)) return true;
     if (w.isDelete && this.newestRev(w.ops[0]![0]) === 0) {
       // Nothing to delete: no record, but resolve only once everything before it is durable.
-      this.enqueuePending({ end: this.head, rev: this.nextRev - 1, ops: null, deleted: false, resolve: w.resolve, reject: w.reject });
+      this.enqueuePending(new Pending(this.head, this.nextRev - 1, null, null, 0, 0, 0, false, w.resolve, w.reject));
       return true;
     }
     const rev = this.nextRev++;
     // The frame is built in place: payload first, then the header with its CRC over both.
     this.head = R.putEntry(this.ring, this.head, rev, w.ops, w.keyBytes, w.payloadBytes);
     if (this.newestValid) for (const op of w.ops) this.newest.set(op[0], op.length === 2 ? rev : -rev);
-    this.enqueuePending({ end: this.head, rev, ops: w.ops, deleted: w.isDelete ? true : null, resolve: w.resolve, reject: w.reject });
+    this.enqueuePending(new Pending(this.head, rev, w.ops, null, 0, 0, 0, w.isDelete ? true : null, w.resolve, w.reject));
     this.publishHead();
+    return true;
+  }
+
+  /** publish() for submitPut, once admitted: no Write, no ops, the value straight into the ring. */
+  private publishPut(
+    key: string,
+    keyBytes: number,
+    value: Uint8Array,
+    payloadBytes: number,
+    conds: Condition[],
+    resolve: (r: unknown) => void,
+    reject: (e: unknown) => void,
+  ): void {
+    if (conds.length > 0 && !this.condsHold(conds, reject)) return;
+    const rev = this.nextRev++;
+    const at = this.head & this.ring.mask;
+    this.head = R.putPut(this.ring, this.head, rev, key, keyBytes, value, value.length, payloadBytes);
+    if (this.newestValid) this.newest.set(key, rev);
+    // The frame was written contiguously from `at` (into the slack past the end if need be), the value last.
+    const valueAt = at + FRAME_HEADER_BYTES + payloadBytes - value.length;
+    this.enqueuePending(new Pending(this.head, rev, null, key, keyBytes, valueAt, value.length, null, resolve, reject));
+    this.publishHead();
+  }
+
+  /** Whether a frame of `payloadBytes` may enter the ring now: there is room, and the gate is open. */
+  private admit(payloadBytes: number): boolean {
+    if (!this.hasRoom(payloadBytes)) return false;
+    if (this.gate !== null && !this.gate()) {
+      if (!this.stalled) this.writeStalls++; // it waits in the queue until the gate opens
+      this.stalled = true;
+      return false;
+    }
+    this.stalled = false;
+    return true;
+  }
+
+  /** Whether every condition holds against the newest state; else rejects with the first conflict. */
+  private condsHold(conds: Condition[], reject: (e: unknown) => void): boolean {
+    for (const c of conds) {
+      const cur = this.newestRev(c.key);
+      if (cur !== c.ifRev) {
+        reject(new ConflictError(c.key, c.ifRev, cur));
+        return false;
+      }
+    }
     return true;
   }
 
@@ -310,7 +378,8 @@ export class WritePipeline {
     this.newest.clear();
     for (let i = this.pendingHead; i < this.pending.length; i++) {
       const p = this.pending[i]!;
-      if (p.ops) for (const op of p.ops) this.newest.set(op[0], op.length === 2 ? p.rev : -p.rev);
+      if (p.key !== null) this.newest.set(p.key, p.rev);
+      else if (p.ops) for (const op of p.ops) this.newest.set(op[0], op.length === 2 ? p.rev : -p.rev);
     }
     this.newestValid = true;
   }
@@ -332,7 +401,10 @@ export class WritePipeline {
       const p = this.pending[this.pendingHead]!;
       if (R.diff(acked, p.end) < 0) break;
       this.pendingHead++;
-      if (p.ops) {
+      if (p.key !== null) {
+        this.durableRev = p.rev;
+        this.host.applyPut(p.rev, p.key, p.keyBytes, this.ring.data, p.valueAt, p.valueAt + p.valueBytes);
+      } else if (p.ops) {
         this.durableRev = p.rev;
         this.host.apply(p.rev, p.ops);
       }

@@ -3,7 +3,7 @@
 import { InvalidArgumentError, InvalidKeyError, InvalidValueError, KeyTooLargeError, ValueTooLargeError } from "../errors.ts";
 import { utf8Bytes, type Op } from "../format/encoder.ts";
 import type { Limits } from "../limits.ts";
-import { encodeValue } from "./value.ts";
+import { encodeValueView } from "./value.ts";
 
 /** One operation of db.batch(). */
 export type BatchOp =
@@ -43,13 +43,18 @@ export function condition(key: string, ifRev: number | undefined): Condition[] {
 
 /** The value's CBOR encoding, in a buffer of its own (so later changes by the caller do not matter). */
 export function checkedValue(value: unknown, limits: Limits): Uint8Array {
+  return checkedValueView(value, limits).slice();
+}
+
+/** As checkedValue, but in a buffer shared by every call (see encodeValueView): copy it before the next. */
+export function checkedValueView(value: unknown, limits: Limits): Uint8Array {
   if (value === undefined) throw new InvalidValueError("value is undefined (use delete to remove a key)");
   if (typeof value === "string" && !value.isWellFormed()) {
     throw new InvalidValueError("string value has a lone UTF-16 surrogate (it would not read back the same)");
   }
   let bytes: Uint8Array;
   try {
-    bytes = encodeValue(value);
+    bytes = encodeValueView(value);
   } catch (cause) {
     throw new InvalidValueError(`value cannot be encoded as CBOR: ${(cause as Error).message}`, { cause });
   }

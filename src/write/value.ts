@@ -1,4 +1,4 @@
-// A user value → its CBOR bytes, in a buffer of its own: the two commonest shapes by hand, the rest by cbor-x.
+// A user value → its CBOR bytes: the two commonest shapes by hand, the rest by cbor-x.
 // (Here rather than in codec/: it measures strings with format/encoder.ts's UTF-8 helpers.)
 
 import { copyBytes } from "../bytes.ts";
@@ -6,14 +6,18 @@ import { valueEncoder } from "../codec/cbor.ts";
 import { MAJOR_BYTES, MAJOR_TEXT, TAG_UINT8ARRAY, TAG_UINT8ARRAY_HEAD, headBytes, writeHead } from "../codec/cbor-head.ts";
 import { utf8, utf8Bytes } from "../format/encoder.ts";
 
+/** Where encodeValueView writes the two common shapes; grows to the largest such value. */
+let scratch = new Uint8Array(4096);
+
 /**
- * The value's CBOR encoding, as cbor-x's valueEncoder writes it, in a fresh buffer (so later
- * changes by the caller do not matter). Throws what cbor-x throws for a value it cannot encode.
+ * The value's CBOR encoding, as cbor-x's valueEncoder writes it, in a buffer shared by every call:
+ * valid until the next one. A put copies it straight into the ring, with no buffer of its own.
+ * Whoever keeps the bytes must copy them out: cbor-x's buffer grows to the largest value it ever
+ * encoded, and one small value would keep it all alive. Throws what cbor-x throws for a value it
+ * cannot encode.
  */
-export function encodeValue(value: unknown): Uint8Array {
-  // cbor-x returns a view into its reusable buffer (which grows to the largest value ever
-  // encoded): copy it, or one small value would keep that whole buffer alive.
-  return fastEncode(value) ?? new Uint8Array(valueEncoder.encode(value));
+export function encodeValueView(value: unknown): Uint8Array {
+  return fastEncode(value) ?? valueEncoder.encode(value);
 }
 
 /**
@@ -24,21 +28,26 @@ function fastEncode(value: unknown): Uint8Array | null {
   if (value instanceof Uint8Array && value.constructor === Uint8Array) {
     const n = value.length;
     const head = headBytes(n);
-    const out = new Uint8Array(2 + head + n);
+    const out = room(2 + head + n);
     out[0] = TAG_UINT8ARRAY_HEAD;
     out[1] = TAG_UINT8ARRAY;
     writeHead(out, 2, MAJOR_BYTES, n);
     copyBytes(out, 2 + head, value, 0, n);
-    return out;
+    return out.subarray(0, 2 + head + n);
   }
   if (typeof value === "string" && value.length < 0x10000) {
     const n = utf8Bytes(value);
     const head = headBytes(n);
-    const out = new Uint8Array(head + n);
+    const out = room(head + n);
     writeHead(out, 0, MAJOR_TEXT, n);
     if (n === value.length) for (let i = 0; i < n; i++) out[head + i] = value.charCodeAt(i);
-    else utf8.encodeInto(value, out.subarray(head));
-    return out;
+    else utf8.encodeInto(value, out.subarray(head, head + n));
+    return out.subarray(0, head + n);
   }
   return null;
+}
+
+function room(n: number): Uint8Array {
+  if (n > scratch.length) scratch = new Uint8Array(Math.max(n, 2 * scratch.length));
+  return scratch;
 }

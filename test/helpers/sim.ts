@@ -33,6 +33,8 @@ export class SimLife {
   ackedRev: number;
   /** The snapshot recovery started from (0: none). */
   readonly snapshotRev: number;
+  /** The values of single puts not yet applied, by key, in order (hex). */
+  private readonly sentPuts = new Map<string, string[]>();
 
   constructor(readonly io: FaultIO) {
     // As open() does, the log is replayed before the snapshot's entries load: its changes are kept
@@ -60,6 +62,13 @@ export class SimLife {
         throw new Error("the simulation writes without conditions or deletes of one key");
       },
       apply: (rev) => (this.ackedRev = rev), // acknowledged: its fdatasync returned
+      applyPut: (rev, key, _keyBytes, src, start, end) => {
+        // A single put is applied from its frame in the ring: those must still be its bytes.
+        const sent = this.sentPuts.get(key)?.shift();
+        const got = hex(src.subarray(start, end));
+        if (got !== sent) throw new Error(`rev ${rev} of ${key} applied ${got} from the ring, but ${sent} was put`);
+        this.ackedRev = rev;
+      },
       keepAlive: () => {},
       afterAck: () => {},
     });
@@ -79,12 +88,25 @@ export class SimLife {
   }
 
   /**
-   * Hands one write to the pipeline, as db.batch() does: framed into the ring now, or queued until
-   * acknowledgements free room. Its promise, or null once the store failed (db.batch() refuses then).
+   * Hands one write to the pipeline, as db.put() (one put) or db.batch() does: framed into the
+   * ring now, or queued until acknowledgements free room. Its promise, or null once the store
+   * failed (db.batch() refuses then).
    */
   submit(ops: Op[]): Promise<unknown> | null {
     if (this.pipeline.failure) return null;
-    const p = this.pipeline.submit(ops, NO_CONDS, false);
+    const op = ops[0]!;
+    let p: Promise<unknown>;
+    if (ops.length === 1 && op.length === 2) {
+      // As db.put(): the value from a shared buffer, overwritten right after (the ring must have its own copy).
+      const sent = this.sentPuts.get(op[0]) ?? [];
+      sent.push(hex(op[1]));
+      this.sentPuts.set(op[0], sent);
+      shared.set(op[1]);
+      p = this.pipeline.submitPut(op[0], shared.subarray(0, op[1].length), NO_CONDS);
+      shared.fill(0xee, 0, op[1].length);
+    } else {
+      p = this.pipeline.submit(ops, NO_CONDS, false);
+    }
     p.catch(() => {}); // a write failed by the writer's failure: the oracle only counts acknowledgements
     return p;
   }
@@ -121,6 +143,9 @@ export class SimLife {
     this.pipeline.poll();
   }
 }
+
+/** The buffer single puts hand their value over in (as db.put's value encoder does). */
+const shared = new Uint8Array(16 * 1024);
 
 function hex(b: Uint8Array): string {
   return Buffer.from(b).toString("hex");
