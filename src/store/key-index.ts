@@ -3,6 +3,8 @@
 // where the key's record lives.
 
 import type BTree from "sorted-btree";
+import { bulkLoad } from "sorted-btree/extended/bulkLoad";
+import union from "sorted-btree/extended/union";
 import { type Arena, locate, recordKeyIs, REF_SPAN, type Blocks } from "./arena.ts";
 import type { Located } from "../format/record.ts";
 import { assert } from "../assert.ts";
@@ -13,6 +15,18 @@ import { valueDecoder } from "../codec/cbor.ts";
 import { INFO_U8, INFO_U64, MAJOR_BYTES, MAJOR_TEXT, SIMPLE_FALSE, SIMPLE_NULL, SIMPLE_TRUE, TAG_UINT8ARRAY, TAG_UINT8ARRAY_HEAD, headArgBytes, headArgument, majorOf } from "../codec/cbor-head.ts";
 import { decodeKey } from "../format/decoder.ts";
 import { utf8Bytes, utf8Scratch, utf8ToScratch, type Op } from "../format/encoder.ts";
+
+/** The tree's branching factor; every tree of the index has it (union() requires the same). */
+export const BTREE_NODE_SIZE = 32;
+
+/**
+ * New keys in increasing order wait in the run, at most this many, and then join the tree as one
+ * bulk-loaded run (see KeyIndex.runKeys).
+ */
+const RUN_KEYS_MAX = 1024;
+
+/** A shorter run goes into the tree key by key: union()'s own overhead would cost more. */
+const RUN_UNION_MIN = 16;
 
 /** Plain UTF-16 code-unit order; faster than sorted-btree's type-checking default comparator. */
 export function compareKeys(a: string, b: string): number {
@@ -100,19 +114,55 @@ export class KeyIndex {
   /** The block being compacted (−1: none) and how far. */
   private compacting = -1;
   private compactPos = 0;
+  /**
+   * The run: new keys not yet in the tree, each above the one before it, with their slots; the map
+   * has them already. Keys written in increasing order (time-ordered ids, counters: the commonest
+   * pattern) cost ~0.5 µs each to insert one by one into a tree of 1M, ~0.22 µs as a run that
+   * sorted-btree's union() puts in as whole subtrees (it skips the tree's subtrees that lie between
+   * the run's keys; a run spread among the tree's keys still costs ~0.6 µs a key against ~0.9).
+   * Whatever needs the tree's order or its keys (views, deletes, verify) first moves the run in
+   * (ordered()); so does a new key below the run's last one, which starts the next run.
+   */
+  private runKeys: string[] = [];
+  private runSlots: number[] = [];
 
   /**
    * Takes over what open's replay (src/store/replay.ts) built: the arena, the slot table holding
-   * refs into it, and the tree (ordered by compareKeys) from each key to its slot.
+   * refs into it, and the tree (ordered by compareKeys, BTREE_NODE_SIZE) from each key to its slot.
    */
   constructor(
     private readonly arena: Arena,
     private readonly refs: RefTable,
-    private readonly tree: BTree<string, number>,
+    private tree: BTree<string, number>,
   ) {}
 
   get size(): number {
-    return this.tree.size;
+    return this.tree.size + this.runKeys.length;
+  }
+
+  /** The tree with the run moved in: every key, in order. */
+  private ordered(): BTree<string, number> {
+    const keys = this.runKeys;
+    if (keys.length >= RUN_UNION_MIN) {
+      this.tree = union(this.tree, bulkLoad(keys, this.runSlots, BTREE_NODE_SIZE, compareKeys, 1), keepRight);
+    } else {
+      for (let i = 0; i < keys.length; i++) this.tree.set(keys[i]!, this.runSlots[i]!);
+    }
+    if (keys.length > 0) {
+      this.runKeys = [];
+      this.runSlots = [];
+    }
+    return this.tree;
+  }
+
+  /** Puts a new key (the map has it, unless deferred) in order, by way of the run. */
+  private insertOrdered(key: string, slot: number): void {
+    // (While the map is deferred, reads find keys in the tree only.)
+    if (this.mapDeferred) return void this.tree.set(key, slot);
+    const n = this.runKeys.length;
+    if (n === RUN_KEYS_MAX || (n > 0 && key < this.runKeys[n - 1]!)) this.ordered();
+    this.runKeys.push(key);
+    this.runSlots.push(slot);
   }
 
   private slotOf(key: string): number | undefined {
@@ -180,7 +230,7 @@ export class KeyIndex {
   }
 
   view(): IndexView {
-    return new IndexView(this.tree.clone(), this.refs.view(), this.arena.view());
+    return new IndexView(this.ordered().clone(), this.refs.view(), this.arena.view());
   }
 
   /** Bytes of the current records: about the size of a snapshot of this index. */
@@ -223,7 +273,7 @@ export class KeyIndex {
       const ref = this.arena.append(key, keyBytes, src, vs, ve, rev, rev, 1);
       const s = this.refs.alloc(ref);
       if (!this.mapDeferred) this.map.insert(h, s);
-      this.tree.set(key, s);
+      this.insertOrdered(key, s);
       return;
     }
     const prev = this.refs.get(slot);
@@ -244,7 +294,7 @@ export class KeyIndex {
       if (this.mapComplete || this.map.has(h, slot)) this.map.remove(h, slot); // (while filling, it may not be there yet)
     }
     this.refs.release(slot);
-    this.tree.delete(key);
+    this.ordered().delete(key);
   }
 
   /** Whether the hash map holds every key yet (see fillMap). */
@@ -321,7 +371,7 @@ export class KeyIndex {
 
   /** HARMONYDB_VERIFY=1: both structures agree and every record is consistent. */
   verify(lastRev: number): void {
-    this.tree.checkValid();
+    this.ordered().checkValid();
     if (this.mapComplete) assert(this.tree.size === this.map.size, "tree and map hold the same keys");
     if (this.mapDeferred) assert(this.map.size === 0, "a deferred map is empty");
     for (const [h, slot] of this.map.entries()) {
@@ -343,6 +393,11 @@ export class KeyIndex {
 
 // (Open's replay checks each value as it loads it: src/store/replay.ts.)
 export { checkValue };
+
+/** union()'s choice for a key in both trees (never happens: the run holds only new keys). */
+function keepRight(_key: string, _left: number, right: number): number {
+  return right;
+}
 
 /**
  * Writes `key` as UTF-8 to utf8Scratch; returns its length, or −1 for a key that is not well-formed

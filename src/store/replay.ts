@@ -5,7 +5,7 @@ import BTree from "sorted-btree";
 import { bulkLoad } from "sorted-btree/extended/bulkLoad";
 import { Arena, locate, REF_SPAN } from "./arena.ts";
 import { assert } from "../assert.ts";
-import { checkValue, compareKeys, KeyIndex } from "./key-index.ts";
+import { BTREE_NODE_SIZE, checkValue, compareKeys, KeyIndex } from "./key-index.ts";
 import * as L from "../limits.ts";
 import { RefTable } from "./ref-table.ts";
 import type { SnapshotLoader } from "../wal/recovery.ts";
@@ -13,7 +13,6 @@ import { visitOps, type Encoded, type OpVisitor } from "../format/decoder.ts";
 import { utf8Bytes } from "../format/encoder.ts";
 
 /** sorted-btree's default node size. */
-const BTREE_NODE_SIZE = 32;
 
 /**
  * Builds the index once, at the end (finish): the snapshot's entries arrive in key order, and what
@@ -102,7 +101,7 @@ export class Replay {
     this.baseRefs = [];
     if (changed.size > 0) [keys, refs] = this.mergeReplayed(changed, keys, refs);
     const table = new RefTable();
-    if (keys.length === 0) return new KeyIndex(this.arena, table, new BTree<string, number>(undefined, compareKeys));
+    if (keys.length === 0) return new KeyIndex(this.arena, table, new BTree<string, number>(undefined, compareKeys, BTREE_NODE_SIZE));
     table.load(refs);
     const slots = refs; // reused: key i gets slot i
     for (let i = 0; i < slots.length; i++) slots[i] = i;
