@@ -1,12 +1,13 @@
 // The write pipeline on the main thread: revisions, conditions, the ring producer and its queue, and
 // the one waiter that turns the writer's acknowledgements into visible, resolved writes.
 //
-// A write goes: submit() → publish() (condition check, next revision, framed into the ring) → the
-// writer worker's write + fdatasync → ACKED moves past its frame → poll() → settle(): applied to
-// the index through the host, then its promise resolves. A write that finds no room in the ring,
-// or a closed admission gate, waits in the queue (backpressure, never a drop) and is published by
-// drainQueue() once acknowledgements free the ring. Snapshot frames come in through submitFrame(),
-// their own entry, and go before queued writes. No Worker here: the host keeps the process alive.
+// A write goes: submit() → publish(), or for one put submitPut() → publishPut() (condition check,
+// next revision, framed into the ring) → the writer worker's write + fdatasync → ACKED moves past
+// its frame → poll() → settle(): applied to the index through the host, then its promise resolves.
+// A write that finds no room in the ring, or a closed admission gate, waits in the queue
+// (backpressure, never a drop) and is published by drainQueue() once acknowledgements free the
+// ring. Snapshot frames come in through submitFrame(), their own entry, and go before queued
+// writes. No Worker here: the host keeps the process alive.
 
 import { ClosedError, ConflictError, HarmonyError, NoSpaceError, ValueTooLargeError, WalFailedError } from "../errors.ts";
 import { entryPayloadBytes, putPayloadBytes, utf8Bytes, type Op } from "../format/encoder.ts";
