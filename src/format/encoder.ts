@@ -97,7 +97,7 @@ export function putOpBytes(keyBytes: number, valueBytes: number): number {
   return 1 + headBytes(keyBytes) + keyBytes + headBytes(valueBytes) + valueBytes;
 }
 
-/** Payload size of an entry of one put (the commonest write): putEntryPayload's. */
+/** Payload size of an entry of one put (the commonest write), as writePutPayload writes it. */
 export function putPayloadBytes(keyBytes: number, valueBytes: number): number {
   return 1 + putOpBytes(keyBytes, valueBytes);
 }

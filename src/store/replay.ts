@@ -12,8 +12,6 @@ import type { SnapshotLoader } from "../wal/recovery.ts";
 import { visitOps, type Encoded, type OpVisitor } from "../format/decoder.ts";
 import { utf8Bytes } from "../format/encoder.ts";
 
-/** sorted-btree's default node size. */
-
 /**
  * Builds the index once, at the end (finish): the snapshot's entries arrive in key order, and what
  * the WAL changes on top of them is kept in a hash map by key, sorted and merged in. A B-tree update

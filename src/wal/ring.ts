@@ -11,7 +11,7 @@
 import { assert } from "../assert.ts";
 import { copyBytes } from "../bytes.ts";
 import { sealFrame, writeEntryPayload, writePutPayload, type Op } from "../format/encoder.ts";
-import { FRAME_HEADER_BYTES, FRAME_TYPE_OFFSET, TYPE_ENTRY, frameBytes } from "../format/constants.ts";
+import { FRAME_HEADER_BYTES, FRAME_TYPE_OFFSET, TYPE_ENTRY } from "../format/constants.ts";
 import { readSharedText, writeSharedText } from "../io/shared-text.ts";
 
 /** Int32 slots at the start of the buffer. */
@@ -140,11 +140,8 @@ export function advance(pos: number, bytes: number): number {
  */
 export function putEntry(ring: RingViews, head: number, rev: number, ops: Op[], keyBytes: number[], payloadBytes: number): number {
   const at = head & ring.mask;
-  const size = frameBytes(payloadBytes);
   writeEntryPayload(ring.data, at + FRAME_HEADER_BYTES, ops, keyBytes);
-  sealFrame(ring.data, ring.view, at, TYPE_ENTRY, rev, payloadBytes);
-  mirrorOverflow(ring, at, size);
-  return advance(head, size);
+  return sealEntry(ring, head, rev, payloadBytes);
 }
 
 /**
@@ -152,10 +149,14 @@ export function putEntry(ring: RingViews, head: number, rev: number, ops: Op[], 
  * [0, valueBytes) of `value`, and ends up as the last `valueBytes` bytes of the payload.
  */
 export function putPut(ring: RingViews, head: number, rev: number, key: string, keyBytes: number, value: Uint8Array, valueBytes: number, payloadBytes: number): number {
+  writePutPayload(ring.data, (head & ring.mask) + FRAME_HEADER_BYTES, key, keyBytes, value, valueBytes);
+  return sealEntry(ring, head, rev, payloadBytes);
+}
+
+/** Seals the entry whose payload was just written at counter `head`; returns the counter after it. */
+function sealEntry(ring: RingViews, head: number, rev: number, payloadBytes: number): number {
   const at = head & ring.mask;
-  const size = frameBytes(payloadBytes);
-  writePutPayload(ring.data, at + FRAME_HEADER_BYTES, key, keyBytes, value, valueBytes);
-  sealFrame(ring.data, ring.view, at, TYPE_ENTRY, rev, payloadBytes);
+  const size = sealFrame(ring.data, ring.view, at, TYPE_ENTRY, rev, payloadBytes);
   mirrorOverflow(ring, at, size);
   return advance(head, size);
 }
