@@ -169,9 +169,18 @@ export class KeyIndex {
     if (this.mapDeferred) return this.tree.get(key);
     // (UTF-16 units ≤ UTF-8 bytes: a longer string than any key in the map is not in it.)
     const n = key.length > this.mapKeyBytesMax ? -1 : scratchKey(key);
-    const slot = n < 0 ? -1 : this.map.find(hashBytes(utf8Scratch, 0, n), n, this.isScratchKey);
-    if (slot >= 0 || this.mapComplete) return slot >= 0 ? slot : undefined;
-    return this.tree.get(key);
+    if (n < 0) return this.mapComplete ? undefined : this.tree.get(key);
+    return this.lookup(key, hashBytes(utf8Scratch, 0, n), n);
+  }
+
+  /**
+   * The slot of `key`, whose UTF-8 (`n` bytes, hash `h`) is in utf8Scratch: from the map, or from the
+   * tree while the map fills.
+   */
+  private lookup(key: string, h: number, n: number): number | undefined {
+    const slot = this.map.find(h, n, this.isScratchKey);
+    if (slot >= 0) return slot;
+    return this.mapComplete ? undefined : this.tree.get(key);
   }
 
   /** Whether `slot` holds the key in utf8Scratch[0, n) (for the map). */
@@ -266,8 +275,7 @@ export class KeyIndex {
     if (this.mapDeferred) slot = this.tree.get(key);
     else {
       h = this.hashOf(key);
-      const s = this.map.find(h, keyBytes, this.isScratchKey);
-      slot = s >= 0 ? s : this.mapComplete ? undefined : this.tree.get(key);
+      slot = this.lookup(key, h, keyBytes);
     }
     if (slot === undefined) {
       const ref = this.arena.append(key, keyBytes, src, vs, ve, rev, rev, 1);
