@@ -2,22 +2,29 @@
 //
 // Part 1 runs real puts (a new key each, 100 B values) at 1, 16 and 256 in flight and reads each
 // thread's CPU time from /proc/self/task/*/schedstat (nanoseconds on a CPU, not 10 ms ticks): the
-// main thread, the writer worker, and the rest (JSC's GC and JIT threads). Part 2 times each stage
+// main thread, the workers, and the rest (JSC's GC and JIT threads). The workers are the WAL writer
+// and, while an automatic snapshot runs, its encoder (both are threads named "Worker"): a last row at
+// 256 in flight with automatic snapshots off shows what they cost. Part 2 times each stage
 // of the main thread's share alone, with the engine's own functions, in a tight loop: what is left
 // of the end-to-end figure is the event loop, the promise machinery, wake-ups and GC.
 
 import * as fs from "node:fs";
 import { open } from "../src/index.ts";
-import type { Op } from "../src/format/encoder.ts";
-import { entryPayloadBytes, utf8Bytes } from "../src/format/encoder.ts";
+import { putPayloadBytes, utf8Bytes } from "../src/format/encoder.ts";
 import { frameBytes } from "../src/format/constants.ts";
 import * as L from "../src/limits.ts";
 import { Replay } from "../src/store/replay.ts";
 import * as R from "../src/wal/ring.ts";
-import { checkedValue, checkKey, condition } from "../src/write/validate.ts";
+import { checkedValue, checkedValueView, checkKey, condition } from "../src/write/validate.ts";
 import * as B from "./lib.ts";
 
-const LEVELS = [1, 16, 256];
+/** In flight, and whether automatic snapshots are on (the default) or off (snapshotEveryBytes 0). */
+const LEVELS: { inflight: number; snapshots: boolean }[] = [
+  { inflight: 1, snapshots: true },
+  { inflight: 16, snapshots: true },
+  { inflight: 256, snapshots: true },
+  { inflight: 256, snapshots: false },
+];
 const MS = B.numberFlag("ms", 1500);
 const STAGE_OPS = B.numberFlag("ops", 200_000);
 const RUNS = 5;
@@ -40,21 +47,26 @@ function threadCpu(): Map<string, { name: string; ns: number }> {
 
 interface ThreadSplit {
   puts: number;
+  /** Automatic snapshots that completed, and writes held back for one (stalls), during the run. */
+  snapshots: number;
+  stalls: number;
   perSecond: number;
   mainUs: number;
   writerUs: number;
   otherUs: number;
 }
 
-/** Puts at `inflight` for MS; CPU µs per put on the main thread, the writer worker and the rest. */
-async function endToEnd(dir: string, inflight: number): Promise<ThreadSplit> {
-  const db = await open(dir);
+/** Puts at `inflight` for MS; CPU µs per put on the main thread, the workers and the rest. */
+async function endToEnd(dir: string, inflight: number, snapshots: boolean): Promise<ThreadSplit> {
+  const db = await open(dir, snapshots ? {} : { snapshotEveryBytes: 0 });
   await B.settleWriter(db);
   const value = B.bytesValue();
   await B.drivePuts((i) => db.put(`w${B.key(i)}`, value), inflight, { ms: 200 }); // warm-up
+  const snapBefore = db.stats().snapshot;
   const before = threadCpu();
   const r = await B.drivePuts((i) => db.put(B.key(i), value), inflight, { ms: MS });
   const after = threadCpu();
+  const snapAfter = db.stats().snapshot;
   await db.close();
   const main = String(process.pid);
   let mainNs = 0;
@@ -63,11 +75,19 @@ async function endToEnd(dir: string, inflight: number): Promise<ThreadSplit> {
   for (const [tid, a] of after) {
     const ns = a.ns - (before.get(tid)?.ns ?? 0);
     if (tid === main) mainNs += ns;
-    else if (a.name === "Worker") writerNs += ns; // the only worker while no snapshot runs
+    else if (a.name === "Worker") writerNs += ns; // the WAL writer, and a snapshot's encoder
     else otherNs += ns;
   }
   const us = (ns: number) => ns / 1000 / r.puts;
-  return { puts: r.puts, perSecond: r.perSecond, mainUs: us(mainNs), writerUs: us(writerNs), otherUs: us(otherNs) };
+  return {
+    puts: r.puts,
+    snapshots: snapAfter.taken - snapBefore.taken,
+    stalls: snapAfter.writeStalls - snapBefore.writeStalls,
+    perSecond: r.perSecond,
+    mainUs: us(mainNs),
+    writerUs: us(writerNs),
+    otherUs: us(otherNs),
+  };
 }
 
 /** ns per call of `step`, median of RUNS runs of STAGE_OPS calls (`setup` before each run, untimed). */
@@ -87,7 +107,6 @@ async function stages(): Promise<[string, number][]> {
   const keys = Array.from({ length: STAGE_OPS }, (_, i) => B.key(i));
   const value = B.bytesValue();
   const encoded = checkedValue(value, limits);
-  const ops: Op[][] = keys.map((k) => [[k, encoded]]);
   const ring = R.createRing(L.ringBytesDefault, L.valueBytesMax + L.recordSlackBytes);
   let head = R.START_POS;
   let index = new Replay().finish();
@@ -95,12 +114,12 @@ async function stages(): Promise<[string, number][]> {
   let pending: { rev: number }[] = [];
   const out: [string, number][] = [
     ["validate: key and condition", stage((i) => (checkKey(keys[i]!, limits), condition(keys[i]!, undefined)))],
-    ["encode: the value's CBOR in a buffer of its own", stage(() => checkedValue(value, limits))],
-    ["measure: key UTF-8, payload and frame size", stage((i) => frameBytes(entryPayloadBytes(ops[i]!, [utf8Bytes(keys[i]!)])))],
+    ["encode: the value's CBOR, in a buffer shared by every put", stage(() => checkedValueView(value, limits))],
+    ["measure: key UTF-8, payload and frame size", stage((i) => frameBytes(putPayloadBytes(utf8Bytes(keys[i]!), encoded.length)))],
     [
-      "frame + CRC into the ring",
+      "frame + CRC into the ring (putPut)",
       stage(
-        (i) => (head = R.putEntry(ring, head, i + 1, ops[i]!, [16], entryPayloadBytes(ops[i]!, [16]))),
+        (i) => (head = R.putPut(ring, head, i + 1, keys[i]!, 16, encoded, encoded.length, putPayloadBytes(16, encoded.length))),
         () => (head = R.START_POS),
       ),
     ],
@@ -118,11 +137,11 @@ async function stages(): Promise<[string, number][]> {
     [
       "apply to the index (a new key)",
       stage(
-        (i) => index.apply(++rev, ops[i]!),
+        (i) => index.applyPut(++rev, keys[i]!, 16, encoded, 0, encoded.length),
         () => ((index = new Replay().finish()), (rev = 0)),
       ),
     ],
-    ["apply to the index (an overwrite)", stage((i) => index.apply(++rev, ops[i]!))],
+    ["apply to the index (an overwrite)", stage((i) => index.applyPut(++rev, keys[i]!, 16, encoded, 0, encoded.length))],
   ];
   out.push(["promise: create, resolve, await (per put)", await promiseCost()]);
   return out;
@@ -157,17 +176,19 @@ async function promiseCost(): Promise<number> {
 
 const rows: ThreadSplit[] = [];
 await B.withTmpDir(async (dir) => {
-  for (const inflight of LEVELS) rows.push(await endToEnd(`${dir}/${inflight}`, inflight));
+  for (const [i, l] of LEVELS.entries()) rows.push(await endToEnd(`${dir}/${i}`, l.inflight, l.snapshots));
 });
 console.log(`## CPU per durable put, by thread (${B.KEY_BYTES} B keys, ${B.VALUE_BYTES} B values, a new key each, ${MS} ms per level)\n`);
 B.table(
-  ["in flight", "puts/s", "main thread µs/put", "writer worker µs/put", "other threads µs/put"],
-  LEVELS.map((n, i) => {
+  ["in flight", "automatic snapshots", "puts/s", "main thread µs/put", "workers µs/put", "other threads µs/put", "snapshots done, write stalls"],
+  LEVELS.map((l, i) => {
     const r = rows[i]!;
-    return [String(n), B.fmt(r.perSecond), B.fmt(r.mainUs, 2), B.fmt(r.writerUs, 2), B.fmt(r.otherUs, 2)];
+    const fmt2 = (us: number) => B.fmt(us, 2);
+    return [String(l.inflight), l.snapshots ? "on" : "off", B.fmt(r.perSecond), fmt2(r.mainUs), fmt2(r.writerUs), fmt2(r.otherUs), `${r.snapshots}, ${r.stalls}`];
   }),
 );
-const top = rows[rows.length - 1]!;
+/** The target's row: 256 in flight, as a user opens a store (automatic snapshots on). */
+const top = rows[LEVELS.findIndex((l) => l.inflight === 256 && l.snapshots)]!;
 console.log(`main-thread CPU per put at 256 in flight: ${B.verdict(top.mainUs, "≤", 1.5, 2)} µs\n`);
 const parts = await stages();
 const sum = parts.filter(([name]) => !name.includes("overwrite")).reduce((n, [, ns]) => n + ns, 0);
