@@ -95,6 +95,12 @@ export const snapshotPaceSlackBytes = 8 * MiB;
  */
 export const snapshotBytesPerSecond = 16 * MiB;
 
+/**
+ * A snapshot file's writeback is started every this many bytes written (FileIO.startWriteBack), so
+ * that its final fdatasync, which holds the writer and the group commits behind it, has little left.
+ */
+export const snapshotWriteBackBytes = 1 * MiB;
+
 /** The value arena grows in blocks of this size (a larger record gets a block of its own). */
 export const arenaBlockBytes = 1 * MiB;
 /**

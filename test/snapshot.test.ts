@@ -6,7 +6,10 @@ import { ClosedError, CompactedError, CorruptionError, NoSpaceError, SnapshotFai
 import { openForTest as open, type TestOptions as OpenOptions } from "../src/testing.ts";
 import type { FailingOptions } from "./helpers/failing-io.ts";
 import { checkSnapshotFile, verifySnapshot } from "../src/snapshot/file.ts";
-import { nodeIO } from "../src/io/file-io.ts";
+import { nodeIO, type FileIO } from "../src/io/file-io.ts";
+import { writeBackActive } from "../src/io/write-back.ts";
+import { snapshotWriteBackBytes } from "../src/limits.ts";
+import { SnapshotFileWriter } from "../src/snapshot/file-writer.ts";
 import { FRAME_HEADER_BYTES } from "../src/format/constants.ts";
 import { flipByte, frameOffsets, lastSegment, segments, tmpDir, writeAt } from "./helpers/index.ts";
 
@@ -455,4 +458,42 @@ describe("snapshots on a damaged or failing disk", () => {
       }
     });
   }
+});
+
+describe("a snapshot file's writeback", () => {
+  test("is started a MiB at a time as the file grows, over contiguous ranges from its start", () => {
+    const dir = tmpDir("harmonydb-writeback-");
+    const started: [number, number][] = [];
+    const io: FileIO = { ...nodeIO, startWriteBack: (fd, offset, bytes) => (started.push([offset, bytes]), nodeIO.startWriteBack(fd, offset, bytes)) };
+    const file = new SnapshotFileWriter(io, dir, 7);
+    const piece = new Uint8Array(300 * 1024).fill(0xab);
+    for (let i = 0; i < 12; i++) file.write(piece);
+    // (Not a snapshot, so not installed: only what write() does is under test here.)
+    expect(started.length).toBe(3); // at 1.17, 2.34 and 3.52 MiB of 3.52 (the magic first)
+    let end = 0;
+    for (const [offset, bytes] of started) {
+      expect(offset).toBe(end);
+      expect(bytes).toBeGreaterThanOrEqual(snapshotWriteBackBytes);
+      end = offset + bytes;
+    }
+    expect(end).toBe(file.bytes);
+    const written = fs.readFileSync(path.join(dir, `${fs.readdirSync(dir)[0]}`));
+    expect(written.length).toBe(file.bytes);
+    expect(written.subarray(written.length - piece.length).every((b) => b === 0xab)).toBe(true);
+    file.drop();
+    expect(fs.readdirSync(dir)).toEqual([]);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  test.skipIf(process.platform !== "linux")("uses sync_file_range on Linux, and a refused call only turns the hint off", () => {
+    const dir = tmpDir("harmonydb-writeback-");
+    const fd = nodeIO.openWrite(path.join(dir, "f"), { create: true });
+    nodeIO.pwrite(fd, new Uint8Array(64 * 1024).fill(1), 0);
+    nodeIO.startWriteBack(fd, 0, 64 * 1024);
+    expect(writeBackActive()).toBe(true); // the call was made, and the kernel took it
+    nodeIO.close(fd);
+    expect(() => nodeIO.startWriteBack(fd, 0, 64 * 1024)).not.toThrow(); // EBADF: refused
+    expect(writeBackActive()).toBe(false);
+    fs.rmSync(dir, { recursive: true });
+  });
 });

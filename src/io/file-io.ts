@@ -2,6 +2,7 @@
 // (test/helpers/fault-io.ts) that loses unsynced bytes on "power loss" and fails calls on demand.
 
 import * as fs from "node:fs";
+import { startWriteBack } from "./write-back.ts";
 
 /**
  * Synchronous file operations, as the writer (a blocking loop in its worker) and recovery use them.
@@ -13,6 +14,11 @@ export interface FileIO {
   /** Writes all of `bytes` at `position`. */
   pwrite(fd: number, bytes: Uint8Array, position: number): void;
   fdatasync(fd: number): void;
+  /**
+   * Starts writing bytes [offset, offset + bytes) back to the device, without waiting: a hint that
+   * makes nothing durable (src/io/write-back.ts). Never fails.
+   */
+  startWriteBack(fd: number, offset: number, bytes: number): void;
   fsync(fd: number): void;
   close(fd: number): void;
   size(fd: number): number;
@@ -43,6 +49,7 @@ export const nodeIO: FileIO = {
     while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, position + done);
   },
   fdatasync: (fd) => fs.fdatasyncSync(fd),
+  startWriteBack,
   fsync: (fd) => fs.fsyncSync(fd),
   close: (fd) => fs.closeSync(fd),
   size: (fd) => fs.fstatSync(fd).size,

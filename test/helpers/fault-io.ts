@@ -144,6 +144,9 @@ export class FaultIO implements FileIO {
     this.sync(this.file(fd));
   }
 
+  /** A hint that makes nothing durable: what it covers is lost at power loss as before. */
+  startWriteBack(_fd: number, _offset: number, _bytes: number): void {}
+
   fsync(fd: number): void {
     this.maybeFail("fsync");
     this.sync(this.file(fd));
