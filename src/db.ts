@@ -43,6 +43,10 @@ export class Db {
   private state: "open" | "closing" | "closed" = "open";
   private workerExited = false;
   private closePromise: Promise<void> | null = null;
+  /** The pipeline's waiter on the writer (run()): close() waits for it to end. */
+  private readonly waiter: Promise<void>;
+  /** The next slice of the index's background work (indexWork), if one is due. */
+  private indexTimer: ReturnType<typeof setTimeout> | null = null;
 
   /** @internal use open() */
   constructor(private readonly parts: DbParts) {
@@ -63,10 +67,10 @@ export class Db {
     };
     this.snapshots = new SnapshotScheduler(snapshotConfig, parts.ring, parts.index, this.pipeline);
     this.watchWorker();
-    void this.pipeline.run();
+    this.waiter = this.pipeline.run();
     // From the next turn on: the tree serves reads meanwhile. Its first slice reserves the map's
     // table (16 MB for 1M keys, ~50-80 ms of fresh memory here), which open() need not wait for.
-    setTimeout(() => this.indexWork(), 0).unref();
+    this.indexTimer = setTimeout(() => this.indexWork(), 0).unref();
   }
 
   /** The revision of the newest durable write. */
@@ -200,6 +204,12 @@ export class Db {
     for (const w of [...this.watchers]) w.fail(new ClosedError());
     this.pipeline.stop(); // ends its waiter
     this.parts.lock.release();
+    // Nothing of the store's may stay reachable once close() resolves: a waitAsync still parked on
+    // the ring (until the wake-up stop() sent arrives, a turn or more later) or a timer kept it, and
+    // all its memory, alive through a full collection made just after (docs/design-notes.md, memory).
+    if (this.indexTimer !== null) clearTimeout(this.indexTimer);
+    this.indexTimer = null;
+    await this.waiter;
   }
 
   private checkWritable(): void {
@@ -255,7 +265,8 @@ export class Db {
    * steady write load timers run late, so the pipeline's waiter also does a slice per round.
    */
   private indexWork(): void {
+    this.indexTimer = null;
     if (this.state === "closed" || this.index.backgroundWork(L.indexWorkPerTurn)) return;
-    setTimeout(() => this.indexWork(), 0).unref();
+    this.indexTimer = setTimeout(() => this.indexWork(), 0).unref();
   }
 }

@@ -288,3 +288,20 @@ describe("the value arena", () => {
       { snapshotEveryBytes: 0 },
     ));
 });
+
+describe("closing", () => {
+  test("once close() resolves, nothing of the store's is reachable but through the caller", async () => {
+    // A store closed in a function of its own, so that no stack slot of this one still holds it.
+    const closed = async (dir: string) => {
+      const db = await open(dir);
+      await db.put("a", new Uint8Array(1000));
+      db.get("a");
+      const ref = new WeakRef(db);
+      await db.close();
+      return ref;
+    };
+    const ref = await closed(tmpDir());
+    Bun.gc(true); // at once: a waiter or timer of the store's would keep it, with its ring and index
+    expect(ref.deref()).toBeUndefined();
+  });
+});
