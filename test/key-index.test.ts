@@ -38,17 +38,30 @@ test("the index agrees with a model: increasing runs, inserts below, overwrites,
   const counterKey = () => `${counter % 3 === 0 ? "~" : "m"}${String(counter++).padStart(6, "0")}`;
   const randomKey = () => `${"abtz"[Math.floor(random() * 4)]}${Math.floor(random() * 1e6)}`;
   const existing = () => [...model.keys()][Math.floor(random() * model.size)];
+  const putKey = (key: string) => {
+    const value = random() < 0.5 ? `${key}@${rev + 1}` : { rev: rev + 1 };
+    put(index, ++rev, key, value);
+    model.set(key, value);
+  };
+  let bursts = 0;
   for (let step = 0; step < 20_000; step++) {
+    if (random() < 0.004) {
+      // A long run at once: of counter keys above all others (in one gap of the tree, joined by a union), or of
+      // random keys in order (spread among the tree's keys, put in one by one).
+      const n = 32 + Math.floor(random() * 64);
+      const top = () => `~${String(counter++).padStart(6, "0")}`;
+      const burst = random() < 0.5 ? Array.from({ length: n }, top) : [...new Set(Array.from({ length: n }, randomKey))].sort();
+      for (const k of burst) putKey(k);
+      bursts++;
+      continue;
+    }
     const r = random();
     let key: string | undefined;
     if (r < 0.6) key = counterKey(); // above the last one of its kind
     else if (r < 0.8) key = randomKey(); // mostly below the newest keys
     else if (r < 0.9) key = existing(); // an overwrite
-    if (key !== undefined) {
-      const value = random() < 0.5 ? `${key}@${rev + 1}` : { rev: rev + 1 };
-      put(index, ++rev, key, value);
-      model.set(key, value);
-    } else {
+    if (key !== undefined) putKey(key);
+    else {
       key = existing() ?? randomKey();
       index.apply(++rev, [[key]]);
       model.delete(key);
@@ -61,6 +74,7 @@ test("the index agrees with a model: increasing runs, inserts below, overwrites,
   for (const [key, value] of model) expect(index.get(key)).toEqual(value);
   // Each view still shows the index as it was when taken, in order, whatever came after.
   expect(views.length).toBeGreaterThan(50);
+  expect(bursts).toBeGreaterThan(20);
   for (const { view, expected } of views) expect(entries(view)).toEqual(expected);
   expect(entries(index.view())).toEqual(sorted(model));
   index.verify(rev);
