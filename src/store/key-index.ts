@@ -122,8 +122,9 @@ export class KeyIndex {
    * has them already. Keys written in increasing order (time-ordered ids, counters: the commonest
    * pattern) cost ~0.5 µs each to insert one by one into a tree of 1M, ~0.22 µs as a run that
    * sorted-btree's union() puts in as whole subtrees, when the run lies in one gap of the tree
-   * (see ordered(): a run spread among the tree's keys goes in key by key). Whatever needs the tree's order or its keys (views, deletes, verify) first moves the run in
-   * (ordered()); so does a new key below the run's last one, which starts the next run.
+   * (see ordered(): a run spread among the tree's keys goes in key by key). Whatever needs the
+   * tree's order or its keys (views, deletes, verify) first moves the run in (ordered()); so does
+   * a new key below the run's last one, which starts the next run.
    */
   private runKeys: string[] = [];
   private runSlots: number[] = [];
