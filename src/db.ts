@@ -201,15 +201,16 @@ export class Db {
     clearTimeout(timer);
     await this.worker.terminate();
     this.state = "closed";
-    for (const w of [...this.watchers]) w.fail(new ClosedError());
     this.pipeline.stop(); // ends its waiter
-    this.parts.lock.release();
     // Nothing of the store's may stay reachable once close() resolves: a waitAsync still parked on
     // the ring (until the wake-up stop() sent arrives, a turn or more later) or a timer kept it, and
     // all its memory, alive through a full collection made just after (docs/design-notes.md, memory).
     if (this.indexTimer !== null) clearTimeout(this.indexTimer);
     this.indexTimer = null;
     await this.waiter;
+    // Last, with no await after it: a caller awaiting close() handles its watchers' rejections next.
+    for (const w of [...this.watchers]) w.fail(new ClosedError());
+    this.parts.lock.release();
   }
 
   private checkWritable(): void {
