@@ -266,8 +266,8 @@ export class Db {
    * steady write load timers run late, so the pipeline's waiter also does a slice per round.
    */
   private indexWork(): void {
-    this.indexTimer = null;
-    if (this.state === "closed" || this.index.backgroundWork(L.indexWorkPerTurn)) return;
+    this.indexTimer = null; // (close() clears a timer still due: none fires once closed)
+    if (this.index.backgroundWork(L.indexWorkPerTurn)) return;
     this.indexTimer = setTimeout(() => this.indexWork(), 0).unref();
   }
 }
