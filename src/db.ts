@@ -203,8 +203,12 @@ export class Db {
     this.state = "closed";
     this.pipeline.stop(); // ends its waiter
     // Nothing of the store's may stay reachable once close() resolves: a waitAsync still parked on
-    // the ring (until the wake-up stop() sent arrives, a turn or more later) or a timer kept it, and
-    // all its memory, alive through a full collection made just after (docs/design-notes.md, memory).
+    // the ring (until the wake-up stop() sent arrives, a turn or more later), a timer, or the
+    // worker's listeners (Bun keeps a terminated worker until its exit event is dispatched, which
+    // may come after) kept it, and all its memory, alive through a full collection made just after
+    // (docs/design-notes.md, memory). Its exit means nothing now: every write has settled.
+    this.worker.removeAllListeners();
+    this.worker.on("error", () => {}); // (an 'error' with no listener would throw)
     if (this.indexTimer !== null) clearTimeout(this.indexTimer);
     this.indexTimer = null;
     await this.waiter;
