@@ -3,6 +3,7 @@
 
 import * as path from "node:path";
 import type { Worker } from "node:worker_threads";
+import { ArchiveLink } from "./archiving.ts";
 import { ClosedError, WalFailedError, type HarmonyError } from "./errors.ts";
 import type { DirLock } from "./io/lock.ts";
 import * as L from "./limits.ts";
@@ -47,6 +48,8 @@ export class Db {
   private readonly waiter: Promise<void>;
   /** The next slice of the index's background work (indexWork), if one is due. */
   private indexTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The archiver (open's `archive` option), or null. */
+  private readonly archive: ArchiveLink | null;
 
   /** @internal use open() */
   constructor(private readonly parts: DbParts) {
@@ -67,6 +70,7 @@ export class Db {
     };
     this.snapshots = new SnapshotScheduler(snapshotConfig, parts.ring, parts.index, this.pipeline);
     this.watchWorker();
+    this.archive = this.o.archive ? new ArchiveLink(parts.ring, this.o.archive, parts.dir, parts.dbId) : null;
     this.waiter = this.pipeline.run();
     // From the next turn on: the tree serves reads meanwhile. Its first slice reserves the map's
     // table (16 MB for 1M keys, ~50-80 ms of fresh memory here), which open() need not wait for.
@@ -174,6 +178,7 @@ export class Db {
       memory: { ...this.index.memory(), mapFilled: this.index.mapFilled },
       recovery: this.parts.recovery,
       snapshot: this.snapshots.stats(),
+      archive: this.archive?.stats() ?? null,
     };
   }
 
@@ -200,6 +205,7 @@ export class Db {
     await Promise.race([closed, new Promise((r) => (timer = setTimeout(r, L.workerStartMsMax)))]);
     clearTimeout(timer);
     await this.worker.terminate();
+    await this.archive?.stop(); // the log is complete now: what is durable may still be shipped
     this.state = "closed";
     this.pipeline.stop(); // ends its waiter
     // Nothing of the store's may stay reachable once close() resolves: a waitAsync still parked on

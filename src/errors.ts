@@ -14,7 +14,8 @@ export type ErrorCode =
   | "COMPACTED"
   | "NO_SPACE"
   | "WATCH_OVERFLOW"
-  | "SNAPSHOT_FAILED";
+  | "SNAPSHOT_FAILED"
+  | "ARCHIVE";
 
 export class HarmonyError extends Error {
   readonly code: ErrorCode;
@@ -146,5 +147,17 @@ export class SnapshotFailedError extends HarmonyError {
   override name = "SnapshotFailedError";
   constructor(message: string, options?: { cause?: unknown }) {
     super("SNAPSHOT_FAILED", message, options);
+  }
+}
+
+/**
+ * The archive (docs/archive-format.md) cannot be used: an object that is torn, foreign or missing
+ * (named in the message, with `object`), a prefix that holds another database, or a bucket that
+ * keeps refusing. Local writes are never failed by it.
+ */
+export class ArchiveError extends HarmonyError {
+  override name = "ArchiveError";
+  constructor(message: string, readonly object = "", options?: { cause?: unknown }) {
+    super("ARCHIVE", `harmonydb archive: ${message}${object ? ` (${object})` : ""}`, options);
   }
 }

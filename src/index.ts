@@ -5,11 +5,14 @@ import { openDb } from "./open.ts";
 import type { OpenOptions } from "./options.ts";
 
 export type { Db } from "./db.ts";
-export type { OpenOptions } from "./options.ts";
-export type { BatchOp, Entry, Histogram, Limits, RangeOptions, ReplayProgress, SnapshotInfo, Stats, SyncMode, TornTail, WriteOptions } from "./types.ts";
+export type { ArchiveOptions, OpenOptions } from "./options.ts";
+export type { S3Settings } from "./archive/bucket.ts";
+export { restore, bumpRevisionDefault, type RestoreOptions, type RestoreResult } from "./restore.ts";
+export type { ArchiveStats, BatchOp, Entry, Histogram, Limits, RangeOptions, ReplayProgress, SnapshotInfo, Stats, SyncMode, TornTail, WriteOptions } from "./types.ts";
 export type { ErrorCode } from "./errors.ts";
 export type { WatchEvent, WatchOptions } from "./watch.ts";
 export {
+  ArchiveError,
   ClosedError,
   CompactedError,
   ConflictError,

@@ -136,3 +136,8 @@ export interface Limits {
   valueBytesMax: number;
   batchOpsMax: number;
 }
+
+/** Archiving (docs/archive-format.md): every durable revision reaches the bucket within about this long. */
+export const archiveMaxLagMsDefault = 1000;
+/** close() lets the archiver ship what is durable for at most this long. */
+export const archiveCloseTimeoutMsDefault = 5000;

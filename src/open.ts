@@ -56,6 +56,8 @@ async function start(dir: string, o: Resolved, lock: DirLock): Promise<Db> {
     logFirst: true,
   });
   const ring = R.createRing(o.ringBytes, o.limits.valueBytesMax + L.recordSlackBytes);
+  // Archived: the writer keeps every segment until the archiver says the bucket holds it.
+  if (o.archive) ring.stats[R.STAT_ARCHIVE_REV] = 0;
   const cfg: WriterConfig = {
     ...continueLog(rec),
     sab: ring.sab,

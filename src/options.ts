@@ -1,5 +1,6 @@
 // open()'s options: the public ones, the test hooks kept apart from them, and their checked, defaulted form.
 
+import { callTimeoutMsDefault, parseArchiveUrl, type S3Settings } from "./archive/bucket.ts";
 import { InvalidArgumentError } from "./errors.ts";
 import * as L from "./limits.ts";
 import type { Limits, ReplayProgress, SyncMode } from "./types.ts";
@@ -24,6 +25,21 @@ export interface OpenOptions {
   onProgress?: (p: ReplayProgress) => void;
   /** Where recovery and the writer report events (torn tails). Default: console.warn. */
   log?: (line: string) => void;
+  /** Continuous archiving to an S3-compatible bucket (docs/archive-format.md). */
+  archive?: ArchiveOptions;
+}
+
+export interface ArchiveOptions {
+  /** s3://bucket/prefix: one database per prefix. */
+  url: string;
+  /** Every durable revision reaches the bucket within about this long (default 1000). */
+  maxLagMs?: number;
+  /** Each S3 request's timeout (default 10,000). */
+  timeoutMs?: number;
+  /** How long close() lets the archiver ship what is durable (default 5,000). */
+  closeTimeoutMs?: number;
+  /** Endpoint and credentials; by default Bun's S3_* / AWS_* environment variables. */
+  s3?: S3Settings;
 }
 
 /**
@@ -41,13 +57,14 @@ export interface TestHooks {
   writerIO?: { path: string; options: unknown };
 }
 
-export type Resolved = Required<Omit<OpenOptions, "onProgress" | "limits" | "snapshotEveryBytes">> &
+export type Resolved = Required<Omit<OpenOptions, "onProgress" | "limits" | "snapshotEveryBytes" | "archive">> &
   Required<Omit<TestHooks, "writerIO">> & {
     limits: Limits;
     /** undefined: the default, which follows the size of the live data. */
     snapshotEveryBytes: number | undefined;
     onProgress: OpenOptions["onProgress"];
     writerIO: TestHooks["writerIO"];
+    archive: Required<ArchiveOptions> | null;
   };
 
 export function resolveOptions(o: OpenOptions, hooks: TestHooks = {}): Resolved {
@@ -92,5 +109,23 @@ export function resolveOptions(o: OpenOptions, hooks: TestHooks = {}): Resolved 
     onProgress: o.onProgress,
     log: o.log ?? ((line) => console.warn(line)),
     writerIO: hooks.writerIO,
+    archive: o.archive === undefined ? null : resolveArchive(o.archive),
+  };
+}
+
+function resolveArchive(a: ArchiveOptions): Required<ArchiveOptions> {
+  if (typeof a?.url !== "string") throw new InvalidArgumentError("archive.url must be s3://bucket/prefix");
+  parseArchiveUrl(a.url); // (throws ArchiveError on a malformed one)
+  const ms = (name: string, v: number | undefined, dflt: number, min: number) => {
+    const x = v ?? dflt;
+    if (!(Number.isSafeInteger(x) && x >= min)) throw new InvalidArgumentError(`archive.${name} must be an integer ≥ ${min}`);
+    return x;
+  };
+  return {
+    url: a.url,
+    maxLagMs: ms("maxLagMs", a.maxLagMs, L.archiveMaxLagMsDefault, 10),
+    timeoutMs: ms("timeoutMs", a.timeoutMs, callTimeoutMsDefault, 1),
+    closeTimeoutMs: ms("closeTimeoutMs", a.closeTimeoutMs, L.archiveCloseTimeoutMsDefault, 0),
+    s3: { ...a.s3 },
   };
 }

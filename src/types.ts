@@ -99,4 +99,24 @@ export interface Stats {
     writeStalls: number;
     lastError: string | null;
   };
+  /** Continuous archiving (open's `archive` option; docs/archive-format.md); null when it is off. */
+  archive: ArchiveStats | null;
+}
+
+export interface ArchiveStats {
+  url: string;
+  /** Every revision up to this one is in the archive (−1 until the archiver has read its position). */
+  rev: number;
+  /** Durable revisions not yet in the archive, and how long the oldest of them has waited. */
+  behindRevs: number;
+  behindMs: number;
+  /** The newest snapshot in the archive (0: none). */
+  snapshotRev: number;
+  objects: number;
+  bytes: number;
+  /** S3 requests made, and how many of them failed. */
+  requests: number;
+  errors: number;
+  /** The last failure, with its time; null if none. */
+  lastError: string | null;
 }

@@ -476,11 +476,11 @@ test("/readyz turns 503 once the WAL fails; writes answer 503, reads go on", asy
 
 describe("configuration", () => {
   test("defaults, HARMONYDB_* environment, and flags over environment", () => {
-    expect(parseConfig([], {})).toEqual({ config: { dir: "./data", host: "127.0.0.1", port: 7070, token: null, sync: "always", logLevel: "info", idleTimeoutS: 30 } });
-    const env = { HARMONYDB_DIR: "/d", HARMONYDB_HOST: "::1", HARMONYDB_PORT: "80", HARMONYDB_TOKEN: "t", HARMONYDB_SYNC: "never", HARMONYDB_LOG_LEVEL: "debug", HARMONYDB_IDLE_TIMEOUT_S: "5" };
-    expect(parseConfig([], env)).toEqual({ config: { dir: "/d", host: "::1", port: 80, token: "t", sync: "never", logLevel: "debug", idleTimeoutS: 5 } });
-    const flags = ["--dir", "/f", "--port", "0", "--token", "u", "--sync", "interval", "--log-level", "warn", "--host", "0.0.0.0", "--idle-timeout", "9"];
-    expect(parseConfig(flags, env)).toEqual({ config: { dir: "/f", host: "0.0.0.0", port: 0, token: "u", sync: "interval", logLevel: "warn", idleTimeoutS: 9 } });
+    expect(parseConfig([], {})).toEqual({ config: { dir: "./data", host: "127.0.0.1", port: 7070, token: null, sync: "always", logLevel: "info", idleTimeoutS: 30, archive: null } });
+    const env = { HARMONYDB_DIR: "/d", HARMONYDB_HOST: "::1", HARMONYDB_PORT: "80", HARMONYDB_TOKEN: "t", HARMONYDB_SYNC: "never", HARMONYDB_LOG_LEVEL: "debug", HARMONYDB_IDLE_TIMEOUT_S: "5", HARMONYDB_ARCHIVE: "s3://b/e" };
+    expect(parseConfig([], env)).toEqual({ config: { dir: "/d", host: "::1", port: 80, token: "t", sync: "never", logLevel: "debug", idleTimeoutS: 5, archive: "s3://b/e" } });
+    const flags = ["--dir", "/f", "--port", "0", "--token", "u", "--sync", "interval", "--log-level", "warn", "--host", "0.0.0.0", "--idle-timeout", "9", "--archive", "s3://b/f"];
+    expect(parseConfig(flags, env)).toEqual({ config: { dir: "/f", host: "0.0.0.0", port: 0, token: "u", sync: "interval", logLevel: "warn", idleTimeoutS: 9, archive: "s3://b/f" } });
     expect(parseConfig(["--help"], {})).toEqual({ help: true });
   });
 
@@ -492,6 +492,7 @@ describe("configuration", () => {
       [["--log-level", "loud"], {}, "log level"],
       [["--idle-timeout", "0"], {}, "idle timeout"],
       [["--idle-timeout", "300"], {}, "idle timeout"],
+      [["--archive", "http://b/p"], {}, "archive"],
       [["--nope"], {}, "nope"],
       [["stray"], {}, "stray"],
     ] as const) {

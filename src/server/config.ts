@@ -13,6 +13,8 @@ export interface ServerConfig {
   logLevel: LogLevel;
   /** A connection with nothing sent or received for this long is closed (Bun.serve idleTimeout, at most 255). */
   idleTimeoutS: number;
+  /** s3://bucket/prefix to archive to (docs/archive-format.md), or null. */
+  archive: string | null;
 }
 
 export const HELP = `harmonydb server: the HTTP API over one data directory
@@ -28,6 +30,9 @@ usage: bun src/server/main.ts [flags]      (or: bun run server -- [flags])
   --log-level <level>   debug | info | warn | error  HARMONYDB_LOG_LEVEL  info
   --idle-timeout <s>    close a connection idle this long (1-255; watch streams send heartbeats)
                                                      HARMONYDB_IDLE_TIMEOUT_S  30
+  --archive <url>       archive continuously to s3://bucket/prefix (endpoint and credentials from
+                        S3_ENDPOINT, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, S3_REGION or AWS_*)
+                                                     HARMONYDB_ARCHIVE    (none)
   --help                this text
 
 Prefer HARMONYDB_TOKEN to --token: other users can read a process's flags.
@@ -51,6 +56,7 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
         sync: { type: "string" },
         "log-level": { type: "string" },
         "idle-timeout": { type: "string" },
+        archive: { type: "string" },
         help: { type: "boolean" },
       },
       strict: true,
@@ -78,7 +84,10 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   if (dir === "") return { error: "dir must not be empty" };
   const token = pick("token", "HARMONYDB_TOKEN", "");
   if (/\s/.test(token)) return { error: "token must not contain whitespace" };
-  return { config: { dir, host: pick("host", "HARMONYDB_HOST", "127.0.0.1"), port, token: token === "" ? null : token, sync, logLevel, idleTimeoutS } };
+  const archive = pick("archive", "HARMONYDB_ARCHIVE", "");
+  if (archive !== "" && !/^s3:\/\/[^/]+/.test(archive)) return { error: `archive must be s3://bucket/prefix, got ${JSON.stringify(archive)}` };
+  const host = pick("host", "HARMONYDB_HOST", "127.0.0.1");
+  return { config: { dir, host, port, token: token === "" ? null : token, sync, logLevel, idleTimeoutS, archive: archive === "" ? null : archive } };
 }
 
 /** Whether only this machine can reach `host`: 127.0.0.0/8, ::1, localhost. */

@@ -81,6 +81,16 @@ function renderStats(out: string[], s: Stats): void {
   gauge("harmonydb_wal_bytes_since_snapshot", "WAL bytes after the newest snapshot: what a restart replays.", [[{}, s.snapshot.walBytesSince]]);
   counter("harmonydb_snapshots_total", "Snapshots written since open.", [[{}, s.snapshot.taken]]);
   counter("harmonydb_wal_segments_deleted_total", "WAL segments deleted because a snapshot covers them, since open.", [[{}, s.snapshot.segmentsDeleted]]);
+  const a = s.archive;
+  if (a) {
+    gauge("harmonydb_archive_revision", "Every revision up to this one is in the archive.", [[{}, a.rev]]);
+    gauge("harmonydb_archive_behind_revisions", "Durable revisions not yet in the archive.", [[{}, a.behindRevs]]);
+    gauge("harmonydb_archive_behind_seconds", "How long the oldest revision not yet archived has waited.", [[{}, a.behindMs / 1000]]);
+    counter("harmonydb_archive_objects_total", "Objects uploaded to the archive since open.", [[{}, a.objects]]);
+    counter("harmonydb_archive_bytes_total", "Bytes uploaded to the archive since open.", [[{}, a.bytes]]);
+    counter("harmonydb_archive_requests_total", "S3 requests made by the archiver since open.", [[{}, a.requests]]);
+    counter("harmonydb_archive_errors_total", "S3 requests of the archiver that failed since open.", [[{}, a.errors]]);
+  }
   // The engine counts per bucket; Prometheus wants cumulative counts. Microseconds become seconds.
   histogram(out, "harmonydb_wal_fsync_duration_seconds", "Group-commit fdatasync latency.", s.wal.fsyncLatencyUs, 1e-6);
   histogram(out, "harmonydb_wal_batch_records", "Records carried by one group commit.", s.wal.batchRecords, 1);

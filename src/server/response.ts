@@ -22,6 +22,8 @@ const STATUS: Record<ErrorCode, number> = {
   WATCH_OVERFLOW: 503,
   // No route takes a snapshot today; 500 (what the fallback gave) because the server's own file write failed, not the request.
   SNAPSHOT_FAILED: 500,
+  // Only restore throws it today; the archiver reports through stats instead.
+  ARCHIVE: 502,
 };
 
 /** Errors thrown by the engine or by a bug, as responses; never a stack trace, the log gets the detail. */

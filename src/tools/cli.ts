@@ -1,8 +1,10 @@
 #!/usr/bin/env bun
-// `harmonydb verify | dump | repair`: the operator's command line; the logic lives in src/tools/*.ts.
+// `harmonydb verify | dump | repair | restore`: the operator's command line; the logic lives in
+// src/tools/*.ts (restore: src/restore.ts).
 
 import { parseArgs } from "node:util";
 import { HarmonyError } from "../errors.ts";
+import { bumpRevisionDefault, restore } from "../index.ts";
 import { compactedNote, dump, dumpSnapshot, formatSnapshotProblem } from "./dump.ts";
 import { formatPointInTime, formatTruncateTail, pointInTime, truncateTail } from "./repair.ts";
 import { EXIT_CORRUPT, formatVerify, verify, verifyExitCode } from "./verify.ts";
@@ -26,6 +28,8 @@ usage:
   harmonydb dump <dir> --snapshot [--json]    print the keys of the newest snapshot
   harmonydb repair <dir> --truncate-tail      drop a torn tail, as open() would
   harmonydb repair <dir> --point-in-time      keep the log up to the first damaged record
+  harmonydb restore s3://bucket/prefix <dir> [--rev N] [--bump-revision B] [--dry-run]
+                                              a new database from an archive
   harmonydb <command> --help                  more about one command
 
 ${EXIT_CODES}`;
@@ -85,6 +89,66 @@ Takes the directory LOCK first: a running database makes it refuse.
 Both print exactly what was dropped; nothing is ever deleted.
 
 ${EXIT_CODES}`;
+
+const HELP_RESTORE = `harmonydb restore s3://bucket/prefix <dir> [--rev N] [--bump-revision B] [--dry-run]
+
+Rebuilds a database from its archive (docs/archive-format.md) into <dir>, which must not exist or
+be empty: the newest snapshot at or before the target, then the log objects after it, each verified
+whole (checksums, database id, contiguous revisions). A gap, or a torn or foreign object, is an error
+naming it, and nothing is written. The result is written into <dir>.part, opened and checked, then
+renamed to <dir>.
+  --rev N             restore to revision N (default: the newest the archive holds without a gap)
+  --bump-revision B   the restored database continues at the archive's newest revision + B
+                      (default ${bumpRevisionDefault}): no revision the old database may have handed
+                      out is handed out again (etcd's --bump-revision)
+  --dry-run           list and verify every object, write nothing
+Endpoint and credentials come from S3_ENDPOINT, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, S3_REGION
+(or their AWS_* names).
+
+exit codes: 0 restored (or verified), 1 refused or failed, 64 bad command line
+`;
+
+/** `restore`, the one asynchronous command. */
+async function restoreCommand(args: string[], io: Io): Promise<number> {
+  const opts: Options = { rev: { type: "string" }, "bump-revision": { type: "string" }, "dry-run": { type: "boolean" } };
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args, options: { ...opts, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true }));
+  } catch (err) {
+    return usage(io, (err as Error).message, HELP_RESTORE);
+  }
+  if (values.help) return help(io, HELP_RESTORE);
+  const [url, dir] = positionals;
+  if (url === undefined || dir === undefined || positionals.length > 2) return usage(io, "give the archive's URL and one directory", HELP_RESTORE);
+  const int = (name: string): number | undefined | null => {
+    const v = values[name];
+    if (v === undefined) return undefined;
+    return typeof v === "string" && /^\d+$/.test(v) && Number.isSafeInteger(Number(v)) ? Number(v) : null;
+  };
+  const rev = int("rev");
+  const bump = int("bump-revision");
+  if (rev === null || bump === null) return usage(io, "--rev and --bump-revision take a whole number", HELP_RESTORE);
+  try {
+    const r = await restore(url, dir, { rev, bumpRevision: bump, dryRun: values["dry-run"] === true });
+    io.out(`archive of database ${r.db}: newest revision ${r.headRev}`);
+    io.out(r.snapshot ? `snapshot ${r.snapshot.name} (rev ${r.snapshot.rev})` : "no snapshot: the log from revision 1");
+    const logRevs = r.logs.length > 0 ? ` (revisions ${r.logs[0]!.firstRev}…${r.logs[r.logs.length - 1]!.lastRev})` : "";
+    io.out(`${r.logs.length} log objects${logRevs}, applied up to revision ${r.targetRev}; ${r.keys} keys`);
+    if (r.rev === 0) io.out("dry run: every object verified, nothing written");
+    else io.out(`restored into ${dir}: database ${r.newDb}, revision ${r.rev} (the next write is ${r.rev + 1})`);
+    return 0;
+  } catch (err) {
+    io.err(err instanceof HarmonyError ? err.message : `harmonydb: ${String((err as Error)?.stack ?? err)}`);
+    return EXIT_CORRUPT;
+  }
+}
+
+/** main(), with the asynchronous commands too. */
+export async function mainAsync(argv: string[], io: Io): Promise<number> {
+  if (argv[0] === "restore") return restoreCommand(argv.slice(1), io);
+  return main(argv, io);
+}
 
 interface Io {
   out: (line: string) => void;
@@ -227,6 +291,6 @@ if (import.meta.main) {
     if (e.code !== "EPIPE") throw e;
     process.exit(typeof process.exitCode === "number" ? process.exitCode : 0);
   });
-  process.exitCode = main(process.argv.slice(2), { out, err });
+  process.exitCode = await mainAsync(process.argv.slice(2), { out, err });
   flush();
 }

@@ -53,7 +53,20 @@ export const STAT_SNAP_SEGMENTS_DELETED = 15; // WAL segments removed because a 
 export const STAT_FSYNC_HIST = 16;
 export const STAT_BATCH_HIST = 32;
 export const HIST_BUCKETS = 16;
-export const STAT_SLOTS = 48;
+/**
+ * The archiver's (docs/archive-format.md), written by it, read by the writer and the main thread.
+ * ARCHIVE_REV: every revision up to it is in the archive; −1 while the store is not archived (the
+ * writer then deletes segments as soon as a snapshot covers them).
+ */
+export const STAT_ARCHIVE_REV = 48;
+/** Date.now() when the oldest durable revision not yet archived was first seen (0: none waiting). */
+export const STAT_ARCHIVE_WAITING_SINCE = 49;
+export const STAT_ARCHIVE_OBJECTS = 50; // objects uploaded (log and snapshots)
+export const STAT_ARCHIVE_BYTES = 51; // their bytes
+export const STAT_ARCHIVE_CALLS = 52; // S3 requests made, failed ones included
+export const STAT_ARCHIVE_ERRORS = 53; // S3 requests that failed; the last one's message in archiveError
+export const STAT_ARCHIVE_SNAP_REV = 54; // the newest snapshot in the archive (0: none)
+export const STAT_SLOTS = 56;
 /** fdatasync latency buckets, µs: 64, 128, … 2^20 (~1 s), then +Inf. */
 export const FSYNC_US_BOUNDS: readonly number[] = [...Array.from({ length: HIST_BUCKETS - 1 }, (_, i) => 64 * 2 ** i), Infinity];
 /** Records per group commit buckets: 1, 2, 4, … 2^14, then +Inf. */
@@ -72,7 +85,8 @@ const ERROR_OFFSET = STATS_OFFSET + STAT_SLOTS * 8;
 /** The worker's error message, UTF-8, NUL-padded. */
 export const ERROR_BYTES = 1024;
 const SNAP_ERROR_OFFSET = ERROR_OFFSET + ERROR_BYTES;
-const DATA_OFFSET = SNAP_ERROR_OFFSET + ERROR_BYTES;
+const ARCHIVE_ERROR_OFFSET = SNAP_ERROR_OFFSET + ERROR_BYTES;
+const DATA_OFFSET = ARCHIVE_ERROR_OFFSET + ERROR_BYTES;
 
 export interface RingViews {
   sab: SharedArrayBuffer;
@@ -81,6 +95,8 @@ export interface RingViews {
   error: Uint8Array;
   /** Why the last snapshot failed (the WAL goes on; see STAT_SNAP_FAILED_REV). */
   snapError: Uint8Array;
+  /** The archiver's last failure (see STAT_ARCHIVE_ERRORS). */
+  archiveError: Uint8Array;
   /** capacity + slack bytes: the main thread writes a frame contiguously from any position < capacity. */
   data: Uint8Array;
   view: DataView;
@@ -101,6 +117,7 @@ export function createRing(capacityBytes: number, slackBytes: number): RingViews
   ctl[HEAD] = ctl[ACKED] = START_POS;
   const views = ringViews(sab);
   views.stats[STAT_SNAP_FAILED_REV] = -1;
+  views.stats[STAT_ARCHIVE_REV] = -1;
   return views;
 }
 
@@ -114,6 +131,7 @@ export function ringViews(sab: SharedArrayBuffer): RingViews {
     stats: new Float64Array(sab, STATS_OFFSET, STAT_SLOTS),
     error: new Uint8Array(sab, ERROR_OFFSET, ERROR_BYTES),
     snapError: new Uint8Array(sab, SNAP_ERROR_OFFSET, ERROR_BYTES),
+    archiveError: new Uint8Array(sab, ARCHIVE_ERROR_OFFSET, ERROR_BYTES),
     data,
     view: new DataView(sab, DATA_OFFSET),
     capacity,

@@ -99,6 +99,8 @@ export class WalWriter {
   private groupsSincePrepare = 0;
   private readonly zeros = new Uint8Array(L.spareChunkBytes);
   private snap: SnapshotFileWriter | null = null;
+  /** A snapshot's revision whose covered segments are kept until the archive holds them (0: none). */
+  private heldBack = 0;
 
   constructor(
     private readonly cfg: WriterConfig,
@@ -316,6 +318,13 @@ export class WalWriter {
     this.offset = this.segmentStart = next.start;
     this.filledTo = this.cfg.segmentBytes;
     this.ring.stats[R.STAT_SEGMENT_SEQ] = this.seq;
+    if (this.heldBack > 0) {
+      try {
+        this.deleteCovered(this.heldBack);
+      } catch (err) {
+        this.reportSnapshotFailure(this.heldBack, err, `removing segments the archive now holds failed: `);
+      }
+    }
   }
 
   // ---- snapshots: the main thread encodes frames into the ring, the writer puts them in a file ----
@@ -399,11 +408,20 @@ export class WalWriter {
    * directories. The segment holding snapRev + 1 and everything after it stay.
    */
   private deleteCovered(snapRev: number): void {
+    // While the store is archived, a segment also waits until the archive holds it (no hole for a
+    // restore: docs/archive-format.md); rotate() tries again for the ones held back.
+    const archived = this.ring.stats[R.STAT_ARCHIVE_REV]!;
+    const upTo = archived < 0 ? snapRev : Math.min(snapRev, archived);
     const segments = listSegments(this.io, this.cfg.walDir, false);
     let deleted = 0;
+    this.heldBack = 0;
     for (let i = 0; i + 1 < segments.length; i++) {
       const seg = segments[i]!;
       if (segments[i + 1]!.firstRev > snapRev + 1 || seg.seq >= this.seq) break;
+      if (segments[i + 1]!.firstRev > upTo + 1) {
+        this.heldBack = snapRev;
+        break;
+      }
       this.io.unlink(path.join(this.cfg.walDir, seg.name));
       deleted++;
     }

@@ -7,7 +7,14 @@ const [dir, inflightArg] = process.argv.slice(2);
 if (!dir) throw new Error("usage: crash-writer.ts <dir> [inflight]");
 const inflight = Number(inflightArg ?? 64);
 // Small segments and a low snapshot threshold: kills land during rotations and snapshots too.
-const db = await open(dir, { segmentBytes: 256 * 1024, snapshotEveryBytes: 1024 * 1024, log: () => {} });
+// HARMONYDB_TEST_ARCHIVE: archive to that s3:// URL as well (endpoint and credentials from S3_*).
+const archive = process.env.HARMONYDB_TEST_ARCHIVE;
+const db = await open(dir, {
+  segmentBytes: 256 * 1024,
+  snapshotEveryBytes: 1024 * 1024,
+  log: () => {},
+  ...(archive ? { archive: { url: archive, maxLagMs: 50 } } : {}),
+});
 const start = db.stats().keys; // keys written by earlier runs of this child
 let next = start;
 process.stdout.write(`ready ${start}\n`);

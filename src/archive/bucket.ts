@@ -1,0 +1,117 @@
+// An archive's bucket: Bun's S3 client, with a timeout on every call and jittered retries.
+
+import { ArchiveError } from "../errors.ts";
+
+/** Endpoint and credentials; any left out come from Bun's S3_* / AWS_* environment variables. */
+export interface S3Settings {
+  endpoint?: string;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  region?: string;
+  sessionToken?: string;
+}
+
+export interface ArchiveTarget {
+  bucket: string;
+  /** "" or a prefix ending in "/". */
+  prefix: string;
+}
+
+/** "s3://bucket/some/prefix" → bucket and "some/prefix/". */
+export function parseArchiveUrl(url: string): ArchiveTarget {
+  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
+  if (!m) throw new ArchiveError(`not an archive URL (s3://bucket/prefix): ${JSON.stringify(url)}`);
+  const prefix = (m[2] ?? "").replace(/\/+$/, "");
+  return { bucket: m[1]!, prefix: prefix === "" ? "" : `${prefix}/` };
+}
+
+export const callTimeoutMsDefault = 10_000;
+const backoffFirstMs = 100;
+const backoffMaxMs = 5_000;
+
+/** Full jitter (AWS's "exponential backoff and jitter"): a random wait up to the doubled cap. */
+export function backoffMs(attempt: number): number {
+  return Math.random() * Math.min(backoffMaxMs, backoffFirstMs * 2 ** attempt);
+}
+
+export class Bucket {
+  private readonly client: Bun.S3Client;
+  readonly target: ArchiveTarget;
+  /** Calls made, by kind (the bill: PUT/GET/LIST). */
+  readonly calls = { put: 0, get: 0, list: 0, delete: 0 };
+
+  constructor(
+    readonly url: string,
+    s3: S3Settings = {},
+    readonly timeoutMs = callTimeoutMsDefault,
+  ) {
+    this.target = parseArchiveUrl(url);
+    this.client = new Bun.S3Client({ ...definedOnly(s3), bucket: this.target.bucket });
+  }
+
+  /** The object's full key in the bucket. */
+  key(name: string): string {
+    return this.target.prefix + name;
+  }
+
+  async put(name: string, body: Uint8Array | string): Promise<void> {
+    this.calls.put++;
+    await this.timed(`PUT ${name}`, () => this.client.write(this.key(name), body));
+  }
+
+  /** The object's bytes, or null when there is no such object. */
+  async get(name: string): Promise<Uint8Array | null> {
+    this.calls.get++;
+    try {
+      return new Uint8Array(await this.timed(`GET ${name}`, () => this.client.file(this.key(name)).arrayBuffer()));
+    } catch (err) {
+      if ((err as { code?: string }).code === "NoSuchKey" || (err as { cause?: { code?: string } }).cause?.code === "NoSuchKey") return null;
+      throw err;
+    }
+  }
+
+  /** Names (relative to the prefix) of every object under `dir`, in key order. */
+  async list(dir: string): Promise<{ name: string; size: number }[]> {
+    const out: { name: string; size: number }[] = [];
+    let token: string | undefined;
+    do {
+      this.calls.list++;
+      const page = await this.timed(`LIST ${dir}`, () =>
+        this.client.list({ prefix: this.key(dir), ...(token !== undefined ? { continuationToken: token } : {}) }),
+      );
+      for (const c of page.contents ?? []) out.push({ name: c.key.slice(this.target.prefix.length), size: c.size ?? 0 });
+      token = page.isTruncated ? page.nextContinuationToken : undefined;
+    } while (token !== undefined);
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async delete(name: string): Promise<void> {
+    this.calls.delete++;
+    await this.timed(`DELETE ${name}`, () => this.client.delete(this.key(name)));
+  }
+
+  /** `call` with up to `attempts` tries, waiting backoffMs between them; the last failure is thrown. */
+  async retrying<T>(call: () => Promise<T>, attempts: number, stopped: () => boolean = () => false): Promise<T> {
+    for (let i = 0; ; i++) {
+      try {
+        return await call();
+      } catch (err) {
+        if (i + 1 >= attempts || stopped() || err instanceof ArchiveError) throw err;
+        await Bun.sleep(backoffMs(i));
+      }
+    }
+  }
+
+  /** Bun's client has no timeout of its own for every call: a silent endpoint would hang it. */
+  private timed<T>(what: string, call: () => Promise<T>): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
+    return Promise.race([call(), timeout]).finally(() => clearTimeout(timer));
+  }
+}
+
+function definedOnly(s: S3Settings): S3Settings {
+  return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined)) as S3Settings;
+}

@@ -1,0 +1,65 @@
+// restore(): an archive (docs/archive-format.md) into a new database directory, checked by opening it.
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import hyperid from "hyperid";
+import type { S3Settings } from "./archive/bucket.ts";
+import { buildState, planRestore, writeDatabase, type RestorePlan } from "./archive/restore.ts";
+import { ArchiveError, InvalidArgumentError } from "./errors.ts";
+import { nodeIO } from "./io/file-io.ts";
+import { openDb } from "./open.ts";
+
+export interface RestoreOptions {
+  /** The revision to restore to (default: the newest the archive holds without a gap). */
+  rev?: number;
+  /**
+   * The restored database's revisions continue this far above the newest revision in the archive
+   * (default 1,000,000; etcd's --bump-revision), so that no revision the old database may have
+   * handed out is handed out again with other contents.
+   */
+  bumpRevision?: number;
+  /** Plan and verify every object, write nothing. */
+  dryRun?: boolean;
+  s3?: S3Settings;
+  timeoutMs?: number;
+}
+
+export interface RestoreResult extends RestorePlan {
+  /** The restored database's id (a new one) and revision; "" and 0 for a dry run. */
+  newDb: string;
+  rev: number;
+  keys: number;
+}
+
+export const bumpRevisionDefault = 1_000_000;
+
+/**
+ * Restores the archive at `url` into `dir`, which must not exist or be empty: written into
+ * `<dir>.part`, opened and checked, then renamed. Throws ArchiveError naming any object that is
+ * missing, torn or foreign, or the revision a gap starts at; nothing is left at `dir` then.
+ */
+export async function restore(url: string, dir: string, o: RestoreOptions = {}): Promise<RestoreResult> {
+  const bump = o.bumpRevision ?? bumpRevisionDefault;
+  if (!(Number.isSafeInteger(bump) && bump >= 0)) throw new InvalidArgumentError("bumpRevision must be an integer ≥ 0");
+  if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new InvalidArgumentError(`${dir} exists and is not empty`);
+  const { plan, bucket } = await planRestore({ url, rev: o.rev, s3: o.s3, timeoutMs: o.timeoutMs });
+  const { state, db } = await buildState(plan, bucket);
+  const result: RestoreResult = { ...plan, db, newDb: "", rev: 0, keys: state.size };
+  if (o.dryRun) return result;
+  const part = `${path.resolve(dir)}.part`;
+  fs.rmSync(part, { recursive: true, force: true }); // an earlier restore's, interrupted
+  const newDb = hyperid({ urlSafe: true })();
+  const rev = plan.headRev + bump;
+  writeDatabase(nodeIO, part, newDb, rev, state);
+  const check = await openDb(part, { snapshotEveryBytes: 0 });
+  try {
+    const s = check.stats();
+    if (s.rev !== rev || s.keys !== state.size) throw new ArchiveError(`the restored database opened at revision ${s.rev} with ${s.keys} keys, not ${rev} and ${state.size}`);
+  } finally {
+    await check.close();
+  }
+  if (fs.existsSync(dir)) fs.rmdirSync(dir); // (empty)
+  fs.renameSync(part, dir);
+  nodeIO.fsyncDir(path.dirname(path.resolve(dir)));
+  return { ...result, newDb, rev };
+}

@@ -1,0 +1,254 @@
+// Archiving to a real S3-compatible server (s3rver) and restoring from it (docs/archive-format.md).
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { encodeLogObject } from "../src/archive/object.ts";
+import { Bucket } from "../src/archive/bucket.ts";
+import { encodeEntry } from "../src/format/encoder.ts";
+import { ArchiveError, bumpRevisionDefault, open, restore, type Db, type Entry } from "../src/index.ts";
+import { spawnServer } from "./helpers/http.ts";
+import { tmpDir } from "./helpers/index.ts";
+import { startS3, stopS3Servers, type S3Server } from "./helpers/s3.ts";
+
+let s3: S3Server;
+beforeAll(async () => {
+  s3 = await startS3();
+});
+afterAll(stopS3Servers);
+
+let prefixes = 0;
+const newPrefix = () => `t${++prefixes}-${process.pid}`;
+
+/** Every key with its value and revisions. */
+function state(db: Db): Map<string, Entry> {
+  const m = new Map<string, Entry>();
+  for (const { key } of db.range()) m.set(key, db.getEntry(key)!);
+  return m;
+}
+
+async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
+
+/** Puts, overwrites, deletes and batches, with a value big enough to fill small segments. */
+async function writeSome(db: Db, n: number, tag: string): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const key = `k${(i * 7) % 97}`;
+    if (i % 11 === 10) await db.delete(key);
+    else if (i % 5 === 4) await db.batch([{ type: "put", key: `b${i % 13}`, value: { i, tag } }, { type: "put", key, value: `${tag}-${i}` }]);
+    else await db.put(key, `${tag}-${i}-${"x".repeat(200)}`);
+  }
+}
+
+describe("archive", () => {
+  test("every durable revision reaches the bucket; restore rebuilds the same keys, values and revisions", async () => {
+    const url = s3.url(newPrefix());
+    const dir = tmpDir();
+    // Small segments and snapshots: several of each, and segments deleted once archived.
+    const db = await open(dir, { segmentBytes: 64 * 1024, snapshotEveryBytes: 128 * 1024, archive: { url, maxLagMs: 100, s3: s3.s3 } });
+    await writeSome(db, 1500, "a");
+    const rev = db.rev;
+    await waitFor("the archive to catch up", () => db.stats().archive!.rev === rev);
+    const a = db.stats().archive!;
+    expect(a.behindRevs).toBe(0);
+    expect(a.errors).toBe(0);
+    expect(a.snapshotRev).toBeGreaterThan(0);
+    expect(db.stats().snapshot.segmentsDeleted).toBeGreaterThan(0);
+    const before = state(db);
+    await db.close();
+
+    const to = path.join(tmpDir(), "restored");
+    const r = await restore(url, to, { s3: s3.s3 });
+    expect(r.targetRev).toBe(rev);
+    expect(r.rev).toBe(r.headRev + bumpRevisionDefault);
+    expect(r.keys).toBe(before.size);
+    expect(fs.existsSync(`${to}.part`)).toBe(false);
+    const back = await open(to);
+    try {
+      expect(back.rev).toBe(r.rev);
+      expect(state(back)).toEqual(before);
+      // A new timeline: the next write is above every revision the old database had.
+      const next = await back.put("after", 1);
+      expect(next).toBe(r.rev + 1);
+    } finally {
+      await back.close();
+    }
+  });
+
+  test("restore --rev: the state at that revision exactly", async () => {
+    const url = s3.url(newPrefix());
+    const db = await open(tmpDir(), { segmentBytes: 64 * 1024, snapshotEveryBytes: 96 * 1024, archive: { url, maxLagMs: 50, s3: s3.s3 } });
+    const at = new Map<number, Map<string, Entry>>();
+    for (let round = 0; round < 6; round++) {
+      await writeSome(db, 150, `r${round}`);
+      at.set(db.rev, state(db));
+    }
+    await db.close();
+    for (const [rev, want] of at) {
+      const to = path.join(tmpDir(), "restored");
+      const r = await restore(url, to, { rev, s3: s3.s3, bumpRevision: 10 });
+      expect(r.targetRev).toBe(rev);
+      const back = await open(to);
+      expect(state(back)).toEqual(want);
+      await back.close();
+    }
+  });
+
+  test("a dry run verifies and plans, and writes nothing; a non-empty target is refused", async () => {
+    const url = s3.url(newPrefix());
+    const db = await open(tmpDir(), { archive: { url, maxLagMs: 50, s3: s3.s3 } });
+    await writeSome(db, 100, "d");
+    const rev = db.rev;
+    await db.close();
+    const to = path.join(tmpDir(), "dry");
+    const r = await restore(url, to, { dryRun: true, s3: s3.s3 });
+    expect(r.targetRev).toBe(rev);
+    expect(r.logs.length).toBeGreaterThan(0);
+    expect(fs.existsSync(to)).toBe(false);
+    const full = tmpDir();
+    fs.writeFileSync(path.join(full, "x"), "");
+    await expect(restore(url, full, { s3: s3.s3 })).rejects.toThrow("not empty");
+  });
+
+  test("torn, foreign and missing objects are refused by name; nothing after a gap is applied", async () => {
+    const prefix = newPrefix();
+    const url = s3.url(prefix);
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    for (let i = 0; i < 5; i++) {
+      await db.put(`k${i}`, i);
+      await waitFor("the object", () => db.stats().archive!.rev === db.rev);
+    }
+    await db.close();
+    const bucket = new Bucket(url, s3.s3);
+    const logs = (await bucket.list("log/")).map((o) => o.name);
+    expect(logs.length).toBeGreaterThanOrEqual(3);
+    const restoreTo = () => restore(url, path.join(tmpDir(), "r"), { s3: s3.s3 });
+
+    // Torn: the object cut short (s3rver keeps a cut PUT; real S3 would not).
+    const victim = logs[1]!;
+    const whole = (await bucket.get(victim))!;
+    await bucket.put(victim, whole.subarray(0, whole.length - 5));
+    await expect(restoreTo()).rejects.toThrow(victim);
+    await expect(restoreTo()).rejects.toBeInstanceOf(ArchiveError);
+
+    // Foreign: another database's entries under this database's name.
+    const rev = parseInt(victim.slice(4, 20), 16);
+    await bucket.put(victim, encodeLogObject("another-db", rev, rev, encodeEntry(rev, [["k", new Uint8Array([0x01])]])));
+    await expect(restoreTo()).rejects.toThrow("belongs to database another-db");
+
+    // A gap: the object gone; the error names the revision missing, and a restore to before it works.
+    await bucket.delete(victim);
+    await expect(restoreTo()).rejects.toThrow(`no object holds revision ${rev}`);
+    const before = await restore(url, path.join(tmpDir(), "r"), { rev: rev - 1, s3: s3.s3 });
+    expect(before.targetRev).toBe(rev - 1);
+  });
+
+  test("with S3 down, writes go on, the lag shows, segments are kept; it catches up when S3 is back", async () => {
+    // A server of its own: this test stops it.
+    const own = await startS3();
+    const url = own.url(newPrefix());
+    const dir = tmpDir();
+    const db = await open(dir, { segmentBytes: 64 * 1024, snapshotEveryBytes: 0, archive: { url, maxLagMs: 50, timeoutMs: 1000, s3: own.s3 } });
+    try {
+      await db.put("first", 1);
+      await waitFor("the first object", () => db.stats().archive!.rev === db.rev);
+      await own.stop();
+      await writeSome(db, 800, "down");
+      await db.snapshot();
+      await waitFor("a failed upload", () => db.stats().archive!.errors > 0);
+      const a = db.stats().archive!;
+      expect(a.behindRevs).toBeGreaterThan(0);
+      expect(a.lastError).not.toBeNull();
+      // The snapshot covers them all, but nothing unarchived was deleted: the log still starts at 1.
+      const segs = fs.readdirSync(path.join(dir, "wal")).filter((n) => n.endsWith(".wal")).sort();
+      expect(segs.length).toBeGreaterThanOrEqual(3);
+      expect(segs[0]).toEndWith("-0000000000000001.wal");
+      expect(db.stats().snapshot.segmentsDeleted).toBe(0);
+      await own.start();
+      await waitFor("the archive to catch up", () => db.stats().archive!.rev === db.rev);
+      // Once archived, the held-back segments go at the next rotation.
+      await writeSome(db, 400, "back");
+      expect(db.stats().snapshot.segmentsDeleted).toBeGreaterThan(0);
+      await waitFor("the archive to catch up again", () => db.stats().archive!.rev === db.rev);
+      const want = state(db);
+      await db.close();
+      const to = path.join(tmpDir(), "restored");
+      await restore(url, to, { s3: own.s3 });
+      const back = await open(to);
+      expect(state(back)).toEqual(want);
+      await back.close();
+    } finally {
+      await db.close();
+    }
+  });
+
+  test("a prefix that holds another database's archive is refused, and local writes go on", async () => {
+    const url = s3.url(newPrefix());
+    const first = await open(tmpDir(), { archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    await first.put("a", 1);
+    await waitFor("the first archive", () => first.stats().archive!.rev === first.rev);
+    await first.close();
+    const other = await open(tmpDir(), { archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    try {
+      await waitFor("the refusal", () => other.stats().archive!.errors > 0);
+      expect(other.stats().archive!.lastError).toContain("holds the archive of database");
+      expect(await other.put("b", 2)).toBe(1);
+    } finally {
+      await other.close();
+    }
+  });
+
+  test("the server archives with --archive and reports it; `harmonydb restore` brings it back", async () => {
+    const url = s3.url(newPrefix());
+    // Endpoint and credentials through Bun's S3_* environment, as an operator would give them.
+    const env = { S3_ENDPOINT: s3.s3.endpoint!, S3_ACCESS_KEY_ID: "S3RVER", S3_SECRET_ACCESS_KEY: "S3RVER", S3_REGION: "us-east-1" };
+    const dir = tmpDir();
+    const srv = await spawnServer(["--dir", dir, "--archive", url], env);
+    try {
+      await srv.waitFor("ready at rev");
+      for (let i = 0; i < 20; i++) {
+        const res = await fetch(`${srv.base}/v1/kv/k${i}`, { method: "PUT", body: JSON.stringify({ i }), headers: { "content-type": "application/json" } });
+        expect(res.status).toBe(200);
+      }
+      let status: { db: { rev: number; archive: { rev: number; url: string } } } | null = null;
+      const deadline = Date.now() + 20_000;
+      do {
+        await Bun.sleep(50);
+        status = (await (await fetch(`${srv.base}/v1/status`)).json()) as typeof status;
+      } while (status!.db.archive.rev !== status!.db.rev && Date.now() < deadline);
+      expect(status!.db.archive).toMatchObject({ rev: 20, url });
+      const metrics = await (await fetch(`${srv.base}/metrics`)).text();
+      expect(metrics).toMatch(/^harmonydb_archive_revision 20$/m);
+      expect(metrics).toMatch(/^harmonydb_archive_behind_revisions 0$/m);
+    } finally {
+      srv.proc.kill("SIGTERM");
+      await srv.proc.exited;
+    }
+    const cli = path.join(import.meta.dir, "..", "src", "tools", "cli.ts");
+    const run = (...args: string[]) => Bun.spawnSync([process.execPath, cli, "restore", ...args], { env: { ...process.env, ...env } });
+    const to = path.join(tmpDir(), "restored");
+    const dry = run(url, to, "--dry-run");
+    expect(dry.exitCode).toBe(0);
+    expect(dry.stdout.toString()).toContain("applied up to revision 20");
+    expect(fs.existsSync(to)).toBe(false);
+    const r = run(url, to, "--rev", "12", "--bump-revision", "100");
+    expect({ code: r.exitCode, err: r.stderr.toString() }).toEqual({ code: 0, err: "" });
+    expect(r.stdout.toString()).toContain("revision 120 (the next write is 121)");
+    const back = await open(to);
+    try {
+      expect(back.rev).toBe(120);
+      expect(back.get("k11")).toEqual({ i: 11 });
+      expect(back.get("k12")).toBeUndefined();
+    } finally {
+      await back.close();
+    }
+    expect(run(url, to).exitCode).toBe(1); // not empty now
+    expect(run(url).exitCode).toBe(64);
+    expect(run(url, path.join(tmpDir(), "x"), "--rev", "many").exitCode).toBe(64);
+  });
+});
