@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import hyperid from "hyperid";
 import type { S3Settings } from "./archive/bucket.ts";
-import { buildState, planRestore, writeDatabase, type RestorePlan } from "./archive/restore.ts";
+import { mergeEntries, restoreState, writeDatabase, type RestorePlan } from "./archive/restore.ts";
 import { ArchiveError, InvalidArgumentError } from "./errors.ts";
 import { nodeIO } from "./io/file-io.ts";
 import { openDb } from "./open.ts";
@@ -42,24 +42,23 @@ export async function restore(url: string, dir: string, o: RestoreOptions = {}):
   const bump = o.bumpRevision ?? bumpRevisionDefault;
   if (!(Number.isSafeInteger(bump) && bump >= 0)) throw new InvalidArgumentError("bumpRevision must be an integer ≥ 0");
   if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new InvalidArgumentError(`${dir} exists and is not empty`);
-  const { plan, bucket } = await planRestore({ url, rev: o.rev, s3: o.s3, timeoutMs: o.timeoutMs });
-  const { state, db } = await buildState(plan, bucket);
-  const result: RestoreResult = { ...plan, db, newDb: "", rev: 0, keys: state.size };
-  if (o.dryRun) return result;
+  const { plan, state } = await restoreState({ url, rev: o.rev, s3: o.s3, timeoutMs: o.timeoutMs });
+  // A dry run merges too: every snapshot entry is checked as it is walked.
+  if (o.dryRun) return { ...plan, newDb: "", rev: 0, keys: mergeEntries(state, () => {}) };
   const part = `${path.resolve(dir)}.part`;
   fs.rmSync(part, { recursive: true, force: true }); // an earlier restore's, interrupted
   const newDb = hyperid({ urlSafe: true })();
   const rev = plan.headRev + bump;
-  writeDatabase(nodeIO, part, newDb, rev, state);
+  const keys = writeDatabase(nodeIO, part, newDb, rev, state);
   const check = await openDb(part, { snapshotEveryBytes: 0 });
   try {
     const s = check.stats();
-    if (s.rev !== rev || s.keys !== state.size) throw new ArchiveError(`the restored database opened at revision ${s.rev} with ${s.keys} keys, not ${rev} and ${state.size}`);
+    if (s.rev !== rev || s.keys !== keys) throw new ArchiveError(`the restored database opened at revision ${s.rev} with ${s.keys} keys, not ${rev} and ${keys}`);
   } finally {
     await check.close();
   }
   if (fs.existsSync(dir)) fs.rmdirSync(dir); // (empty)
   fs.renameSync(part, dir);
   nodeIO.fsyncDir(path.dirname(path.resolve(dir)));
-  return { ...result, newDb, rev };
+  return { ...plan, newDb, rev, keys };
 }

@@ -44,5 +44,6 @@ export function archiveStats(ring: R.RingViews, url: string, now = Date.now()): 
     requests: s[R.STAT_ARCHIVE_CALLS]!,
     errors,
     lastError: errors === 0 ? null : R.readError(ring, ring.archiveError) || null,
+    cpuMs: s[R.STAT_ARCHIVE_CPU_US]! / 1000,
   };
 }

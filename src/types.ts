@@ -119,4 +119,6 @@ export interface ArchiveStats {
   errors: number;
   /** The last failure, with its time; null if none. */
   lastError: string | null;
+  /** CPU time the archiver's thread has used. */
+  cpuMs: number;
 }

@@ -75,4 +75,4 @@ test(`kill -9 while archiving, ${KILLS} times: the archive restores exactly the 
     }
   }
   console.log(`${KILLS} kills, ${restoredRevs} revisions restored and checked`);
-});
+}, 60_000 + KILLS * 5_000);

@@ -148,6 +148,41 @@ describe("archive", () => {
     expect(before.targetRev).toBe(rev - 1);
   });
 
+  test("a refused object gives way to another holding the same revisions; a refused last one ends the archive", async () => {
+    const url = s3.url(newPrefix());
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    for (let i = 0; i < 6; i++) {
+      await db.put(`k${i}`, i);
+      await waitFor("the object", () => db.stats().archive!.rev === db.rev);
+    }
+    const want = state(db);
+    const dbId = (await new Bucket(url, s3.s3).get("position").then((b) => JSON.parse(new TextDecoder().decode(b!)))).db as string;
+    await db.close();
+    const bucket = new Bucket(url, s3.s3);
+    const logs = (await bucket.list("log/")).map((o) => o.name);
+    const revOf = (name: string) => parseInt(name.slice(4, 20), 16);
+    // Revisions 2..4 again in one object (as an archiver restarted from a stale position would),
+    // and the best-reaching object over them torn: the chain takes the one-revision objects instead.
+    const frames = Buffer.concat([2, 3, 4].map((r) => encodeEntry(r, [[`k${r - 1}`, new Uint8Array([0x01])]])));
+    const overlap = encodeLogObject(dbId, 2, 4, frames);
+    await bucket.put("log/0000000000000002-0000000000000004.hlog", overlap.subarray(0, overlap.length - 3));
+    const to = path.join(tmpDir(), "r");
+    const r = await restore(url, to, { s3: s3.s3 });
+    expect(r.targetRev).toBe(6);
+    expect(r.skipped.map((x) => x.name)).toEqual([bucket.key("log/0000000000000002-0000000000000004.hlog")]);
+    const back = await open(to);
+    expect(state(back)).toEqual(want);
+    await back.close();
+    // The last object torn: a restore with no target ends before it (and says so); one to past it is refused.
+    const last = logs[logs.length - 1]!;
+    const whole = (await bucket.get(last))!;
+    await bucket.put(last, whole.subarray(0, whole.length - 4));
+    const end = await restore(url, path.join(tmpDir(), "r"), { s3: s3.s3 });
+    expect(end.targetRev).toBe(revOf(last) - 1);
+    expect(end.skipped.map((x) => x.name)).toContain(bucket.key(last));
+    await expect(restore(url, path.join(tmpDir(), "r"), { rev: revOf(last), s3: s3.s3 })).rejects.toThrow(last);
+  });
+
   test("with S3 down, writes go on, the lag shows, segments are kept; it catches up when S3 is back", async () => {
     // A server of its own: this test stops it.
     const own = await startS3();

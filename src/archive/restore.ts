@@ -9,7 +9,7 @@ import { encodeFrame } from "../format/encoder.ts";
 import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER } from "../format/constants.ts";
 import type { FileIO } from "../io/file-io.ts";
 import * as L from "../limits.ts";
-import { ChunkEncoder, footerPayload, headerPayload, verifySnapshot, visitChunk, type SnapshotEntry } from "../snapshot/file.ts";
+import { ChunkEncoder, footerPayload, headerPayload, verifySnapshot, visitChunk, type SnapshotEntry, type VerifiedSnapshot } from "../snapshot/file.ts";
 import { SnapshotFileWriter } from "../snapshot/file-writer.ts";
 import { installSegment } from "../wal/segment.ts";
 import { Bucket, type S3Settings } from "./bucket.ts";
@@ -23,14 +23,46 @@ export interface RestorePlanOptions {
   timeoutMs?: number;
 }
 
-/** The objects a restore reads, in order, and what it will produce. */
+/** The objects a restore read, in order, and what it found. */
 export interface RestorePlan {
   db: string;
   /** The highest revision any object in the archive holds. */
   headRev: number;
   targetRev: number;
   snapshot: { name: string; rev: number } | null;
-  logs: { name: string; firstRev: number; lastRev: number }[];
+  logs: LogName[];
+  /**
+   * Objects refused (torn, foreign, malformed) where another object held the same revisions, or,
+   * with no target given, at the end of the archive (a cut upload that real S3 would not keep).
+   */
+  skipped: { name: string; why: string }[];
+}
+
+interface LogName {
+  name: string;
+  firstRev: number;
+  lastRev: number;
+}
+
+/**
+ * What the log did to one key after the snapshot: its last value (null once deleted), and enough to
+ * give its revisions as the engine would (src/store/key-index.ts: a put of an existing key keeps
+ * its createRev and adds one to its version; after a delete, a put starts the key anew).
+ */
+interface Change {
+  value: Uint8Array | null;
+  rev: number;
+  /** Whether a delete came first: the key's life before the log then does not count. */
+  restarted: boolean;
+  /** The first put of the key's current life in the log, and its puts since. */
+  lifeRev: number;
+  puts: number;
+}
+
+/** The base snapshot (verified) and what the log changed after it: a restore's result, not yet written. */
+export interface RestoredState {
+  snapshot: VerifiedSnapshot | null;
+  changes: Map<string, Change>;
 }
 
 /** Attempts for each S3 call of a restore (the archiver's own calls retry without end). */
@@ -38,22 +70,38 @@ const attempts = 5;
 /** Log objects downloaded ahead of the one being applied. */
 const downloadsAhead = 4;
 
-/** Lists the archive (the only LISTs) and picks the snapshot and the log objects to read. */
-export async function planRestore(o: RestorePlanOptions): Promise<{ plan: RestorePlan; bucket: Bucket }> {
+/**
+ * Lists the archive (the only LISTs), then reads the newest snapshot at or before the target and a
+ * chain of log objects after it, each verified whole before any of its entries is used, into a map
+ * of every key. At each step the chain takes the object that holds the next revision and reaches
+ * furthest (objects overlap after an archiver restart); one that is refused gives way to the next.
+ */
+export async function restoreState(o: RestorePlanOptions): Promise<{ plan: RestorePlan; state: RestoredState }> {
   const bucket = new Bucket(o.url, o.s3, o.timeoutMs);
-  const get = (name: string) => bucket.retrying(() => bucket.get(name), attempts);
   const [snapList, logList, positionBytes] = await Promise.all([
     bucket.retrying(() => bucket.list(SNAP_DIR), attempts),
     bucket.retrying(() => bucket.list(LOG_DIR), attempts),
-    get(POSITION_NAME),
+    bucket.retrying(() => bucket.get(POSITION_NAME), attempts),
   ]);
   const snaps = snapList.map((s) => ({ name: s.name, rev: parseSnapName(s.name) })).filter((s): s is { name: string; rev: number } => s.rev !== null);
-  const logs = logList.map((l) => ({ name: l.name, ...parseLogName(l.name)! })).filter((l) => l.firstRev !== undefined);
+  const logs: LogName[] = logList.flatMap((l) => {
+    const r = parseLogName(l.name);
+    return r ? [{ name: l.name, ...r }] : [];
+  });
   for (const x of [...snapList, ...logList]) {
     if (parseSnapName(x.name) === null && parseLogName(x.name) === null) throw new ArchiveError("unexpected object in the archive", bucket.key(x.name));
   }
   if (snaps.length === 0 && logs.length === 0) throw new ArchiveError(`${o.url} holds no archive`);
-  const db = positionBytes ? decodePosition(new TextDecoder().decode(positionBytes), bucket.key(POSITION_NAME)).db : null;
+  // The position only names the database here (the listing is the truth); a malformed one is skipped.
+  const skipped: RestorePlan["skipped"] = [];
+  let db: string | null = null;
+  if (positionBytes) {
+    try {
+      db = decodePosition(new TextDecoder().decode(positionBytes), bucket.key(POSITION_NAME)).db;
+    } catch (err) {
+      skipped.push({ name: bucket.key(POSITION_NAME), why: (err as Error).message });
+    }
+  }
   const headRev = Math.max(0, ...snaps.map((s) => s.rev), ...logs.map((l) => l.lastRev));
   const target = o.rev ?? headRev;
   if (!(Number.isSafeInteger(target) && target >= 0)) throw new ArchiveError(`--rev must be a revision, not ${o.rev}`);
@@ -62,106 +110,154 @@ export async function planRestore(o: RestorePlanOptions): Promise<{ plan: Restor
   if (!snapshot && !logs.some((l) => l.firstRev === 1)) {
     throw new ArchiveError(`no snapshot at or before revision ${target}, and the log does not start at revision 1`);
   }
-  // A chain of log objects from the snapshot to the target: at each step the object that holds the
-  // next revision and reaches furthest (objects may overlap after an archiver restart).
-  const chain: RestorePlan["logs"] = [];
-  let next = (snapshot?.rev ?? 0) + 1;
-  logs.sort((a, b) => a.firstRev - b.firstRev || b.lastRev - a.lastRev);
-  while (next <= target) {
-    let best: (typeof logs)[number] | null = null;
-    for (const l of logs) if (l.firstRev <= next && l.lastRev >= next && (!best || l.lastRev > best.lastRev)) best = l;
-    if (!best) {
-      const before = chain.length > 0 ? chain[chain.length - 1]!.name : (snapshot?.name ?? "the start");
-      if (o.rev === undefined && !logs.some((l) => l.firstRev > next) && !snaps.some((s) => s.rev >= next)) break;
-      throw new ArchiveError(`gap in the log: no object holds revision ${next} (the last before the gap: ${before})`, bucket.key(before));
+
+  const fetched = new Map<string, Promise<Uint8Array>>();
+  const fetch = (name: string) => {
+    let p = fetched.get(name);
+    if (!p) {
+      p = bucket.retrying(() => bucket.get(name), attempts).then((b) => {
+        if (b === null) throw new ArchiveError("object listed but missing", bucket.key(name));
+        return b;
+      });
+      p.catch(() => {}); // (awaited when its turn comes)
+      fetched.set(name, p);
     }
-    chain.push(best);
-    next = best.lastRev + 1;
-  }
-  const targetRev = Math.min(target, next - 1);
-  return { plan: { db: db ?? "", headRev, targetRev, snapshot, logs: chain }, bucket };
-}
-
-/** A key's state as restore builds it: the value's CBOR and its revisions. */
-type State = Map<string, SnapshotEntry>;
-
-/** Downloads and verifies the planned objects and replays them into a map of every key. */
-export async function buildState(plan: RestorePlan, bucket: Bucket): Promise<{ state: State; db: string }> {
-  const state: State = new Map();
-  let db: string | null = plan.db === "" ? null : plan.db;
-  const fetch = async (name: string) => {
-    const b = await bucket.retrying(() => bucket.get(name), attempts);
-    if (b === null) throw new ArchiveError("object listed but missing", bucket.key(name));
+    return p;
+  };
+  /** The object holding `rev` that reaches furthest, among those not yet refused. */
+  const refused = new Set<string>();
+  const best = (rev: number): LogName | null => {
+    let b: LogName | null = null;
+    for (const l of logs) if (!refused.has(l.name) && l.firstRev <= rev && l.lastRev >= rev && (!b || l.lastRev > b.lastRev)) b = l;
     return b;
   };
-  if (plan.snapshot) {
-    const name = bucket.key(plan.snapshot.name);
-    let s;
-    try {
-      s = verifySnapshot(name, await fetch(plan.snapshot.name));
-    } catch (err) {
-      if (err instanceof CorruptionError) throw new ArchiveError(`snapshot refused: ${err.message}`, name, { cause: err });
-      throw err;
+
+  const state: RestoredState = { snapshot: null, changes: new Map() };
+  if (snapshot) {
+    // The first log objects download while the snapshot is checked.
+    for (let k = 0, r = snapshot.rev + 1, l = best(r); k <= downloadsAhead && l && r <= target; k++, r = l.lastRev + 1, l = best(r)) void fetch(l.name);
+    state.snapshot = checkSnapshot(bucket.key(snapshot.name), snapshot.rev, await fetch(snapshot.name), db);
+    db = state.snapshot.header.db;
+  }
+  const plan: RestorePlan = { db: db ?? "", headRev, targetRev: 0, snapshot, logs: [], skipped };
+  let next = (snapshot?.rev ?? 0) + 1;
+  while (next <= target) {
+    // Downloads run ahead along the chain the names predict.
+    for (let k = 0, r = next, l = best(r); k <= downloadsAhead && l && r <= target; k++, r = l.lastRev + 1, l = best(r)) void fetch(l.name);
+    const l = best(next);
+    if (!l) {
+      // The end of the archive, when no target was given and nothing usable lies beyond: a refused
+      // last object (an upload cut short, which real S3 would not keep) is reported in `skipped`.
+      const beyond = logs.some((x) => x.firstRev > next && !refused.has(x.name)) || snaps.some((x) => x.rev >= next);
+      if (o.rev === undefined && !beyond) break;
+      const holder = logs.find((x) => refused.has(x.name) && x.firstRev <= next && x.lastRev >= next);
+      if (holder) throw new ArchiveError(`no usable object holds revision ${next}: ${plan.skipped.find((x) => x.name === bucket.key(holder.name))!.why}`);
+      const before = plan.logs[plan.logs.length - 1]?.name ?? snapshot?.name ?? "the start";
+      throw new ArchiveError(`gap in the log: no object holds revision ${next} (the last before the gap: ${before})`, bucket.key(before));
     }
-    if (s.header.rev !== plan.snapshot.rev) throw new ArchiveError(`snapshot holds revision ${s.header.rev}, its name says ${plan.snapshot.rev}`, name);
-    if (db !== null && s.header.db !== db) throw new ArchiveError(`snapshot belongs to database ${s.header.db}, not ${db}`, name);
-    db = s.header.db;
+    let log;
+    try {
+      log = decodeLogObject(bucket.key(l.name), await fetch(l.name), db);
+    } catch (err) {
+      if (!(err instanceof ArchiveError)) throw err;
+      refused.add(l.name);
+      plan.skipped.push({ name: bucket.key(l.name), why: err.message });
+      continue;
+    }
+    fetched.delete(l.name);
+    db = log.header.db;
+    plan.logs.push(l);
+    for (const entry of log.entries) {
+      if (entry.rev < next) continue; // an overlap with the previous object
+      if (entry.rev > target) break;
+      apply(state.changes, entry.rev, decodeOps(log.bytes.subarray(entry.start, entry.start + entry.len)));
+      next = entry.rev + 1;
+    }
+  }
+  plan.db = db!;
+  plan.targetRev = next - 1;
+  return { plan, state };
+}
+
+/** Verifies a snapshot object whole (frames and checksums; its entries are checked as they are merged). */
+function checkSnapshot(name: string, rev: number, bytes: Uint8Array, db: string | null): VerifiedSnapshot {
+  let s;
+  try {
+    s = verifySnapshot(name, bytes);
+  } catch (err) {
+    if (err instanceof CorruptionError) throw new ArchiveError(`snapshot refused: ${err.message}`, name, { cause: err });
+    throw err;
+  }
+  if (s.header.rev !== rev) throw new ArchiveError(`snapshot holds revision ${s.header.rev}, its name says ${rev}`, name);
+  if (db !== null && s.header.db !== db) throw new ArchiveError(`snapshot belongs to database ${s.header.db}, not ${db}`, name);
+  return s;
+}
+
+function apply(changes: Map<string, Change>, rev: number, ops: ReturnType<typeof decodeOps>): void {
+  for (const op of ops) {
+    const c = changes.get(op[0]);
+    if (op.length === 1) {
+      if (c) Object.assign(c, { value: null, rev, restarted: true, puts: 0 });
+      else changes.set(op[0], { value: null, rev, restarted: true, lifeRev: 0, puts: 0 });
+    } else if (!c) changes.set(op[0], { value: op[1], rev, restarted: false, lifeRev: rev, puts: 1 });
+    else {
+      if (c.value === null) c.lifeRev = rev; // a new life after a delete
+      Object.assign(c, { value: op[1], rev, puts: c.puts + 1 });
+    }
+  }
+}
+
+/**
+ * Every key of the restored database in key order, with its value and revisions: the snapshot's
+ * keys as the log left them, merged with the keys the log created. Only the keys the log touched
+ * are held in memory; the snapshot's values are handed on as views of its bytes.
+ */
+export function mergeEntries(state: RestoredState, emit: (key: string, e: SnapshotEntry) => void): number {
+  let count = 0;
+  const out = (key: string, e: SnapshotEntry) => {
+    emit(key, e);
+    count++;
+  };
+  // A key the log touched: its entry given what the snapshot held (`base`), or nothing if deleted.
+  const changed = (key: string, c: Change, base: { createRev: number; version: number } | null) => {
+    if (c.value === null) return;
+    const continues = base !== null && !c.restarted;
+    out(key, { value: c.value, rev: c.rev, createRev: continues ? base.createRev : c.lifeRev, version: continues ? base.version + c.puts : c.puts });
+  };
+  // One walk: the snapshot's keys and the log's, both in key order (JavaScript string order, the
+  // snapshot's own), so a log key met before the snapshot's next key is one the log created.
+  const touched = [...state.changes.keys()].sort();
+  let t = 0;
+  const s = state.snapshot;
+  if (s) {
     const e = encoded(s.bytes);
     let lastKey: string | null = null;
     for (let i = 0; i < s.chunks.length; i++) {
       lastKey = visitChunk(s, e, i, lastKey, (key, enc, start, end, rev, createRev, version) => {
-        state.set(key, { value: enc.bytes.slice(start, end), rev, createRev, version });
+        for (; t < touched.length && touched[t]! < key; t++) changed(touched[t]!, state.changes.get(touched[t]!)!, null);
+        if (t < touched.length && touched[t] === key) changed(key, state.changes.get(touched[t++]!)!, { createRev, version });
+        else out(key, { value: enc.bytes.subarray(start, end), rev, createRev, version });
       });
     }
   }
-  // Downloads run ahead of the replay; each object is verified whole before any of its entries is used.
-  const pending = plan.logs.map(() => null as Promise<Uint8Array> | null);
-  const start = (i: number) => {
-    if (i < plan.logs.length && pending[i] === null) (pending[i] = fetch(plan.logs[i]!.name)).catch(() => {});
-  };
-  let next = (plan.snapshot?.rev ?? 0) + 1;
-  for (let i = 0; i < plan.logs.length; i++) {
-    for (let k = i; k <= i + downloadsAhead; k++) start(k);
-    const l = plan.logs[i]!;
-    const log = decodeLogObject(bucket.key(l.name), await pending[i]!, db);
-    pending[i] = null;
-    db = log.header.db;
-    for (const entry of log.entries) {
-      if (entry.rev < next) continue; // an overlap with the previous object
-      if (entry.rev > plan.targetRev) break;
-      apply(state, entry.rev, decodeOps(log.bytes.subarray(entry.start, entry.start + entry.len)));
-      next = entry.rev + 1;
-    }
-  }
-  if (next !== plan.targetRev + 1) throw new ArchiveError(`the log ends at revision ${next - 1}, short of ${plan.targetRev}`);
-  return { state, db: db! };
-}
-
-/** The engine's semantics (src/store/key-index.ts): a put of an existing key keeps its createRev, version + 1. */
-function apply(state: State, rev: number, ops: ReturnType<typeof decodeOps>): void {
-  for (const op of ops) {
-    if (op.length === 1) {
-      state.delete(op[0]);
-      continue;
-    }
-    const prev = state.get(op[0]);
-    state.set(op[0], { value: op[1], rev, createRev: prev ? prev.createRev : rev, version: prev ? prev.version + 1 : 1 });
-  }
+  for (; t < touched.length; t++) changed(touched[t]!, state.changes.get(touched[t]!)!, null);
+  return count;
 }
 
 /**
  * Writes `state` into `dir` (which must not exist) as a new database `dbId` at revision `rev`: one
  * snapshot holding every key with its own revisions, and a first, empty WAL segment after it.
+ * Returns the number of keys.
  */
-export function writeDatabase(io: FileIO, dir: string, dbId: string, rev: number, state: State): void {
+export function writeDatabase(io: FileIO, dir: string, dbId: string, rev: number, state: RestoredState): number {
   const snapDir = path.join(dir, "snap");
   const walDir = path.join(dir, "wal");
   fs.mkdirSync(snapDir, { recursive: true });
   fs.mkdirSync(walDir, { recursive: true });
   io.fsyncDir(dir);
-  const keys = [...state.keys()].sort();
+  const keys = mergeEntries(state, () => {}); // (the header comes first and holds the count)
   const file = new SnapshotFileWriter(io, snapDir, rev);
-  file.write(encodeFrame(TYPE_SNAP_HEADER, rev, headerPayload({ v: FORMAT_VERSION, db: dbId, rev, keys: keys.length })));
+  file.write(encodeFrame(TYPE_SNAP_HEADER, rev, headerPayload({ v: FORMAT_VERSION, db: dbId, rev, keys })));
   const enc = new ChunkEncoder(L.snapshotChunkBytes);
   let chunks = 0;
   const chunk = (payload: Uint8Array | null) => {
@@ -170,9 +266,10 @@ export function writeDatabase(io: FileIO, dir: string, dbId: string, rev: number
     enc.recycle(payload);
     chunks++;
   };
-  for (const key of keys) chunk(enc.add(key, state.get(key)!));
+  mergeEntries(state, (key, e) => chunk(enc.add(key, e)));
   chunk(enc.flush());
-  file.write(encodeFrame(TYPE_SNAP_FOOTER, rev, footerPayload({ keys: keys.length, chunks })));
+  file.write(encodeFrame(TYPE_SNAP_FOOTER, rev, footerPayload({ keys, chunks })));
   file.install();
   installSegment(io, walDir, path.join(walDir, "first.tmp"), { v: FORMAT_VERSION, db: dbId, seq: 1, firstRev: rev + 1, prevCrc: 0 });
+  return keys;
 }

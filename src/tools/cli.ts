@@ -135,6 +135,7 @@ async function restoreCommand(args: string[], io: Io): Promise<number> {
     io.out(r.snapshot ? `snapshot ${r.snapshot.name} (rev ${r.snapshot.rev})` : "no snapshot: the log from revision 1");
     const logRevs = r.logs.length > 0 ? ` (revisions ${r.logs[0]!.firstRev}…${r.logs[r.logs.length - 1]!.lastRev})` : "";
     io.out(`${r.logs.length} log objects${logRevs}, applied up to revision ${r.targetRev}; ${r.keys} keys`);
+    for (const x of r.skipped) io.err(`warning: skipped ${x.name}: ${x.why}`);
     if (r.rev === 0) io.out("dry run: every object verified, nothing written");
     else io.out(`restored into ${dir}: database ${r.newDb}, revision ${r.rev} (the next write is ${r.rev + 1})`);
     return 0;

@@ -66,6 +66,7 @@ export const STAT_ARCHIVE_BYTES = 51; // their bytes
 export const STAT_ARCHIVE_CALLS = 52; // S3 requests made, failed ones included
 export const STAT_ARCHIVE_ERRORS = 53; // S3 requests that failed; the last one's message in archiveError
 export const STAT_ARCHIVE_SNAP_REV = 54; // the newest snapshot in the archive (0: none)
+export const STAT_ARCHIVE_CPU_US = 55; // CPU time of the archiver's thread
 export const STAT_SLOTS = 56;
 /** fdatasync latency buckets, µs: 64, 128, … 2^20 (~1 s), then +Inf. */
 export const FSYNC_US_BOUNDS: readonly number[] = [...Array.from({ length: HIST_BUCKETS - 1 }, (_, i) => 64 * 2 ** i), Infinity];

@@ -7,6 +7,8 @@ import type { S3Settings } from "../../src/archive/bucket.ts";
 
 export interface S3Server {
   port: number;
+  /** The server process's pid (it changes with start()). */
+  readonly pid: number;
   s3: S3Settings;
   /** s3://test/<prefix> */
   url(prefix: string): string;
@@ -53,6 +55,9 @@ export async function startS3(): Promise<S3Server> {
   let { proc, port } = await spawn(dataDir, 0);
   const server: S3Server = {
     port,
+    get pid() {
+      return proc.pid;
+    },
     s3: { endpoint: `http://127.0.0.1:${port}`, accessKeyId: "S3RVER", secretAccessKey: "S3RVER", region: "us-east-1" },
     url: (prefix) => `s3://test/${prefix}`,
     dataDir,

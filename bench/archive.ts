@@ -1,0 +1,181 @@
+// Archiving to S3-compatible storage (issue 16), against a local s3rver started here, in one run:
+// put throughput with archiving ÷ without (and what the archiver and the S3 server cost in CPU),
+// archive lag under a paced load with the S3 requests it makes, and a restore of N keys ÷ a local
+// open of the same database.
+//
+//   bun bench/archive.ts [--keys N] [--seconds S] [--rate R] [--rounds K] [--part throughput|lag|restore]
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { open, restore, type Db, type OpenOptions } from "../src/index.ts";
+import { startS3, stopS3Servers, type S3Server } from "../test/helpers/s3.ts";
+import { bytesValue, fmt, footer, key, median, numberFlag, percentile, settleWriter, stringFlag, table, verdict, withTmpDir } from "./lib.ts";
+
+const KEYS = numberFlag("keys", 1_000_000);
+const SECONDS = numberFlag("seconds", 5);
+const RATE = numberFlag("rate", 50_000);
+const ROUNDS = numberFlag("rounds", 3);
+const PART = stringFlag("part");
+const IN_FLIGHT = 256;
+
+let prefixes = 0;
+function archiveOpts(s3: S3Server, maxLagMs = 1000): NonNullable<OpenOptions["archive"]> {
+  return { url: s3.url(`bench-${++prefixes}`), maxLagMs, s3: s3.s3 };
+}
+
+/** CPU ms a process has used (utime + stime, in 10 ms ticks). */
+function processCpuMs(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+/** Puts of new keys with IN_FLIGHT in flight for `ms`; how many, and in how long. */
+async function saturate(db: Db, ms: number): Promise<{ puts: number; secs: number }> {
+  const value = bytesValue();
+  let puts = 0;
+  const end = performance.now() + ms;
+  const lane = async (l: number) => {
+    for (let i = l; performance.now() < end; i += IN_FLIGHT) {
+      await db.put(key(i), value);
+      puts++;
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: IN_FLIGHT }, (_, l) => lane(l)));
+  return { puts, secs: (performance.now() - t0) / 1000 };
+}
+
+async function throughput(s3: S3Server): Promise<void> {
+  const run = (archived: boolean) =>
+    withTmpDir(async (dir) => {
+      const db = await open(dir, archived ? { archive: archiveOpts(s3) } : {});
+      await settleWriter(db);
+      const s3Cpu0 = processCpuMs(s3.pid);
+      const cpu0 = db.stats().archive?.cpuMs ?? 0;
+      const r = await saturate(db, SECONDS * 1000);
+      const cpuMs = (db.stats().archive?.cpuMs ?? 0) - cpu0;
+      const s3CpuMs = processCpuMs(s3.pid) - s3Cpu0;
+      await db.close();
+      return { rate: r.puts / r.secs, archiverUsPerPut: (cpuMs * 1000) / r.puts, s3CpuShare: s3CpuMs / (r.secs * 1000) };
+    });
+  const plain: number[] = [];
+  const archived: Awaited<ReturnType<typeof run>>[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    plain.push((await run(false)).rate);
+    archived.push(await run(true));
+  }
+  const rates = archived.map((a) => a.rate);
+  table(
+    ["puts, 256 in flight, new keys", "puts/s (median)", "rounds", "archiver CPU µs/put", "S3 server CPU (cores)"],
+    [
+      ["without archiving", fmt(median(plain)), plain.map((x) => fmt(x)).join(", "), "", ""],
+      [
+        "archiving, maxLagMs 1000",
+        fmt(median(rates)),
+        rates.map((x) => fmt(x)).join(", "),
+        fmt(median(archived.map((a) => a.archiverUsPerPut)), 2),
+        fmt(median(archived.map((a) => a.s3CpuShare)), 2),
+      ],
+    ],
+  );
+  console.log(`with ÷ without: ${verdict(median(rates) / median(plain), "≥", 0.9)}`);
+  console.log(`(the S3 server runs on this 2-core machine too, and its CPU is taken from the database's)\n`);
+}
+
+async function lag(s3: S3Server): Promise<void> {
+  const r = await withTmpDir(async (dir) => {
+    const db = await open(dir, { archive: archiveOpts(s3) });
+    await settleWriter(db);
+    const value = bytesValue();
+    const samples: number[] = [];
+    const sampler = setInterval(() => samples.push(db.stats().archive!.behindMs), 10);
+    const a0 = db.stats().archive!;
+    const t0 = performance.now();
+    let i = 0;
+    const inflight = new Set<Promise<number>>();
+    while (performance.now() - t0 < SECONDS * 1000) {
+      const due = Math.floor(((performance.now() - t0) / 1000) * RATE);
+      while (i < due) {
+        const p = db.put(key(i++), value);
+        inflight.add(p);
+        void p.then(() => inflight.delete(p));
+      }
+      await Bun.sleep(1);
+    }
+    await Promise.all(inflight);
+    const secs = (performance.now() - t0) / 1000;
+    clearInterval(sampler);
+    const a1 = db.stats().archive!;
+    await db.close();
+    samples.sort((x, y) => x - y);
+    return {
+      rate: i / secs,
+      p50: percentile(samples, 0.5),
+      p99: percentile(samples, 0.99),
+      max: samples[samples.length - 1] ?? 0,
+      perMinute: ((a1.requests - a0.requests) / secs) * 60,
+      objects: a1.objects - a0.objects,
+      errors: a1.errors,
+    };
+  });
+  table(
+    ["paced puts/s", "archive lag p50 ms", "p99 ms", "max ms", "S3 requests/min", "objects", "errors"],
+    [[fmt(r.rate), fmt(r.p50), fmt(r.p99), fmt(r.max), fmt(r.perMinute), fmt(r.objects), fmt(r.errors)]],
+  );
+  console.log(`lag p99 (ms): ${verdict(r.p99, "≤", 1000, 0)}; the archiver's requests are PUTs (an object and the position), one GET at start, no LIST\n`);
+}
+
+/** Restore of KEYS keys (a snapshot and ~16 MiB of log after it) against a local open of the same database. */
+async function restoreVsOpen(s3: S3Server): Promise<void> {
+  await withTmpDir(async (dir) => {
+    const src = path.join(dir, "src");
+    const a = archiveOpts(s3, 200);
+    const db = await open(src, { archive: a, snapshotEveryBytes: 0 });
+    const batch = 1000;
+    const load = async (from: number, n: number, seed: number) => {
+      for (let i = from; i < from + n; i += batch) {
+        await db.batch(Array.from({ length: Math.min(batch, from + n - i) }, (_, k) => ({ type: "put" as const, key: key(i + k), value: bytesValue(seed) })));
+      }
+    };
+    await load(0, KEYS, 1);
+    await db.snapshot();
+    await load(0, Math.min(KEYS, 120_000), 2); // overwrites: ~16 MiB of log after the snapshot
+    const rev = db.rev;
+    const walBytes = db.stats().snapshot.walBytesSince;
+    while (db.stats().archive!.rev < rev || db.stats().archive!.snapshotRev === 0) await Bun.sleep(50);
+    await db.close(); // (automatic snapshots off: no snapshot at close, so open replays the same log restore does)
+    const opens: number[] = [];
+    const restores: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      let t0 = performance.now();
+      const local = await open(src, { snapshotEveryBytes: 0 });
+      opens.push(performance.now() - t0);
+      await local.close();
+      const to = path.join(dir, `restored-${r}`);
+      t0 = performance.now();
+      await restore(a.url, to, { s3: s3.s3 });
+      restores.push(performance.now() - t0);
+      fs.rmSync(to, { recursive: true, force: true });
+    }
+    table(
+      [`${fmt(KEYS)} keys, a snapshot + ${fmt(walBytes / 2 ** 20, 1)} MiB of log`, "ms (median)", "rounds"],
+      [
+        ["local open", fmt(median(opens)), opens.map((x) => fmt(x)).join(", ")],
+        ["restore (download, verify, rebuild, write)", fmt(median(restores)), restores.map((x) => fmt(x)).join(", ")],
+      ],
+    );
+    console.log(`restore ÷ open: ${verdict(median(restores) / median(opens), "≤", 2)}\n`);
+  });
+}
+
+const s3 = await startS3();
+try {
+  console.log(`## Archiving to S3-compatible storage (s3rver on loopback)\n`);
+  if (PART === undefined || PART === "throughput") await throughput(s3);
+  if (PART === undefined || PART === "lag") await lag(s3);
+  if (PART === undefined || PART === "restore") await restoreVsOpen(s3);
+} finally {
+  await stopS3Servers();
+}
+footer();
+process.exit(0);
