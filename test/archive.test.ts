@@ -7,6 +7,7 @@ import { encodeLogObject } from "../src/archive/object.ts";
 import { Bucket } from "../src/archive/bucket.ts";
 import { encodeEntry } from "../src/format/encoder.ts";
 import { ArchiveError, bumpRevisionDefault, open, restore, type Db, type Entry } from "../src/index.ts";
+import { startFaultProxy } from "./helpers/fault-proxy.ts";
 import { spawnServer } from "./helpers/http.ts";
 import { tmpDir } from "./helpers/index.ts";
 import { startS3, stopS3Servers, type S3Server } from "./helpers/s3.ts";
@@ -219,6 +220,39 @@ describe("archive", () => {
       await back.close();
     } finally {
       await db.close();
+    }
+  });
+
+  test("a silent endpoint, 503s and connections reset mid-upload: the archiver times out, retries, and catches up", async () => {
+    const proxy = startFaultProxy(s3.port);
+    const url = s3.url(newPrefix());
+    const viaProxy = { ...s3.s3, endpoint: `http://127.0.0.1:${proxy.port}` };
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 50, timeoutMs: 300, s3: viaProxy } });
+    try {
+      await db.put("first", 1);
+      await waitFor("the first object", () => db.stats().archive!.rev === db.rev);
+      for (const mode of ["silent", "503", "reset"] as const) {
+        proxy.mode = mode;
+        const errors = db.stats().archive!.errors;
+        const faults = proxy.faults;
+        // Values large enough that an upload is cut after its first few KiB.
+        await writeSome(db, 60, mode);
+        await waitFor(`a failure in mode ${mode}`, () => db.stats().archive!.errors > errors && proxy.faults > faults);
+        expect(db.stats().archive!.rev).toBeLessThan(db.rev);
+      }
+      proxy.mode = "pass";
+      await waitFor("the archive to catch up", () => db.stats().archive!.rev === db.rev);
+      expect(db.stats().archive!.lastError).not.toBeNull();
+      const want = state(db);
+      await db.close();
+      const to = path.join(tmpDir(), "restored");
+      await restore(url, to, { s3: s3.s3 });
+      const back = await open(to);
+      expect(state(back)).toEqual(want);
+      await back.close();
+    } finally {
+      await db.close();
+      proxy.stop();
     }
   });
 
