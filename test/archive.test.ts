@@ -28,10 +28,10 @@ function state(db: Db): Map<string, Entry> {
   return m;
 }
 
-async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
+async function waitFor(what: string, cond: () => boolean, ms = 20_000, db?: Db): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${db ? `: rev ${db.rev}, ${JSON.stringify(db.stats().archive)}` : ""}`);
     await Bun.sleep(20);
   }
 }
@@ -54,7 +54,7 @@ describe("archive", () => {
     const db = await open(dir, { segmentBytes: 64 * 1024, snapshotEveryBytes: 128 * 1024, archive: { url, maxLagMs: 100, s3: s3.s3 } });
     await writeSome(db, 1500, "a");
     const rev = db.rev;
-    await waitFor("the archive to catch up", () => db.stats().archive!.rev === rev);
+    await waitFor("the archive to catch up", () => db.stats().archive!.rev === rev, 20_000, db);
     const a = db.stats().archive!;
     expect(a.behindRevs).toBe(0);
     expect(a.errors).toBe(0);

@@ -208,7 +208,16 @@ export class Archiver {
     let bytes = 0;
     let want = readBytes;
     while (c.rev <= upTo && (skipping || bytes < archiveObjectBytes)) {
-      const left = this.io.fileSize(c.file) - c.offset;
+      let size: number;
+      try {
+        size = this.io.fileSize(c.file);
+      } catch (err) {
+        // Read to its end and then deleted by the writer (the archive held all of it): the next
+        // segment starts at c.rev (nextSegment checks).
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT" || !this.nextSegment()) throw err;
+        continue;
+      }
+      const left = size - c.offset;
       const buf = new Uint8Array(Math.min(want, left));
       const n = buf.length > 0 ? this.io.readAt(c.file, buf, c.offset) : 0;
       const bytesRead = buf.subarray(0, n);
