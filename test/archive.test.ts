@@ -184,6 +184,35 @@ describe("archive", () => {
     await expect(restore(url, path.join(tmpDir(), "r"), { rev: revOf(last), s3: s3.s3 })).rejects.toThrow(last);
   });
 
+  test("a torn newest snapshot gives way to the one before it, and the log after that", async () => {
+    const url = s3.url(newPrefix());
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    await writeSome(db, 100, "s1");
+    await db.snapshot();
+    await writeSome(db, 100, "s2");
+    await db.snapshot();
+    await writeSome(db, 50, "s3");
+    const rev = db.rev;
+    const snapRev = db.stats().snapshot.rev;
+    await waitFor("the archive", () => db.stats().archive!.rev === rev && db.stats().archive!.snapshotRev === snapRev, 20_000, db);
+    const want = state(db);
+    await db.close();
+    const bucket = new Bucket(url, s3.s3);
+    const snaps = (await bucket.list("snap/")).map((o) => o.name);
+    expect(snaps.length).toBe(2);
+    const newest = snaps[1]!;
+    const whole = (await bucket.get(newest))!;
+    await bucket.put(newest, whole.subarray(0, whole.length - 100));
+    const to = path.join(tmpDir(), "r");
+    const r = await restore(url, to, { s3: s3.s3 });
+    expect(r.snapshot!.name).toBe(snaps[0]);
+    expect(r.skipped.map((x) => x.name)).toEqual([bucket.key(newest)]);
+    expect(r.targetRev).toBe(rev);
+    const back = await open(to);
+    expect(state(back)).toEqual(want);
+    await back.close();
+  });
+
   test("with S3 down, writes go on, the lag shows, segments are kept; it catches up when S3 is back", async () => {
     // A server of its own: this test stops it.
     const own = await startS3();

@@ -106,10 +106,6 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
   const target = o.rev ?? headRev;
   if (!(Number.isSafeInteger(target) && target >= 0)) throw new ArchiveError(`--rev must be a revision, not ${o.rev}`);
   if (target > headRev) throw new ArchiveError(`revision ${target} is past the newest the archive holds (${headRev})`);
-  const snapshot = snaps.filter((s) => s.rev <= target).pop() ?? null;
-  if (!snapshot && !logs.some((l) => l.firstRev === 1)) {
-    throw new ArchiveError(`no snapshot at or before revision ${target}, and the log does not start at revision 1`);
-  }
 
   const fetched = new Map<string, Promise<Uint8Array>>();
   const fetch = (name: string) => {
@@ -132,12 +128,28 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
     return b;
   };
 
+  // The newest snapshot at or before the target that checks out; a refused one gives way to the one
+  // before it (the log then reaches further back), and is reported.
   const state: RestoredState = { snapshot: null, changes: new Map() };
-  if (snapshot) {
+  let snapshot: { name: string; rev: number } | null = null;
+  for (const c of snaps.filter((x) => x.rev <= target).reverse()) {
     // The first log objects download while the snapshot is checked.
-    for (let k = 0, r = snapshot.rev + 1, l = best(r); k <= downloadsAhead && l && r <= target; k++, r = l.lastRev + 1, l = best(r)) void fetch(l.name);
-    state.snapshot = checkSnapshot(bucket.key(snapshot.name), snapshot.rev, await fetch(snapshot.name), db);
+    for (let k = 0, r = c.rev + 1, l = best(r); k <= downloadsAhead && l && r <= target; k++, r = l.lastRev + 1, l = best(r)) void fetch(l.name);
+    try {
+      state.snapshot = checkSnapshot(bucket.key(c.name), c.rev, await fetch(c.name), db);
+    } catch (err) {
+      if (!(err instanceof ArchiveError)) throw err;
+      refused.add(c.name);
+      skipped.push({ name: bucket.key(c.name), why: err.message });
+      continue;
+    }
+    snapshot = c;
     db = state.snapshot.header.db;
+    break;
+  }
+  if (!snapshot && !logs.some((l) => l.firstRev === 1)) {
+    const why = skipped.length > 0 ? `; refused: ${skipped[skipped.length - 1]!.why}` : "";
+    throw new ArchiveError(`no usable snapshot at or before revision ${target}, and the log does not start at revision 1${why}`);
   }
   const plan: RestorePlan = { db: db ?? "", headRev, targetRev: 0, snapshot, logs: [], skipped };
   let next = (snapshot?.rev ?? 0) + 1;
@@ -148,7 +160,7 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
     if (!l) {
       // The end of the archive, when no target was given and nothing usable lies beyond: a refused
       // last object (an upload cut short, which real S3 would not keep) is reported in `skipped`.
-      const beyond = logs.some((x) => x.firstRev > next && !refused.has(x.name)) || snaps.some((x) => x.rev >= next);
+      const beyond = logs.some((x) => x.firstRev > next && !refused.has(x.name)) || snaps.some((x) => x.rev >= next && !refused.has(x.name));
       if (o.rev === undefined && !beyond) break;
       const holder = logs.find((x) => refused.has(x.name) && x.firstRev <= next && x.lastRev >= next);
       if (holder) throw new ArchiveError(`no usable object holds revision ${next}: ${plan.skipped.find((x) => x.name === bucket.key(holder.name))!.why}`);
