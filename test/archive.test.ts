@@ -205,7 +205,7 @@ describe("archive", () => {
     await bucket.put(newest, whole.subarray(0, whole.length - 100));
     const to = path.join(tmpDir(), "r");
     const r = await restore(url, to, { s3: s3.s3 });
-    expect(r.snapshot!.name).toBe(snaps[0]);
+    expect(r.snapshot!.name).toBe(snaps[0]!);
     expect(r.skipped.map((x) => x.name)).toEqual([bucket.key(newest)]);
     expect(r.targetRev).toBe(rev);
     const back = await open(to);
