@@ -19,3 +19,13 @@ export function copyBytes(dst: Uint8Array, pos: number, src: Uint8Array, start: 
   from.copy(Buffer.from(dst.buffer, dst.byteOffset, dst.byteLength), pos);
   return pos + n;
 }
+
+/** `parts` back to back in one new array (copied with copyBytes). */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) at = copyBytes(out, at, p, 0, p.length);
+  return out;
+}

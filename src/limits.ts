@@ -139,5 +139,7 @@ export interface Limits {
 
 /** Archiving (docs/archive-format.md): every durable revision reaches the bucket within about this long. */
 export const archiveMaxLagMsDefault = 1000;
+/** Each S3 request of the archive's: Bun's client has no timeout of its own for every call. */
+export const archiveCallTimeoutMsDefault = 10_000;
 /** close() lets the archiver ship what is durable for at most this long. */
 export const archiveCloseTimeoutMsDefault = 5000;

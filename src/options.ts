@@ -1,6 +1,6 @@
 // open()'s options: the public ones, the test hooks kept apart from them, and their checked, defaulted form.
 
-import { callTimeoutMsDefault, parseArchiveUrl, type S3Settings } from "./archive/bucket.ts";
+import { parseArchiveUrl, type S3Settings } from "./archive/bucket.ts";
 import { InvalidArgumentError } from "./errors.ts";
 import * as L from "./limits.ts";
 import type { Limits, ReplayProgress, SyncMode } from "./types.ts";
@@ -124,7 +124,7 @@ function resolveArchive(a: ArchiveOptions): Required<ArchiveOptions> {
   return {
     url: a.url,
     maxLagMs: ms("maxLagMs", a.maxLagMs, L.archiveMaxLagMsDefault, 10),
-    timeoutMs: ms("timeoutMs", a.timeoutMs, callTimeoutMsDefault, 1),
+    timeoutMs: ms("timeoutMs", a.timeoutMs, L.archiveCallTimeoutMsDefault, 1),
     closeTimeoutMs: ms("closeTimeoutMs", a.closeTimeoutMs, L.archiveCloseTimeoutMsDefault, 0),
     s3: { ...a.s3 },
   };

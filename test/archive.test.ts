@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { encodeLogObject } from "../src/archive/object.ts";
-import { Bucket } from "../src/archive/bucket.ts";
+import { Bucket, type S3Settings } from "../src/archive/bucket.ts";
 import { encodeEntry } from "../src/format/encoder.ts";
 import { ArchiveError, bumpRevisionDefault, open, restore, type Db, type Entry } from "../src/index.ts";
 import { startFaultProxy } from "./helpers/fault-proxy.ts";
@@ -33,6 +33,18 @@ async function waitFor(what: string, cond: () => boolean, ms = 20_000, db?: Db):
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${db ? `: rev ${db.rev}, ${JSON.stringify(db.stats().archive)}` : ""}`);
     await Bun.sleep(20);
+  }
+}
+
+/** Restores `url` into a fresh directory and returns what the restored database holds. */
+async function restoredState(url: string, settings: S3Settings): Promise<Map<string, Entry>> {
+  const to = path.join(tmpDir(), "restored");
+  await restore(url, to, { s3: settings });
+  const back = await open(to);
+  try {
+    return state(back);
+  } finally {
+    await back.close();
   }
 }
 
@@ -242,11 +254,7 @@ describe("archive", () => {
       await waitFor("the archive to catch up again", () => db.stats().archive!.rev === db.rev);
       const want = state(db);
       await db.close();
-      const to = path.join(tmpDir(), "restored");
-      await restore(url, to, { s3: own.s3 });
-      const back = await open(to);
-      expect(state(back)).toEqual(want);
-      await back.close();
+      expect(await restoredState(url, own.s3)).toEqual(want);
     } finally {
       await db.close();
     }
@@ -274,11 +282,7 @@ describe("archive", () => {
       expect(db.stats().archive!.lastError).not.toBeNull();
       const want = state(db);
       await db.close();
-      const to = path.join(tmpDir(), "restored");
-      await restore(url, to, { s3: s3.s3 });
-      const back = await open(to);
-      expect(state(back)).toEqual(want);
-      await back.close();
+      expect(await restoredState(url, s3.s3)).toEqual(want);
     } finally {
       await db.close();
       proxy.stop();

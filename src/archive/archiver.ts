@@ -2,6 +2,7 @@
 // on a worker thread of its own; the writer and the main thread see its progress in the ring.
 
 import * as path from "node:path";
+import { concatBytes } from "../bytes.ts";
 import { ArchiveError } from "../errors.ts";
 import { readFrame, viewOf } from "../format/decoder.ts";
 import {
@@ -134,14 +135,14 @@ export class Archiver {
 
   /**
    * Puts the cursor on entry `rev` (the next to ship), scanning its segment from the start. False
-   * when no local segment holds it (the log starts later); true also when `rev` is not written yet.
+   * when no local segment holds it (the log starts later); true also when `rev` is not written yet
+   * (open() always leaves a segment).
    */
   private seek(rev: number): boolean {
     const segments = listSegments(this.io, this.walDir, false);
     const i = lastSegmentStartingBy(segments, rev);
-    if (i < 0) return rev === 1 && segments.length === 0;
+    if (i < 0) return false;
     const seg = segments[i]!;
-    if (i === 0 && seg.firstRev > rev) return false;
     this.cursor = { seq: seg.seq, file: path.join(this.walDir, seg.name), offset: HEADER_FRAME_OFFSET, rev: seg.firstRev };
     this.skipHeader();
     return this.collect(rev - 1, true).next === rev;
@@ -181,7 +182,7 @@ export class Archiver {
     const got = this.collect(synced, false);
     if (got.frames.length === 0) return false;
     const last = got.next - 1;
-    const body = concat(got.frames);
+    const body = concatBytes(got.frames);
     const object = encodeLogObject(this.cfg.dbId, first, last, body);
     try {
       await this.call(() => this.bucket.put(logObjectName(first, last), object));
@@ -331,16 +332,4 @@ export class Archiver {
       };
     });
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

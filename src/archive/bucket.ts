@@ -1,6 +1,7 @@
 // An archive's bucket: Bun's S3 client, with a timeout on every call and jittered retries.
 
 import { ArchiveError } from "../errors.ts";
+import * as L from "../limits.ts";
 
 /** Endpoint and credentials; any left out come from Bun's S3_* / AWS_* environment variables. */
 export interface S3Settings {
@@ -25,7 +26,6 @@ export function parseArchiveUrl(url: string): ArchiveTarget {
   return { bucket: m[1]!, prefix: prefix === "" ? "" : `${prefix}/` };
 }
 
-export const callTimeoutMsDefault = 10_000;
 const backoffFirstMs = 100;
 const backoffMaxMs = 5_000;
 
@@ -43,7 +43,7 @@ export class Bucket {
   constructor(
     readonly url: string,
     s3: S3Settings = {},
-    readonly timeoutMs = callTimeoutMsDefault,
+    readonly timeoutMs = L.archiveCallTimeoutMsDefault,
   ) {
     this.target = parseArchiveUrl(url);
     this.client = new Bun.S3Client({ ...definedOnly(s3), bucket: this.target.bucket });

@@ -1,5 +1,6 @@
 // The archive's objects (docs/archive-format.md): names, the log object's bytes, the position object.
 
+import { concatBytes } from "../bytes.ts";
 import { ArchiveError } from "../errors.ts";
 import { crc32 } from "../codec/crc.ts";
 import { payloadDecoder, payloadEncoder } from "../codec/cbor.ts";
@@ -53,11 +54,7 @@ export interface LogHeader {
 export function encodeLogObject(db: string, firstRev: number, lastRev: number, body: Uint8Array, time = Date.now()): Uint8Array {
   const h: LogHeader = { v: ARCHIVE_VERSION, db, firstRev, lastRev, time, bytes: body.length, crc: crc32(body, 0, body.length) };
   const frame = encodeFrame(TYPE_HEADER, lastRev, payloadEncoder.encode(h));
-  const out = new Uint8Array(ARCHIVE_MAGIC.length + frame.length + body.length);
-  out.set(ARCHIVE_MAGIC, 0);
-  out.set(frame, ARCHIVE_MAGIC.length);
-  out.set(body, ARCHIVE_MAGIC.length + frame.length);
-  return out;
+  return concatBytes([ARCHIVE_MAGIC, frame, body]); // (TypedArray.set moves ~0.6 GB/s here: src/bytes.ts)
 }
 
 /** One entry of a log object: its revision and its frame's payload [start, start + len) of `bytes`. */

@@ -72,8 +72,8 @@ const downloadsAhead = 4;
 
 /**
  * Lists the archive (the only LISTs), then reads the newest snapshot at or before the target and a
- * chain of log objects after it, each verified whole before any of its entries is used, into a map
- * of every key. At each step the chain takes the object that holds the next revision and reaches
+ * chain of log objects after it, each verified whole before any of its entries is used: the base
+ * snapshot, and what the log changed after it (mergeEntries walks them together). At each step the chain takes the object that holds the next revision and reaches
  * furthest (objects overlap after an archiver restart); one that is refused gives way to the next.
  */
 export async function restoreState(o: RestorePlanOptions): Promise<{ plan: RestorePlan; state: RestoredState }> {
@@ -102,7 +102,9 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
       skipped.push({ name: bucket.key(POSITION_NAME), why: (err as Error).message });
     }
   }
-  const headRev = Math.max(0, ...snaps.map((s) => s.rev), ...logs.map((l) => l.lastRev));
+  let headRev = 0; // (a loop: spreading thousands of objects into Math.max overflows the arguments)
+  for (const x of snaps) headRev = Math.max(headRev, x.rev);
+  for (const x of logs) headRev = Math.max(headRev, x.lastRev);
   const target = o.rev ?? headRev;
   if (!(Number.isSafeInteger(target) && target >= 0)) throw new ArchiveError(`--rev must be a revision, not ${o.rev}`);
   if (target > headRev) throw new ArchiveError(`revision ${target} is past the newest the archive holds (${headRev})`);
@@ -120,12 +122,35 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
     }
     return p;
   };
-  /** The object holding `rev` that reaches furthest, among those not yet refused. */
+  // The object holding a revision that reaches furthest, among those not refused, in O(log n): logs
+  // by firstRev, and for each position the furthest-reaching one up to it (rebuilt on a refusal,
+  // which is rare). A restore over many thousands of objects stays linear.
   const refused = new Set<string>();
-  const best = (rev: number): LogName | null => {
+  logs.sort((a, b) => a.firstRev - b.firstRev);
+  const furthest: (LogName | null)[] = [];
+  const rebuild = () => {
     let b: LogName | null = null;
-    for (const l of logs) if (!refused.has(l.name) && l.firstRev <= rev && l.lastRev >= rev && (!b || l.lastRev > b.lastRev)) b = l;
-    return b;
+    logs.forEach((l, i) => {
+      if (!refused.has(l.name) && (!b || l.lastRev > b.lastRev)) b = l;
+      furthest[i] = b;
+    });
+  };
+  rebuild();
+  const best = (rev: number): LogName | null => {
+    let lo = 0;
+    let hi = logs.length; // the first index whose firstRev is past rev
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (logs[mid]!.firstRev <= rev) lo = mid + 1;
+      else hi = mid;
+    }
+    const b = lo > 0 ? furthest[lo - 1]! : null;
+    return b && b.lastRev >= rev ? b : null;
+  };
+  const refuse = (name: string, why: string) => {
+    refused.add(name);
+    skipped.push({ name: bucket.key(name), why });
+    rebuild();
   };
 
   // The newest snapshot at or before the target that checks out; a refused one gives way to the one
@@ -139,8 +164,7 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
       state.snapshot = checkSnapshot(bucket.key(c.name), c.rev, await fetch(c.name), db);
     } catch (err) {
       if (!(err instanceof ArchiveError)) throw err;
-      refused.add(c.name);
-      skipped.push({ name: bucket.key(c.name), why: err.message });
+      refuse(c.name, err.message);
       continue;
     }
     snapshot = c;
@@ -172,8 +196,7 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
       log = decodeLogObject(bucket.key(l.name), await fetch(l.name), db);
     } catch (err) {
       if (!(err instanceof ArchiveError)) throw err;
-      refused.add(l.name);
-      plan.skipped.push({ name: bucket.key(l.name), why: err.message });
+      refuse(l.name, err.message);
       continue;
     }
     fetched.delete(l.name);
