@@ -1,9 +1,10 @@
 // Archiving to S3-compatible storage (issue 16), against a local s3rver started here, in one run:
 // put throughput with archiving ÷ without (and what the archiver and the S3 server cost in CPU),
 // archive lag under a paced load with the S3 requests it makes, and a restore of N keys ÷ a local
-// open of the same database.
+// open of the same database; and zero-RPO writes (archive.sync) against archived writes that do not
+// wait for the bucket, at 1, 16 and 256 in flight.
 //
-//   bun bench/archive.ts [--keys N] [--seconds S] [--rate R] [--rounds K] [--part throughput|lag|restore]
+//   bun bench/archive.ts [--keys N] [--seconds S] [--rate R] [--rounds K] [--part throughput|lag|restore|sync]
 
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -29,20 +30,59 @@ function processCpuMs(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
-/** Puts of new keys with IN_FLIGHT in flight for `ms`; how many, and in how long. */
-async function saturate(db: Db, ms: number): Promise<{ puts: number; secs: number }> {
+/** Puts of new keys with `inFlight` in flight for `ms`; how many, in how long, and each one's latency (µs) if asked. */
+async function saturate(db: Db, ms: number, inFlight = IN_FLIGHT, latencies?: number[]): Promise<{ puts: number; secs: number }> {
   const value = bytesValue();
   let puts = 0;
   const end = performance.now() + ms;
   const lane = async (l: number) => {
-    for (let i = l; performance.now() < end; i += IN_FLIGHT) {
+    for (let i = l; performance.now() < end; i += inFlight) {
+      const t = performance.now();
       await db.put(key(i), value);
+      latencies?.push((performance.now() - t) * 1000);
       puts++;
     }
   };
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: IN_FLIGHT }, (_, l) => lane(l)));
+  await Promise.all(Array.from({ length: inFlight }, (_, l) => lane(l)));
   return { puts, secs: (performance.now() - t0) / 1000 };
+}
+
+/** Zero RPO (archive.sync): a put waits for its object's PUT too. Rounds alternate with archived puts that do not wait. */
+async function zeroRpo(s3: S3Server): Promise<void> {
+  const run = (sync: boolean, inFlight: number) =>
+    withTmpDir(async (dir) => {
+      const db = await open(dir, { archive: { ...archiveOpts(s3), sync } });
+      await settleWriter(db);
+      const a0 = db.stats().archive!;
+      const lat: number[] = [];
+      const r = await saturate(db, (SECONDS * 1000) / 2, inFlight, lat);
+      const a1 = db.stats().archive!;
+      await db.close();
+      lat.sort((x, y) => x - y);
+      return { rate: r.puts / r.secs, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), putsPerObject: r.puts / Math.max(1, a1.objects - a0.objects) };
+    });
+  const rows: string[][] = [];
+  for (const inFlight of [1, 16, 256]) {
+    const off: Awaited<ReturnType<typeof run>>[] = [];
+    const on: Awaited<ReturnType<typeof run>>[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      off.push(await run(false, inFlight));
+      on.push(await run(true, inFlight));
+    }
+    const m = (xs: { rate: number }[]) => median(xs.map((x) => x.rate));
+    rows.push([
+      String(inFlight),
+      fmt(m(off)),
+      fmt(m(on)),
+      fmt(m(on) / m(off), 2),
+      `${fmt(median(off.map((x) => x.p50)))} / ${fmt(median(on.map((x) => x.p50)))}`,
+      `${fmt(median(off.map((x) => x.p99)))} / ${fmt(median(on.map((x) => x.p99)))}`,
+      fmt(median(on.map((x) => x.putsPerObject)), 1),
+    ]);
+  }
+  table(["in flight", "archived puts/s", "archive.sync puts/s", "sync ÷ not", "p50 µs (not / sync)", "p99 µs (not / sync)", "puts per object (sync)"], rows);
+  console.log(`(medians of ${ROUNDS}; a sync put waits for an fdatasync and then a PUT to s3rver on loopback: a real bucket's round trip is longer)\n`);
 }
 
 async function throughput(s3: S3Server): Promise<void> {
@@ -174,6 +214,7 @@ try {
   if (PART === undefined || PART === "throughput") await throughput(s3);
   if (PART === undefined || PART === "lag") await lag(s3);
   if (PART === undefined || PART === "restore") await restoreVsOpen(s3);
+  if (PART === undefined || PART === "sync") await zeroRpo(s3);
 } finally {
   await stopS3Servers();
 }

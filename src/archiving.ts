@@ -1,28 +1,31 @@
 // The main thread's side of archiving: starts the archiver worker, stops it at close, reads its stats.
 
 import { Worker } from "node:worker_threads";
-import type { ArchiverConfig } from "./archive/archiver.ts";
+import { gaveUp, type ArchiverConfig } from "./archive/archiver.ts";
 import type { ArchiveOptions } from "./options.ts";
 import { archiveStats } from "./stats.ts";
 import type { ArchiveStats } from "./types.ts";
-import type { RingViews } from "./wal/ring.ts";
+import * as R from "./wal/ring.ts";
 
 export class ArchiveLink {
   private readonly worker: Worker;
   private readonly ended: Promise<void>;
 
   constructor(
-    private readonly ring: RingViews,
+    private readonly ring: R.RingViews,
     private readonly o: Required<ArchiveOptions>,
     dir: string,
     dbId: string,
   ) {
-    const cfg: ArchiverConfig = { dir, dbId, url: o.url, s3: o.s3, maxLagMs: o.maxLagMs, timeoutMs: o.timeoutMs, sab: ring.sab };
+    const cfg: ArchiverConfig = { dir, dbId, url: o.url, s3: o.s3, maxLagMs: o.maxLagMs, timeoutMs: o.timeoutMs, retainMs: o.retainMs, sync: o.sync, sab: ring.sab };
     this.worker = new Worker(new URL("../workers/archiver.ts", import.meta.url), { workerData: cfg });
     this.worker.unref(); // the archive never keeps a process alive by itself
     this.ended = new Promise<void>((resolve) => {
       this.worker.once("exit", () => resolve());
-      this.worker.once("error", () => resolve());
+      this.worker.once("error", (err) => {
+        gaveUp(ring, `the archiver's thread failed: ${(err as Error)?.message ?? String(err)}`);
+        resolve();
+      });
       this.worker.on("message", (m: { type?: string }) => m?.type === "stopped" && resolve());
     });
   }
@@ -46,3 +49,4 @@ export class ArchiveLink {
     this.worker.on("error", () => {});
   }
 }
+

@@ -4,7 +4,7 @@
 import * as path from "node:path";
 import type { Worker } from "node:worker_threads";
 import { ArchiveLink } from "./archiving.ts";
-import { ClosedError, WalFailedError, type HarmonyError } from "./errors.ts";
+import { ArchiveError, ClosedError, WalFailedError, type HarmonyError } from "./errors.ts";
 import type { DirLock } from "./io/lock.ts";
 import * as L from "./limits.ts";
 import type { Resolved } from "./options.ts";
@@ -59,6 +59,7 @@ export class Db {
     this.ring = parts.ring;
     this.worker = parts.worker;
     this.pipeline = new WritePipeline(parts.ring, this.o.limits.valueBytesMax + L.recordSlackBytes, parts.lastRev, this.host());
+    this.pipeline.waitForArchive = this.o.archive?.sync === true;
     const snapshotConfig: SnapshotConfig = {
       dir: parts.dir,
       dbId: parts.dbId,
@@ -191,7 +192,7 @@ export class Db {
   private async doClose(): Promise<void> {
     this.state = "closing";
     // Every write accepted before close() lands (or fails) first.
-    await this.pipeline.whenIdle();
+    await this.writesSettled();
     await this.snapshots.beforeClose();
     const closed = new Promise<void>((resolve) => {
       if (this.workerExited) return resolve(); // it stopped on a failure already
@@ -221,6 +222,22 @@ export class Db {
     // Last, with no await after it: a caller awaiting close() handles its watchers' rejections next.
     for (const w of [...this.watchers]) w.fail(new ClosedError());
     this.parts.lock.release();
+  }
+
+  /**
+   * Waits for every accepted write. Those waiting for the archive (archive.sync) wait at most
+   * closeTimeoutMs; then they fail: durable here, in the archive once the next open ships them.
+   */
+  private async writesSettled(): Promise<void> {
+    const a = this.o.archive;
+    if (!a?.sync) return this.pipeline.whenIdle();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), a.closeTimeoutMs)));
+    if (await Promise.race([this.pipeline.whenIdle().then(() => false), late])) {
+      this.pipeline.poison(new ArchiveError(`closed before the archive held the write (${a.closeTimeoutMs} ms): it is durable here, and the next open ships it`));
+      await this.pipeline.whenIdle();
+    }
+    clearTimeout(timer);
   }
 
   private checkWritable(): void {

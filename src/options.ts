@@ -38,6 +38,16 @@ export interface ArchiveOptions {
   timeoutMs?: number;
   /** How long close() lets the archiver ship what is durable (default 5,000). */
   closeTimeoutMs?: number;
+  /**
+   * Keep what restores every revision of the last this many ms, and delete what is older
+   * (docs/archive-format.md, "Retention"). Default 0: keep everything.
+   */
+  retainMs?: number;
+  /**
+   * Zero RPO: a write resolves (and becomes visible) only once the log object holding it is in the
+   * bucket too; while S3 is down, writes wait (docs/archive-format.md, "Zero RPO"). Default false.
+   */
+  sync?: boolean;
   /** Endpoint and credentials; by default Bun's S3_* / AWS_* environment variables. */
   s3?: S3Settings;
 }
@@ -126,6 +136,8 @@ function resolveArchive(a: ArchiveOptions): Required<ArchiveOptions> {
     maxLagMs: ms("maxLagMs", a.maxLagMs, L.archiveMaxLagMsDefault, 10),
     timeoutMs: ms("timeoutMs", a.timeoutMs, L.archiveCallTimeoutMsDefault, 1),
     closeTimeoutMs: ms("closeTimeoutMs", a.closeTimeoutMs, L.archiveCloseTimeoutMsDefault, 0),
+    retainMs: ms("retainMs", a.retainMs, 0, 0),
+    sync: a.sync ?? false,
     s3: { ...a.s3 },
   };
 }

@@ -13,6 +13,12 @@ export interface RestoreOptions {
   /** The revision to restore to (default: the newest the archive holds without a gap). */
   rev?: number;
   /**
+   * Restore what had reached the archive by this time (a Date, or ms since the epoch): the newest
+   * snapshot uploaded by then and the log objects made by then (docs/archive-format.md, "Restore
+   * to a time"). With `rev` too, whichever comes first.
+   */
+  time?: Date | number;
+  /**
    * The restored database's revisions continue this far above the newest revision in the archive
    * (default 1,000,000; etcd's --bump-revision), so that no revision the old database may have
    * handed out is handed out again with other contents.
@@ -42,7 +48,9 @@ export async function restore(url: string, dir: string, o: RestoreOptions = {}):
   const bump = o.bumpRevision ?? bumpRevisionDefault;
   if (!(Number.isSafeInteger(bump) && bump >= 0)) throw new InvalidArgumentError("bumpRevision must be an integer ≥ 0");
   if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new InvalidArgumentError(`${dir} exists and is not empty`);
-  const { plan, state } = await restoreState({ url, rev: o.rev, s3: o.s3, timeoutMs: o.timeoutMs });
+  const time = o.time instanceof Date ? o.time.getTime() : o.time;
+  if (time !== undefined && !Number.isFinite(time)) throw new InvalidArgumentError("time must be a valid Date or ms since the epoch");
+  const { plan, state } = await restoreState({ url, rev: o.rev, time, s3: o.s3, timeoutMs: o.timeoutMs });
   // A dry run merges too: every snapshot entry is checked as it is walked.
   if (o.dryRun) return { ...plan, newDb: "", rev: 0, keys: mergeEntries(state, () => {}) };
   const part = `${path.resolve(dir)}.part`;

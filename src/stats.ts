@@ -45,5 +45,7 @@ export function archiveStats(ring: R.RingViews, url: string, now = Date.now()): 
     errors,
     lastError: errors === 0 ? null : R.readError(ring, ring.archiveError) || null,
     cpuMs: s[R.STAT_ARCHIVE_CPU_US]! / 1000,
+    deleted: s[R.STAT_ARCHIVE_DELETED]!,
+    lists: s[R.STAT_ARCHIVE_LISTS]!,
   };
 }

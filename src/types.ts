@@ -121,4 +121,7 @@ export interface ArchiveStats {
   lastError: string | null;
   /** CPU time the archiver's thread has used. */
   cpuMs: number;
+  /** Objects deleted by retention, and LIST requests made (one per run with retention; else none). */
+  deleted: number;
+  lists: number;
 }

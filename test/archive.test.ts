@@ -304,6 +304,147 @@ describe("archive", () => {
     } finally {
       await other.close();
     }
+    // With archive.sync, a write that can never be archived fails, naming why; reads go on.
+    const strict = await open(tmpDir(), { archive: { url, sync: true, s3: s3.s3 } });
+    try {
+      const err = await strict.put("c", 3).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ArchiveError);
+      expect((err as Error).message).toContain("holds the archive of database");
+      expect(strict.get("c")).toBeUndefined();
+    } finally {
+      await strict.close();
+    }
+  });
+
+  test("archive.sync: a write resolves once the bucket holds it; while S3 fails it waits, unseen, and lands after", async () => {
+    const proxy = startFaultProxy(s3.port);
+    const url = s3.url(newPrefix());
+    const viaProxy = { ...s3.s3, endpoint: `http://127.0.0.1:${proxy.port}` };
+    const dir = tmpDir();
+    const db = await open(dir, { snapshotEveryBytes: 0, archive: { url, sync: true, timeoutMs: 300, closeTimeoutMs: 300, s3: viaProxy } });
+    try {
+      for (let i = 0; i < 10; i++) {
+        const rev = await db.put(`k${i}`, i);
+        expect(db.stats().archive!.rev).toBeGreaterThanOrEqual(rev);
+      }
+      // Many in flight: one object holds a group of them.
+      const revs = await Promise.all(Array.from({ length: 200 }, (_, i) => db.put(`c${i}`, i)));
+      expect(db.stats().archive!.rev).toBeGreaterThanOrEqual(Math.max(...revs));
+      expect(db.stats().archive!.objects).toBeLessThan(10 + 200);
+
+      proxy.mode = "503";
+      let settled = false;
+      const during = db.put("during", 1).then((rev) => ((settled = true), rev));
+      await waitFor("a failed upload", () => db.stats().archive!.errors > 0 && db.stats().archive!.behindRevs > 0);
+      await Bun.sleep(200);
+      expect(settled).toBe(false); // durable here, not yet in the bucket: not acknowledged,
+      expect(db.get("during")).toBeUndefined(); // and not visible
+      proxy.mode = "pass";
+      const rev = await during;
+      expect(db.get("during")).toBe(1);
+      expect(db.stats().archive!.rev).toBeGreaterThanOrEqual(rev);
+
+      // Closed while S3 fails: the write fails after closeTimeoutMs; it is durable here, and the
+      // next open ships it.
+      proxy.mode = "503";
+      const late = db.put("late", 2).catch((e: unknown) => e);
+      await waitFor("a failed upload", () => db.stats().archive!.behindRevs > 0);
+      await db.close();
+      expect(await late).toBeInstanceOf(ArchiveError);
+      proxy.mode = "pass";
+      const again = await open(dir, { snapshotEveryBytes: 0, archive: { url, sync: true, s3: viaProxy } });
+      expect(again.get("late")).toBe(2);
+      await waitFor("the archive to catch up", () => again.stats().archive!.rev === again.rev, 20_000, again);
+      const want = state(again);
+      await again.close();
+      expect(await restoredState(url, s3.s3)).toEqual(want);
+    } finally {
+      await db.close();
+      proxy.stop();
+    }
+  });
+
+  test("restore --time: what had reached the archive by then, and nothing written after", async () => {
+    const url = s3.url(newPrefix());
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    const marks: { time: number; rev: number; want: Map<string, Entry> }[] = [];
+    let snapRev = 0;
+    for (let round = 0; round < 3; round++) {
+      await writeSome(db, 60, `t${round}`);
+      if (round === 1) {
+        // A snapshot counts from a second after its upload (S3 tells upload times to the second).
+        snapRev = (await db.snapshot()).rev;
+        await waitFor("the snapshot", () => db.stats().archive!.snapshotRev === snapRev, 20_000, db);
+        await Bun.sleep(1100);
+      }
+      await waitFor("the archive", () => db.stats().archive!.rev === db.rev, 20_000, db);
+      marks.push({ time: Date.now(), rev: db.rev, want: state(db) });
+      await Bun.sleep(5); // (what comes next is made after the mark)
+    }
+    await db.close();
+    for (const [i, m] of marks.entries()) {
+      const to = path.join(tmpDir(), "r");
+      const r = await restore(url, to, { time: new Date(m.time), s3: s3.s3, bumpRevision: 0 });
+      expect(r.targetRev).toBe(m.rev);
+      expect(r.snapshot?.rev ?? 0).toBe(i === 0 ? 0 : snapRev);
+      const back = await open(to);
+      expect(state(back)).toEqual(m.want);
+      await back.close();
+    }
+    // With --rev too, whichever comes first; a time before anything was archived is an error.
+    expect((await restore(url, path.join(tmpDir(), "r"), { time: marks[2]!.time, rev: marks[0]!.rev, s3: s3.s3 })).targetRev).toBe(marks[0]!.rev);
+    await expect(restore(url, path.join(tmpDir(), "r"), { time: marks[0]!.time - 60_000, s3: s3.s3 })).rejects.toThrow("had reached the archive by");
+  });
+
+  test("retention deletes what the oldest kept snapshot does not need, earlier runs' objects too, with one LIST per run", async () => {
+    const url = s3.url(newPrefix());
+    const dir = tmpDir();
+    const bucket = new Bucket(url, s3.s3);
+    const retainMs = 2500;
+    const snaps: number[] = [];
+    const round = async (db: Db, tag: string) => {
+      await writeSome(db, 60, tag);
+      const rev = (await db.snapshot()).rev;
+      snaps.push(rev);
+      await waitFor("the archive", () => db.stats().archive!.rev === db.rev && db.stats().archive!.snapshotRev === rev, 20_000, db);
+    };
+    // A first run without retention: snapshots A and B, and the log before and between them.
+    const first = await open(dir, { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    await round(first, "a");
+    await round(first, "b");
+    await first.close();
+    const [a, b] = snaps as [number, number];
+    const logsBefore = (await bucket.list("log/")).map((o) => o.name);
+    const coveredByB = logsBefore.filter((n) => parseInt(n.slice(21, 37), 16) <= b);
+    expect(coveredByB.length).toBeGreaterThanOrEqual(2);
+    await Bun.sleep(retainMs + 1100); // A and B are older than the window now (their times, to the second, rounded up)
+
+    // A second run with retention: B is the base (the newest snapshot older than the window).
+    const db = await open(dir, { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, retainMs, s3: s3.s3 } });
+    try {
+      await round(db, "c");
+      await waitFor("retention", () => db.stats().archive!.deleted === 1 + coveredByB.length, 20_000, db);
+      expect((await bucket.list("snap/")).map((o) => o.name)).toEqual([snaps[1]!, snaps[2]!].map((r) => `snap/${r.toString(16).padStart(16, "0")}.snap`));
+      const logsAfter = (await bucket.list("log/")).map((o) => o.name);
+      expect(logsAfter.filter((n) => coveredByB.includes(n))).toEqual([]);
+      expect(logsAfter.length).toBeGreaterThan(0);
+      // The steady state: more objects and retention passes (every retainMs / 10), no more LISTs.
+      const lists = db.stats().archive!.lists;
+      expect(lists).toBe(2); // snap/ and log/, once
+      await writeSome(db, 30, "d");
+      await waitFor("the archive", () => db.stats().archive!.rev === db.rev, 20_000, db);
+      await Bun.sleep(retainMs / 5);
+      expect(db.stats().archive!.lists).toBe(lists);
+      expect(db.stats().archive!.errors).toBe(0);
+      const want = state(db);
+      await db.close();
+      // The newest state restores; a point before the oldest kept snapshot does not, and says why.
+      expect(await restoredState(url, s3.s3)).toEqual(want);
+      await expect(restore(url, path.join(tmpDir(), "r"), { rev: a, s3: s3.s3 })).rejects.toThrow(`no usable snapshot at or before revision ${a}`);
+      expect((await restore(url, path.join(tmpDir(), "r"), { rev: b + 1, s3: s3.s3 })).snapshot?.rev).toBe(b);
+    } finally {
+      await db.close();
+    }
   });
 
   test("the server archives with --archive and reports it; `harmonydb restore` brings it back", async () => {
@@ -311,7 +452,7 @@ describe("archive", () => {
     // Endpoint and credentials through Bun's S3_* environment, as an operator would give them.
     const env = { S3_ENDPOINT: s3.s3.endpoint!, S3_ACCESS_KEY_ID: "S3RVER", S3_SECRET_ACCESS_KEY: "S3RVER", S3_REGION: "us-east-1" };
     const dir = tmpDir();
-    const srv = await spawnServer(["--dir", dir, "--archive", url], env);
+    const srv = await spawnServer(["--dir", dir, "--archive", url, "--archive-retain", "7d"], env);
     try {
       await srv.waitFor("ready at rev");
       for (let i = 0; i < 20; i++) {
@@ -328,6 +469,7 @@ describe("archive", () => {
       const metrics = await (await fetch(`${srv.base}/metrics`)).text();
       expect(metrics).toMatch(/^harmonydb_archive_revision 20$/m);
       expect(metrics).toMatch(/^harmonydb_archive_behind_revisions 0$/m);
+      expect(metrics).toMatch(/^harmonydb_archive_deleted_total 0$/m); // (a week's retention: nothing old enough)
     } finally {
       srv.proc.kill("SIGTERM");
       await srv.proc.exited;
@@ -353,5 +495,8 @@ describe("archive", () => {
     expect(run(url, to).exitCode).toBe(1); // not empty now
     expect(run(url).exitCode).toBe(64);
     expect(run(url, path.join(tmpDir(), "x"), "--rev", "many").exitCode).toBe(64);
+    expect(run(url, path.join(tmpDir(), "x"), "--time", "yesterday").exitCode).toBe(64);
+    const now = run(url, path.join(tmpDir(), "x"), "--time", new Date().toISOString(), "--dry-run");
+    expect(now.stdout.toString()).toContain("applied up to revision 20");
   });
 });

@@ -476,11 +476,11 @@ test("/readyz turns 503 once the WAL fails; writes answer 503, reads go on", asy
 
 describe("configuration", () => {
   test("defaults, HARMONYDB_* environment, and flags over environment", () => {
-    expect(parseConfig([], {})).toEqual({ config: { dir: "./data", host: "127.0.0.1", port: 7070, token: null, sync: "always", logLevel: "info", idleTimeoutS: 30, archive: null } });
-    const env = { HARMONYDB_DIR: "/d", HARMONYDB_HOST: "::1", HARMONYDB_PORT: "80", HARMONYDB_TOKEN: "t", HARMONYDB_SYNC: "never", HARMONYDB_LOG_LEVEL: "debug", HARMONYDB_IDLE_TIMEOUT_S: "5", HARMONYDB_ARCHIVE: "s3://b/e" };
-    expect(parseConfig([], env)).toEqual({ config: { dir: "/d", host: "::1", port: 80, token: "t", sync: "never", logLevel: "debug", idleTimeoutS: 5, archive: "s3://b/e" } });
-    const flags = ["--dir", "/f", "--port", "0", "--token", "u", "--sync", "interval", "--log-level", "warn", "--host", "0.0.0.0", "--idle-timeout", "9", "--archive", "s3://b/f"];
-    expect(parseConfig(flags, env)).toEqual({ config: { dir: "/f", host: "0.0.0.0", port: 0, token: "u", sync: "interval", logLevel: "warn", idleTimeoutS: 9, archive: "s3://b/f" } });
+    expect(parseConfig([], {})).toEqual({ config: { dir: "./data", host: "127.0.0.1", port: 7070, token: null, sync: "always", logLevel: "info", idleTimeoutS: 30, archive: null, archiveRetainMs: 0, archiveSync: false } });
+    const env = { HARMONYDB_DIR: "/d", HARMONYDB_HOST: "::1", HARMONYDB_PORT: "80", HARMONYDB_TOKEN: "t", HARMONYDB_SYNC: "never", HARMONYDB_LOG_LEVEL: "debug", HARMONYDB_IDLE_TIMEOUT_S: "5", HARMONYDB_ARCHIVE: "s3://b/e", HARMONYDB_ARCHIVE_RETAIN: "7d" };
+    expect(parseConfig([], env)).toEqual({ config: { dir: "/d", host: "::1", port: 80, token: "t", sync: "never", logLevel: "debug", idleTimeoutS: 5, archive: "s3://b/e", archiveRetainMs: 7 * 86_400_000, archiveSync: false } });
+    const flags = ["--dir", "/f", "--port", "0", "--token", "u", "--sync", "interval", "--log-level", "warn", "--host", "0.0.0.0", "--idle-timeout", "9", "--archive", "s3://b/f", "--archive-retain", "90m", "--archive-sync"];
+    expect(parseConfig(flags, env)).toEqual({ config: { dir: "/f", host: "0.0.0.0", port: 0, token: "u", sync: "interval", logLevel: "warn", idleTimeoutS: 9, archive: "s3://b/f", archiveRetainMs: 90 * 60_000, archiveSync: true } });
     expect(parseConfig(["--help"], {})).toEqual({ help: true });
   });
 
@@ -493,6 +493,9 @@ describe("configuration", () => {
       [["--idle-timeout", "0"], {}, "idle timeout"],
       [["--idle-timeout", "300"], {}, "idle timeout"],
       [["--archive", "http://b/p"], {}, "archive"],
+      [["--archive", "s3://b/p", "--archive-retain", "7 days"], {}, "retention"],
+      [["--archive-retain", "7d"], {}, "needs --archive"],
+      [["--archive-sync"], {}, "needs --archive"],
       [["--nope"], {}, "nope"],
       [["stray"], {}, "stray"],
     ] as const) {

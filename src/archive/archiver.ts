@@ -19,7 +19,19 @@ import { listSnapshots } from "../snapshot/file.ts";
 import { lastSegmentStartingBy, listSegments } from "../wal/reader.ts";
 import * as R from "../wal/ring.ts";
 import { backoffMs, Bucket, type S3Settings } from "./bucket.ts";
-import { decodePosition, encodeLogObject, encodePosition, logObjectName, POSITION_NAME, snapObjectName, type Position } from "./object.ts";
+import {
+  decodePosition,
+  encodeLogObject,
+  encodePosition,
+  LOG_DIR,
+  logObjectName,
+  parseLogName,
+  parseSnapName,
+  POSITION_NAME,
+  SNAP_DIR,
+  snapObjectName,
+  type Position,
+} from "./object.ts";
 
 export interface ArchiverConfig {
   dir: string;
@@ -28,6 +40,10 @@ export interface ArchiverConfig {
   s3: S3Settings;
   maxLagMs: number;
   timeoutMs: number;
+  /** Retention (0: keep everything; docs/archive-format.md, "Retention"). */
+  retainMs: number;
+  /** Zero RPO: writes wait for the bucket, so each durable revision is shipped at once. */
+  sync: boolean;
   sab: SharedArrayBuffer;
 }
 
@@ -35,6 +51,15 @@ export interface ArchiverConfig {
 export const archiveObjectBytes = 8 * 1024 * 1024;
 /** Segment bytes read per step while collecting entries. */
 const readBytes = 1024 * 1024;
+
+/** Retention looks at the archive at least this often. */
+const retentionEveryMsMax = 60_000;
+
+/** What the archive holds, for retention: one LIST per run, then what this run uploads. */
+interface Catalog {
+  snaps: { name: string; rev: number; time: number }[];
+  logs: { name: string; firstRev: number; lastRev: number }[];
+}
 
 /** Where the next entry to ship is: its segment, offset and revision. */
 interface Cursor {
@@ -55,6 +80,13 @@ export class Archiver {
   private flushing = false;
   private wake: (() => void) | null = null;
   private failures = 0;
+  private catalog: Catalog | null = null;
+  /** The revision the position object last written names, and when it was written. */
+  private positionRev = -1;
+  private positionAt = 0;
+  /** The ring's EVENTS counter when step() last looked at the synced revision. */
+  private eventsSeen = 0;
+  private retentionDue = 0;
 
   constructor(
     private readonly cfg: ArchiverConfig,
@@ -80,14 +112,21 @@ export class Archiver {
           started = true;
         }
         const shipped = await this.step();
+        if (this.cfg.retainMs > 0 && Date.now() >= this.retentionDue && !this.flushing) await this.retainOrReport();
         const cpu = process.threadCpuUsage();
         this.stats[R.STAT_ARCHIVE_CPU_US] = cpu.user + cpu.system;
         this.failures = 0;
-        if (this.flushing && !shipped) return; // everything durable is in the bucket
-        if (!shipped) await this.pause(this.pollMs());
+        if (this.flushing && !shipped) {
+          if (this.positionRev !== this.stats[R.STAT_ARCHIVE_REV]) await this.writePosition();
+          return; // everything durable is in the bucket
+        }
+        if (!shipped) await this.pause(this.pollMs(), this.cfg.sync);
       } catch (err) {
         this.report(err);
-        if (err instanceof ArchiveError) return; // a prefix of another database: nothing to retry
+        if (err instanceof ArchiveError) {
+          gaveUp(this.ring, (err as Error).message); // a prefix of another database: nothing to retry
+          return;
+        }
         if (this.flushing) return;
         await this.pause(backoffMs(this.failures++));
       }
@@ -150,6 +189,7 @@ export class Archiver {
 
   /** One round: a new snapshot, then the log if it is due. Returns whether anything was shipped. */
   private async step(): Promise<boolean> {
+    this.eventsSeen = Atomics.load(this.ring.ctl, R.EVENTS); // (before the synced revision is read)
     let shipped = false;
     const snapRev = this.stats[R.STAT_SNAP_REV]!;
     if (snapRev > this.stats[R.STAT_ARCHIVE_SNAP_REV]!) shipped = (await this.shipNewestSnapshot()) !== null;
@@ -161,7 +201,7 @@ export class Archiver {
     }
     const now = Date.now();
     if (this.stats[R.STAT_ARCHIVE_WAITING_SINCE] === 0) this.stats[R.STAT_ARCHIVE_WAITING_SINCE] = now;
-    const due = this.flushing || now - this.stats[R.STAT_ARCHIVE_WAITING_SINCE]! >= this.cfg.maxLagMs / 2;
+    const due = this.flushing || this.cfg.sync || now - this.stats[R.STAT_ARCHIVE_WAITING_SINCE]! >= this.cfg.maxLagMs / 2;
     if (!due && !this.enoughWaiting(synced)) return shipped;
     return (await this.shipLog(synced)) || shipped;
   }
@@ -184,17 +224,22 @@ export class Archiver {
     const last = got.next - 1;
     const body = concatBytes(got.frames);
     const object = encodeLogObject(this.cfg.dbId, first, last, body);
+    const name = logObjectName(first, last);
     try {
-      await this.call(() => this.bucket.put(logObjectName(first, last), object));
+      await this.call(() => this.bucket.put(name, object));
     } catch (err) {
       this.cursor = saved; // shipped again from here on the next try
       throw err;
     }
+    this.catalog?.logs.push({ name, firstRev: first, lastRev: last }); // (the LIST, if made, came before the PUT)
     this.stats[R.STAT_ARCHIVE_OBJECTS]!++;
     this.stats[R.STAT_ARCHIVE_BYTES]! += object.length;
     this.stats[R.STAT_ARCHIVE_REV] = last;
     this.stats[R.STAT_ARCHIVE_WAITING_SINCE] = last < this.stats[R.STAT_SYNCED_REV]! ? Date.now() : 0;
-    await this.writePosition();
+    // Writes waiting for the bucket (sync) are settled by the main thread's waiter on EVENTS.
+    Atomics.add(this.ring.ctl, R.EVENTS, 1);
+    Atomics.notify(this.ring.ctl, R.EVENTS);
+    if (Date.now() - this.positionAt >= this.cfg.maxLagMs / 2) await this.writePosition();
     return true;
   }
 
@@ -290,7 +335,9 @@ export class Archiver {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return null; // replaced meanwhile: the next round ships the newer one
       throw err;
     }
-    await this.call(() => this.bucket.put(snapObjectName(newest.rev), bytes));
+    const name = snapObjectName(newest.rev);
+    await this.call(() => this.bucket.put(name, bytes));
+    this.catalog?.snaps.push({ name, rev: newest.rev, time: Date.now() });
     this.stats[R.STAT_ARCHIVE_OBJECTS]!++;
     this.stats[R.STAT_ARCHIVE_BYTES]! += bytes.length;
     this.stats[R.STAT_ARCHIVE_SNAP_REV] = newest.rev;
@@ -298,9 +345,74 @@ export class Archiver {
     return newest.rev;
   }
 
+  /** Retention's failures are reported and tried again at its next pass; shipping goes on meanwhile. */
+  private async retainOrReport(): Promise<void> {
+    try {
+      await this.retain();
+    } catch (err) {
+      this.report(err);
+    }
+  }
+
+  /**
+   * Deletes what no restore inside the retention window needs: snapshots older than the base (the
+   * newest uploaded at least retainMs ago) and log objects the base covers, oldest first.
+   */
+  private async retain(): Promise<void> {
+    const now = Date.now();
+    this.retentionDue = now + Math.min(retentionEveryMsMax, this.cfg.retainMs / 10);
+    if (this.catalog === null) this.catalog = await this.listCatalog();
+    const c = this.catalog;
+    let base: Catalog["snaps"][number] | null = null;
+    for (const s of c.snaps) if (s.time <= now - this.cfg.retainMs && (!base || s.rev > base.rev)) base = s;
+    if (base === null) return;
+    const baseRev = base.rev;
+    const doomed = [
+      ...c.snaps.filter((s) => s.rev < baseRev).map((s) => ({ name: s.name, from: s.rev })),
+      ...c.logs.filter((l) => l.lastRev <= baseRev).map((l) => ({ name: l.name, from: l.firstRev })),
+    ].sort((a, b) => a.from - b.from);
+    const gone = new Set<string>();
+    try {
+      for (const d of doomed) {
+        await this.call(() => this.bucket.delete(d.name));
+        gone.add(d.name);
+        this.stats[R.STAT_ARCHIVE_DELETED]!++;
+      }
+    } finally {
+      c.snaps = c.snaps.filter((s) => !gone.has(s.name));
+      c.logs = c.logs.filter((l) => !gone.has(l.name));
+    }
+  }
+
+  /** The one LIST of a run (objects of earlier runs are named nowhere else). */
+  private async listCatalog(): Promise<Catalog> {
+    const before = this.bucket.calls.list;
+    try {
+      const [snaps, logs] = await Promise.all([this.bucket.list(SNAP_DIR), this.bucket.list(LOG_DIR)]);
+      return {
+        snaps: snaps.flatMap((s) => {
+          const rev = parseSnapName(s.name);
+          // S3 tells the upload time to the second (rounded up here); none told: as if uploaded now.
+          return rev === null ? [] : [{ name: s.name, rev, time: Number.isNaN(s.modified) ? Date.now() : s.modified + 1000 }];
+        }),
+        logs: logs.flatMap((l) => {
+          const r = parseLogName(l.name);
+          return r ? [{ name: l.name, ...r }] : [];
+        }),
+      };
+    } finally {
+      const pages = this.bucket.calls.list - before;
+      this.stats[R.STAT_ARCHIVE_LISTS]! += pages;
+      this.stats[R.STAT_ARCHIVE_CALLS]! += pages;
+    }
+  }
+
   private async writePosition(): Promise<void> {
-    const p = encodePosition({ db: this.cfg.dbId, rev: this.stats[R.STAT_ARCHIVE_REV]!, snapshot: this.stats[R.STAT_ARCHIVE_SNAP_REV]!, time: Date.now() });
+    const rev = this.stats[R.STAT_ARCHIVE_REV]!;
+    const p = encodePosition({ db: this.cfg.dbId, rev, snapshot: this.stats[R.STAT_ARCHIVE_SNAP_REV]!, time: Date.now() });
     await this.call(() => this.bucket.put(POSITION_NAME, p));
+    this.positionRev = rev;
+    this.positionAt = Date.now();
   }
 
   /** One S3 call, counted (a failure is counted by report()). */
@@ -318,10 +430,16 @@ export class Archiver {
     return Math.max(5, Math.min(50, this.cfg.maxLagMs / 10));
   }
 
-  /** Sleeps `ms`, or less if stop() is called. */
-  private pause(ms: number): Promise<void> {
+  /** Sleeps `ms`, or less if stop() is called (or, with `writes`, once the writer reports an ack). */
+  private pause(ms: number, writes = false): Promise<void> {
     return new Promise((resolve) => {
       const t = setTimeout(done, ms);
+      if (writes) {
+        // (bumped after every ack: a write waiting for the bucket is shipped at once)
+        const w = Atomics.waitAsync(this.ring.ctl, R.EVENTS, this.eventsSeen, ms);
+        if (w.async) void w.value.then(done);
+        else done();
+      }
       function done() {
         clearTimeout(t);
         resolve();
@@ -332,4 +450,15 @@ export class Archiver {
       };
     });
   }
+}
+
+/**
+ * Marks archiving as given up, with why, and wakes the main thread's waiter: with `sync`, writes
+ * waiting for the bucket then fail (WritePipeline.poll).
+ */
+export function gaveUp(ring: R.RingViews, why: string): void {
+  R.writeError(ring, why, ring.archiveError);
+  ring.stats[R.STAT_ARCHIVE_STOPPED] = 1;
+  Atomics.add(ring.ctl, R.EVENTS, 1);
+  Atomics.notify(ring.ctl, R.EVENTS);
 }

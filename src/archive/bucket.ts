@@ -34,6 +34,12 @@ export function backoffMs(attempt: number): number {
   return Math.random() * Math.min(backoffMaxMs, backoffFirstMs * 2 ** attempt);
 }
 
+export interface Listed {
+  name: string;
+  size: number;
+  modified: number;
+}
+
 export class Bucket {
   private readonly client: Bun.S3Client;
   readonly target: ArchiveTarget;
@@ -70,16 +76,18 @@ export class Bucket {
     }
   }
 
-  /** Names (relative to the prefix) of every object under `dir`, in key order. */
-  async list(dir: string): Promise<{ name: string; size: number }[]> {
-    const out: { name: string; size: number }[] = [];
+  /** Every object under `dir`, in key order: its name relative to the prefix, size, and upload time (ms; NaN if not told). */
+  async list(dir: string): Promise<Listed[]> {
+    const out: Listed[] = [];
     let token: string | undefined;
     do {
       this.calls.list++;
       const page = await this.timed(`LIST ${dir}`, () =>
         this.client.list({ prefix: this.key(dir), ...(token !== undefined ? { continuationToken: token } : {}) }),
       );
-      for (const c of page.contents ?? []) out.push({ name: c.key.slice(this.target.prefix.length), size: c.size ?? 0 });
+      for (const c of page.contents ?? []) {
+        out.push({ name: c.key.slice(this.target.prefix.length), size: c.size ?? 0, modified: Date.parse(c.lastModified ?? "") });
+      }
       token = page.isTruncated ? page.nextContinuationToken : undefined;
     } while (token !== undefined);
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

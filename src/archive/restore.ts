@@ -19,6 +19,8 @@ export interface RestorePlanOptions {
   url: string;
   /** The revision to restore to (default: the newest the archive holds without a gap). */
   rev?: number;
+  /** Restore what had reached the archive by this time (ms since the epoch; "Restore to a time"). */
+  time?: number;
   s3?: S3Settings;
   timeoutMs?: number;
 }
@@ -30,7 +32,7 @@ export interface RestorePlan {
   headRev: number;
   targetRev: number;
   snapshot: { name: string; rev: number } | null;
-  logs: LogName[];
+  logs: { name: string; firstRev: number; lastRev: number }[];
   /**
    * Objects refused (torn, foreign, malformed) where another object held the same revisions, or,
    * with no target given, at the end of the archive (a cut upload that real S3 would not keep).
@@ -42,6 +44,8 @@ interface LogName {
   name: string;
   firstRev: number;
   lastRev: number;
+  /** Uploaded by the target time (true with none). */
+  uploaded: boolean;
 }
 
 /**
@@ -67,6 +71,11 @@ export interface RestoredState {
 
 /** Attempts for each S3 call of a restore (the archiver's own calls retry without end). */
 const attempts = 5;
+/** Restores that start over when a listed object is gone (retention deleted it meanwhile). */
+const listings = 3;
+
+/** An object listed and then gone: retention raced the restore, which lists again. */
+class VanishedError extends ArchiveError {}
 /** Log objects downloaded ahead of the one being applied. */
 const downloadsAhead = 4;
 
@@ -77,16 +86,32 @@ const downloadsAhead = 4;
  * furthest (objects overlap after an archiver restart); one that is refused gives way to the next.
  */
 export async function restoreState(o: RestorePlanOptions): Promise<{ plan: RestorePlan; state: RestoredState }> {
+  for (let i = 1; ; i++) {
+    try {
+      return await restoreFromListing(o);
+    } catch (err) {
+      if (!(err instanceof VanishedError) || i >= listings) throw err;
+    }
+  }
+}
+
+async function restoreFromListing(o: RestorePlanOptions): Promise<{ plan: RestorePlan; state: RestoredState }> {
   const bucket = new Bucket(o.url, o.s3, o.timeoutMs);
   const [snapList, logList, positionBytes] = await Promise.all([
     bucket.retrying(() => bucket.list(SNAP_DIR), attempts),
     bucket.retrying(() => bucket.list(LOG_DIR), attempts),
     bucket.retrying(() => bucket.get(POSITION_NAME), attempts),
   ]);
-  const snaps = snapList.map((s) => ({ name: s.name, rev: parseSnapName(s.name) })).filter((s): s is { name: string; rev: number } => s.rev !== null);
+  // With a time: what was uploaded by then for certain (an upload ends after its object was made;
+  // S3 tells the time to the second).
+  const byTime = (modified: number) => o.time === undefined || modified + 1000 <= o.time;
+  const snaps = snapList.flatMap((s) => {
+    const rev = parseSnapName(s.name);
+    return rev === null ? [] : [{ name: s.name, rev, uploaded: byTime(s.modified) }];
+  });
   const logs: LogName[] = logList.flatMap((l) => {
     const r = parseLogName(l.name);
-    return r ? [{ name: l.name, ...r }] : [];
+    return r ? [{ name: l.name, ...r, uploaded: byTime(l.modified) }] : [];
   });
   for (const x of [...snapList, ...logList]) {
     if (parseSnapName(x.name) === null && parseLogName(x.name) === null) throw new ArchiveError("unexpected object in the archive", bucket.key(x.name));
@@ -107,6 +132,7 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
   for (const x of logs) headRev = Math.max(headRev, x.lastRev);
   const target = o.rev ?? headRev;
   if (!(Number.isSafeInteger(target) && target >= 0)) throw new ArchiveError(`--rev must be a revision, not ${o.rev}`);
+  if (o.time !== undefined && !Number.isFinite(o.time)) throw new ArchiveError(`--time must be a time, not ${o.time}`);
   if (target > headRev) throw new ArchiveError(`revision ${target} is past the newest the archive holds (${headRev})`);
 
   const fetched = new Map<string, Promise<Uint8Array>>();
@@ -114,7 +140,7 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
     let p = fetched.get(name);
     if (!p) {
       p = bucket.retrying(() => bucket.get(name), attempts).then((b) => {
-        if (b === null) throw new ArchiveError("object listed but missing", bucket.key(name));
+        if (b === null) throw new VanishedError("object listed but missing (deleted by retention meanwhile?)", bucket.key(name));
         return b;
       });
       p.catch(() => {}); // (awaited when its turn comes)
@@ -156,14 +182,14 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
   // The newest snapshot at or before the target that checks out; a refused one gives way to the one
   // before it (the log then reaches further back), and is reported.
   const state: RestoredState = { snapshot: null, changes: new Map() };
-  let snapshot: { name: string; rev: number } | null = null;
-  for (const c of snaps.filter((x) => x.rev <= target).reverse()) {
+  let snapshot: { name: string; rev: number; uploaded: boolean } | null = null;
+  for (const c of snaps.filter((x) => x.rev <= target && x.uploaded).reverse()) {
     // The first log objects download while the snapshot is checked.
     for (let k = 0, r = c.rev + 1, l = best(r); k <= downloadsAhead && l && r <= target; k++, r = l.lastRev + 1, l = best(r)) void fetch(l.name);
     try {
       state.snapshot = checkSnapshot(bucket.key(c.name), c.rev, await fetch(c.name), db);
     } catch (err) {
-      if (!(err instanceof ArchiveError)) throw err;
+      if (!(err instanceof ArchiveError) || err instanceof VanishedError) throw err;
       refuse(c.name, err.message);
       continue;
     }
@@ -175,7 +201,7 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
     const why = skipped.length > 0 ? `; refused: ${skipped[skipped.length - 1]!.why}` : "";
     throw new ArchiveError(`no usable snapshot at or before revision ${target}, and the log does not start at revision 1${why}`);
   }
-  const plan: RestorePlan = { db: db ?? "", headRev, targetRev: 0, snapshot, logs: [], skipped };
+  const plan: RestorePlan = { db: db ?? "", headRev, targetRev: 0, snapshot: snapshot && { name: snapshot.name, rev: snapshot.rev }, logs: [], skipped };
   let next = (snapshot?.rev ?? 0) + 1;
   while (next <= target) {
     // Downloads run ahead along the chain the names predict.
@@ -184,7 +210,8 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
     if (!l) {
       // The end of the archive, when no target was given and nothing usable lies beyond: a refused
       // last object (an upload cut short, which real S3 would not keep) is reported in `skipped`.
-      const beyond = logs.some((x) => x.firstRev > next && !refused.has(x.name)) || snaps.some((x) => x.rev >= next && !refused.has(x.name));
+      const beyond =
+        logs.some((x) => x.firstRev > next && x.uploaded && !refused.has(x.name)) || snaps.some((x) => x.rev >= next && x.uploaded && !refused.has(x.name));
       if (o.rev === undefined && !beyond) break;
       const holder = logs.find((x) => refused.has(x.name) && x.firstRev <= next && x.lastRev >= next);
       if (holder) throw new ArchiveError(`no usable object holds revision ${next}: ${plan.skipped.find((x) => x.name === bucket.key(holder.name))!.why}`);
@@ -195,19 +222,23 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
     try {
       log = decodeLogObject(bucket.key(l.name), await fetch(l.name), db);
     } catch (err) {
-      if (!(err instanceof ArchiveError)) throw err;
+      if (!(err instanceof ArchiveError) || err instanceof VanishedError) throw err;
       refuse(l.name, err.message);
       continue;
     }
     fetched.delete(l.name);
+    if (o.time !== undefined && log.header.time > o.time) break; // made after the target time
     db = log.header.db;
-    plan.logs.push(l);
+    plan.logs.push({ name: l.name, firstRev: l.firstRev, lastRev: l.lastRev });
     for (const entry of log.entries) {
       if (entry.rev < next) continue; // an overlap with the previous object
       if (entry.rev > target) break;
       apply(state.changes, entry.rev, decodeOps(log.bytes.subarray(entry.start, entry.start + entry.len)));
       next = entry.rev + 1;
     }
+  }
+  if (o.time !== undefined && !snapshot && plan.logs.length === 0) {
+    throw new ArchiveError(`nothing in ${o.url} had reached the archive by ${new Date(o.time).toISOString()}`);
   }
   plan.db = db!;
   plan.targetRev = next - 1;

@@ -15,6 +15,10 @@ export interface ServerConfig {
   idleTimeoutS: number;
   /** s3://bucket/prefix to archive to (docs/archive-format.md), or null. */
   archive: string | null;
+  /** The archive's retention in ms (0: keep everything). */
+  archiveRetainMs: number;
+  /** Zero RPO: a write is acknowledged only once the archive holds it too. */
+  archiveSync: boolean;
 }
 
 export const HELP = `harmonydb server: the HTTP API over one data directory
@@ -33,6 +37,11 @@ usage: bun src/server/main.ts [flags]      (or: bun run server -- [flags])
   --archive <url>       archive continuously to s3://bucket/prefix (endpoint and credentials from
                         S3_ENDPOINT, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, S3_REGION or AWS_*)
                                                      HARMONYDB_ARCHIVE    (none)
+  --archive-retain <d>  keep the archive restorable this far back and delete what is older:
+                        e.g. 30d, 12h, 90m (docs/archive-format.md, "Retention")
+                                                     HARMONYDB_ARCHIVE_RETAIN  (keep all)
+  --archive-sync        zero RPO: acknowledge a write only once the archive holds it (writes wait
+                        while S3 is down)                HARMONYDB_ARCHIVE_SYNC=1  (off)
   --help                this text
 
 Prefer HARMONYDB_TOKEN to --token: other users can read a process's flags.
@@ -57,6 +66,8 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
         "log-level": { type: "string" },
         "idle-timeout": { type: "string" },
         archive: { type: "string" },
+        "archive-retain": { type: "string" },
+        "archive-sync": { type: "boolean" },
         help: { type: "boolean" },
       },
       strict: true,
@@ -86,8 +97,24 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   if (/\s/.test(token)) return { error: "token must not contain whitespace" };
   const archive = pick("archive", "HARMONYDB_ARCHIVE", "");
   if (archive !== "" && !/^s3:\/\/[^/]+/.test(archive)) return { error: `archive must be s3://bucket/prefix, got ${JSON.stringify(archive)}` };
+  const retainText = pick("archive-retain", "HARMONYDB_ARCHIVE_RETAIN", "");
+  const archiveRetainMs = retainText === "" ? 0 : parseDuration(retainText);
+  if (archiveRetainMs === null) return { error: `archive retention must be a duration such as 30d, 12h, 90m or 45s, got ${JSON.stringify(retainText)}` };
+  if (archiveRetainMs > 0 && archive === "") return { error: "--archive-retain needs --archive" };
+  const archiveSync = values["archive-sync"] === true || env.HARMONYDB_ARCHIVE_SYNC === "1";
+  if (archiveSync && archive === "") return { error: "--archive-sync needs --archive" };
   const host = pick("host", "HARMONYDB_HOST", "127.0.0.1");
-  return { config: { dir, host, port, token: token === "" ? null : token, sync, logLevel, idleTimeoutS, archive: archive === "" ? null : archive } };
+  return {
+    config: { dir, host, port, token: token === "" ? null : token, sync, logLevel, idleTimeoutS, archive: archive === "" ? null : archive, archiveRetainMs, archiveSync },
+  };
+}
+
+const DURATION_UNITS_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "30d", "12h", "90m", "45s" in ms; null for anything else. */
+export function parseDuration(text: string): number | null {
+  const m = /^(\d{1,6})([smhd])$/.exec(text);
+  return m ? Number(m[1]) * DURATION_UNITS_MS[m[2]!]! : null;
 }
 
 /** Whether only this machine can reach `host`: 127.0.0.0/8, ::1, localhost. */

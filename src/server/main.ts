@@ -77,7 +77,7 @@ async function openDb(c: ServerConfig, log: Logger): Promise<Db | null> {
   try {
     const db = await open(c.dir, {
       sync: c.sync,
-      ...(c.archive ? { archive: { url: c.archive } } : {}),
+      ...(c.archive ? { archive: { url: c.archive, retainMs: c.archiveRetainMs, sync: c.archiveSync } } : {}),
       log: (line) => log.warn(line),
       onProgress: (p) => {
         state.progress = p;

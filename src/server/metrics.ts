@@ -90,6 +90,8 @@ function renderStats(out: string[], s: Stats): void {
     counter("harmonydb_archive_bytes_total", "Bytes uploaded to the archive since open.", [[{}, a.bytes]]);
     counter("harmonydb_archive_requests_total", "S3 requests made by the archiver since open.", [[{}, a.requests]]);
     counter("harmonydb_archive_errors_total", "S3 requests of the archiver that failed since open.", [[{}, a.errors]]);
+    counter("harmonydb_archive_deleted_total", "Objects the archive's retention deleted since open.", [[{}, a.deleted]]);
+    counter("harmonydb_archive_list_requests_total", "LIST requests of the archiver since open (retention's one per run).", [[{}, a.lists]]);
   }
   // The engine counts per bucket; Prometheus wants cumulative counts. Microseconds become seconds.
   histogram(out, "harmonydb_wal_fsync_duration_seconds", "Group-commit fdatasync latency.", s.wal.fsyncLatencyUs, 1e-6);

@@ -90,7 +90,7 @@ Both print exactly what was dropped; nothing is ever deleted.
 
 ${EXIT_CODES}`;
 
-const HELP_RESTORE = `harmonydb restore s3://bucket/prefix <dir> [--rev N] [--bump-revision B] [--dry-run]
+const HELP_RESTORE = `harmonydb restore s3://bucket/prefix <dir> [--rev N] [--time ISO] [--bump-revision B] [--dry-run]
 
 Rebuilds a database from its archive (docs/archive-format.md) into <dir>, which must not exist or
 be empty: the newest snapshot at or before the target, then the log objects after it, each verified
@@ -98,6 +98,8 @@ whole (checksums, database id, contiguous revisions). A gap, or a torn or foreig
 naming it, and nothing is written. The result is written into <dir>.part, opened and checked, then
 renamed to <dir>.
   --rev N             restore to revision N (default: the newest the archive holds without a gap)
+  --time ISO          restore what had reached the archive by that time (e.g. 2026-12-05T10:00:00Z):
+                      every revision committed more than the archive's lag before it, none after
   --bump-revision B   the restored database continues at the archive's newest revision + B
                       (default ${bumpRevisionDefault}): no revision the old database may have handed
                       out is handed out again (etcd's --bump-revision)
@@ -110,7 +112,7 @@ exit codes: 0 restored (or verified), 1 refused or failed, 64 bad command line
 
 /** `restore`, the one asynchronous command. */
 async function restoreCommand(args: string[], io: Io): Promise<number> {
-  const opts: Options = { rev: { type: "string" }, "bump-revision": { type: "string" }, "dry-run": { type: "boolean" } };
+  const opts: Options = { rev: { type: "string" }, time: { type: "string" }, "bump-revision": { type: "string" }, "dry-run": { type: "boolean" } };
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
@@ -129,8 +131,10 @@ async function restoreCommand(args: string[], io: Io): Promise<number> {
   const rev = int("rev");
   const bump = int("bump-revision");
   if (rev === null || bump === null) return usage(io, "--rev and --bump-revision take a whole number", HELP_RESTORE);
+  const time = typeof values.time === "string" ? Date.parse(values.time) : undefined;
+  if (Number.isNaN(time)) return usage(io, `--time takes an ISO 8601 time, not ${JSON.stringify(values.time)}`, HELP_RESTORE);
   try {
-    const r = await restore(url, dir, { rev, bumpRevision: bump, dryRun: values["dry-run"] === true });
+    const r = await restore(url, dir, { rev, time, bumpRevision: bump, dryRun: values["dry-run"] === true });
     io.out(`archive of database ${r.db}: newest revision ${r.headRev}`);
     io.out(r.snapshot ? `snapshot ${r.snapshot.name} (rev ${r.snapshot.rev})` : "no snapshot: the log from revision 1");
     const logRevs = r.logs.length > 0 ? ` (revisions ${r.logs[0]!.firstRev}…${r.logs[r.logs.length - 1]!.lastRev})` : "";

@@ -67,7 +67,11 @@ export const STAT_ARCHIVE_CALLS = 52; // S3 requests made, failed ones included
 export const STAT_ARCHIVE_ERRORS = 53; // S3 requests that failed; the last one's message in archiveError
 export const STAT_ARCHIVE_SNAP_REV = 54; // the newest snapshot in the archive (0: none)
 export const STAT_ARCHIVE_CPU_US = 55; // CPU time of the archiver's thread
-export const STAT_SLOTS = 56;
+export const STAT_ARCHIVE_DELETED = 56; // objects deleted by retention
+export const STAT_ARCHIVE_LISTS = 57; // LIST requests (retention's one per run; none otherwise)
+/** 1 once the archiver has given up (another database's prefix, or its thread died): why in archiveError. */
+export const STAT_ARCHIVE_STOPPED = 58;
+export const STAT_SLOTS = 59;
 /** fdatasync latency buckets, µs: 64, 128, … 2^20 (~1 s), then +Inf. */
 export const FSYNC_US_BOUNDS: readonly number[] = [...Array.from({ length: HIST_BUCKETS - 1 }, (_, i) => 64 * 2 ** i), Infinity];
 /** Records per group commit buckets: 1, 2, 4, … 2^14, then +Inf. */

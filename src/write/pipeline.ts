@@ -9,7 +9,7 @@
 // ring. Snapshot frames come in through submitFrame(), their own entry, and go before queued
 // writes. No Worker here: the host keeps the process alive.
 
-import { ClosedError, ConflictError, HarmonyError, NoSpaceError, ValueTooLargeError, WalFailedError } from "../errors.ts";
+import { ArchiveError, ClosedError, ConflictError, HarmonyError, NoSpaceError, ValueTooLargeError, WalFailedError } from "../errors.ts";
 import { entryPayloadBytes, putPayloadBytes, utf8Bytes, type Op } from "../format/encoder.ts";
 import { FRAME_HEADER_BYTES, frameBytes } from "../format/constants.ts";
 import * as R from "../wal/ring.ts";
@@ -78,6 +78,8 @@ class Pending {
 export class WritePipeline {
   /** The revision of the newest durable write. */
   durableRev: number;
+  /** archive.sync: a write settles only once the archive holds it too (docs/archive-format.md, "Zero RPO"). */
+  waitForArchive = false;
   /** Set once the WAL failed: every write in flight and every later one fails with it. */
   failure: HarmonyError | null = null;
   /**
@@ -207,7 +209,7 @@ export class WritePipeline {
    * loop; the simulator calls it after each writer step.)
    */
   poll(): boolean {
-    const acked = Atomics.load(this.ring.ctl, R.ACKED);
+    const acked = this.settleable();
     if (acked !== this.seenAcked) {
       this.seenAcked = acked;
       this.settle(acked);
@@ -219,7 +221,30 @@ export class WritePipeline {
       this.poison(failureFromRing(this.ring));
       return true;
     }
+    if (this.waitForArchive && this.ring.stats[R.STAT_ARCHIVE_STOPPED] === 1 && !this.failure) {
+      const why = R.readError(this.ring, this.ring.archiveError);
+      this.poison(new ArchiveError(`archiving stopped, and writes wait for the archive (archive.sync): ${why}`));
+      return true;
+    }
     return false;
+  }
+
+  /**
+   * How far the pending writes may settle: to ACKED, or, when they wait for the archive too, to the
+   * last one whose revision the archiver has shipped. Their values stay in the ring until then (the
+   * ring's room is what seenAcked frees), which holds new writes back while the bucket lags.
+   */
+  private settleable(): number {
+    const acked = Atomics.load(this.ring.ctl, R.ACKED);
+    if (!this.waitForArchive) return acked;
+    const archived = this.ring.stats[R.STAT_ARCHIVE_REV]!;
+    let upTo = this.seenAcked;
+    for (let i = this.pendingHead; i < this.pending.length; i++) {
+      const p = this.pending[i]!;
+      if (R.diff(acked, p.end) < 0 || p.rev > archived) break;
+      upTo = p.end;
+    }
+    return upTo;
   }
 
   /** Ends run() (after the writer has stopped); later frames are refused. */
@@ -240,8 +265,9 @@ export class WritePipeline {
   /** The WAL failed: every write in flight and every later one fails; reads go on. */
   poison(err: HarmonyError): void {
     if (this.failure) return;
-    // Writes the worker acknowledged before it failed are durable: they resolve, not fail.
-    const acked = Atomics.load(this.ring.ctl, R.ACKED);
+    // Writes the worker acknowledged before it failed are durable: they resolve, not fail (with
+    // archive.sync, those the archive holds too).
+    const acked = this.settleable();
     if (acked !== this.seenAcked) {
       this.seenAcked = acked;
       this.settle(acked);
