@@ -4,7 +4,8 @@
 import * as path from "node:path";
 import type { Worker } from "node:worker_threads";
 import { ArchiveLink } from "./archiving.ts";
-import { ArchiveError, ClosedError, WalFailedError, type HarmonyError } from "./errors.ts";
+import { ArchiveError, ClosedError, CorruptionError, WalFailedError, type HarmonyError } from "./errors.ts";
+import type { Op } from "./format/encoder.ts";
 import type { DirLock } from "./io/lock.ts";
 import * as L from "./limits.ts";
 import type { Resolved } from "./options.ts";
@@ -154,6 +155,24 @@ export class Db {
       this.checkWritable();
       const b = batchOps(ops, this.o.limits);
       return this.pipeline.submit(b.ops, b.conds, false) as Promise<number>;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * @internal A read replica's write (src/replica.ts): the primary's entry `rev`, its operations
+   * with their values as the same bytes, as one batch with no conditions. It gets revision `rev`
+   * only if every entry before it was applied: anything else is refused, and nothing is written.
+   */
+  replicate(rev: number, ops: Op[]): Promise<number> {
+    try {
+      this.checkWritable();
+      // (a replica's only writes are these, and each takes a revision: those queued for room in
+      // the ring take the next ones in order)
+      const next = this.pipeline.nextRevision + this.pipeline.queuedCount();
+      if (rev !== next) throw new CorruptionError(`replica: the primary's entry ${rev} arrived where entry ${next} was expected`, "replication stream", 0, rev);
+      return this.pipeline.submit(ops, [], false) as Promise<number>;
     } catch (err) {
       return Promise.reject(err);
     }

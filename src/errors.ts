@@ -15,7 +15,9 @@ export type ErrorCode =
   | "NO_SPACE"
   | "WATCH_OVERFLOW"
   | "SNAPSHOT_FAILED"
-  | "ARCHIVE";
+  | "ARCHIVE"
+  | "READ_ONLY"
+  | "TIMEOUT";
 
 export class HarmonyError extends Error {
   readonly code: ErrorCode;
@@ -159,5 +161,31 @@ export class ArchiveError extends HarmonyError {
   override name = "ArchiveError";
   constructor(message: string, readonly object = "", options?: { cause?: unknown }) {
     super("ARCHIVE", `harmonydb archive: ${message}${object ? ` (${object})` : ""}`, options);
+  }
+}
+
+/**
+ * A write to a read replica (docs/replication.md), or open() of a replica's directory: the message
+ * names the primary, where writes go.
+ */
+export class ReadOnlyError extends HarmonyError {
+  override name = "ReadOnlyError";
+  constructor(
+    message: string,
+    readonly primary: string,
+  ) {
+    super("READ_ONLY", message);
+  }
+}
+
+/** A replica's waitForRev (the server's ?min_rev=) gave up: it had not applied `rev` in time. */
+export class TimeoutError extends HarmonyError {
+  override name = "TimeoutError";
+  constructor(
+    message: string,
+    readonly rev: number,
+    readonly appliedRev: number,
+  ) {
+    super("TIMEOUT", message);
   }
 }

@@ -5,9 +5,14 @@ import { openDb } from "./open.ts";
 import type { OpenOptions } from "./options.ts";
 
 export type { Db } from "./db.ts";
+/** What a database and a read replica both are (openReplica's Replica refuses writes with READ_ONLY). */
+export type Store = Pick<Db, "dir" | "rev" | "get" | "getEntry" | "has" | "range" | "watch" | "put" | "delete" | "batch" | "snapshot" | "stats" | "close">;
 export type { ArchiveOptions, OpenOptions } from "./options.ts";
 export type { S3Settings } from "./archive/bucket.ts";
 export { restore, bumpRevisionDefault, type RestoreOptions, type RestoreResult } from "./restore.ts";
+export { openReplica, promote, Replica, type ReplicaOptions, type ReplicaStats } from "./replica.ts";
+// The primary's side, for an app that serves replicas from its own HTTP server (as src/server does).
+export { newestSnapshot, walFrom, WalSource, type WalStart } from "./replication.ts";
 export type { ArchiveStats, BatchOp, Entry, Histogram, Limits, RangeOptions, ReplayProgress, SnapshotInfo, Stats, SyncMode, TornTail, WriteOptions } from "./types.ts";
 export type { ErrorCode } from "./errors.ts";
 export type { WatchEvent, WatchOptions } from "./watch.ts";
@@ -24,7 +29,9 @@ export {
   KeyTooLargeError,
   LockedError,
   NoSpaceError,
+  ReadOnlyError,
   SnapshotFailedError,
+  TimeoutError,
   ValueTooLargeError,
   WalFailedError,
   WatchOverflowError,

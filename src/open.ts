@@ -6,11 +6,12 @@ import { Worker } from "node:worker_threads";
 import hyperid from "hyperid";
 import { verifyEnabled } from "./assert.ts";
 import { Db } from "./db.ts";
-import { HarmonyError, WalFailedError } from "./errors.ts";
+import { HarmonyError, ReadOnlyError, WalFailedError } from "./errors.ts";
 import { nodeIO } from "./io/file-io.ts";
 import { lockDir, type DirLock } from "./io/lock.ts";
 import * as L from "./limits.ts";
 import { resolveOptions, type OpenOptions, type Resolved, type TestHooks } from "./options.ts";
+import { readReplicaMarker } from "./replication.ts";
 import type { KeyIndex } from "./store/key-index.ts";
 import { Replay } from "./store/replay.ts";
 import * as R from "./wal/ring.ts";
@@ -21,8 +22,12 @@ import { continueLog, type WriterConfig } from "./wal/writer.ts";
  * Opens (creating if needed) the database in `dir`: takes the LOCK, replays the WAL, starts the
  * writer. `hooks` are for tests only (src/testing.ts).
  */
-export async function openDb(dir: string, options: OpenOptions = {}, hooks: TestHooks = {}): Promise<Db> {
+export async function openDb(dir: string, options: OpenOptions = {}, hooks: TestHooks = {}, role: "primary" | "replica" = "primary"): Promise<Db> {
   const o = resolveOptions(options, hooks);
+  const marker = role === "primary" ? readReplicaMarker(dir) : null;
+  if (marker !== null) {
+    throw new ReadOnlyError(`${dir} is a read replica of ${marker.follow}: open it with openReplica(), or promote it (harmonydb promote ${dir})`, marker.follow);
+  }
   const created = !fs.existsSync(path.join(dir, "wal")) || !fs.existsSync(path.join(dir, "snap"));
   fs.mkdirSync(path.join(dir, "wal"), { recursive: true });
   fs.mkdirSync(path.join(dir, "snap"), { recursive: true });

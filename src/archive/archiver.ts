@@ -4,19 +4,10 @@
 import * as path from "node:path";
 import { concatBytes } from "../bytes.ts";
 import { ArchiveError } from "../errors.ts";
-import { readFrame, viewOf } from "../format/decoder.ts";
-import {
-  FRAME_ALIGN_BYTES,
-  FRAME_HEADER_BYTES,
-  FRAME_LEN_OFFSET,
-  HEADER_FRAME_OFFSET,
-  TYPE_ENTRY,
-  TYPE_HEADER,
-  snapshotName,
-} from "../format/constants.ts";
+import { snapshotName } from "../format/constants.ts";
 import type { FileIO } from "../io/file-io.ts";
 import { listSnapshots } from "../snapshot/file.ts";
-import { lastSegmentStartingBy, listSegments } from "../wal/reader.ts";
+import { WalTail } from "../wal/tail.ts";
 import * as R from "../wal/ring.ts";
 import { backoffMs, Bucket, type S3Settings } from "./bucket.ts";
 import {
@@ -49,8 +40,6 @@ export interface ArchiverConfig {
 
 /** A log object is shipped once this many bytes wait, whatever the lag. */
 export const archiveObjectBytes = 8 * 1024 * 1024;
-/** Segment bytes read per step while collecting entries. */
-const readBytes = 1024 * 1024;
 
 /** Retention looks at the archive at least this often. */
 const retentionEveryMsMax = 60_000;
@@ -61,20 +50,11 @@ interface Catalog {
   logs: { name: string; firstRev: number; lastRev: number }[];
 }
 
-/** Where the next entry to ship is: its segment, offset and revision. */
-interface Cursor {
-  seq: number;
-  file: string;
-  offset: number;
-  rev: number;
-}
-
 export class Archiver {
   private readonly ring: R.RingViews;
   private readonly bucket: Bucket;
-  private readonly walDir: string;
   private readonly snapDir: string;
-  private cursor: Cursor | null = null;
+  private readonly tail: WalTail;
   private stopping = false;
   /** Set when stop() asks for what is durable to be shipped first. */
   private flushing = false;
@@ -94,7 +74,7 @@ export class Archiver {
   ) {
     this.ring = R.ringViews(cfg.sab);
     this.bucket = new Bucket(cfg.url, cfg.s3, cfg.timeoutMs);
-    this.walDir = path.join(cfg.dir, "wal");
+    this.tail = new WalTail(io, path.join(cfg.dir, "wal"));
     this.snapDir = path.join(cfg.dir, "snap");
   }
 
@@ -162,29 +142,14 @@ export class Archiver {
       rev = p.rev;
       this.stats[R.STAT_ARCHIVE_SNAP_REV] = p.snapshot;
     }
-    if (!this.seek(rev + 1)) {
+    if (!this.tail.seek(rev + 1)) {
       // The local log no longer reaches back to the archive's end (or there is no archive yet):
       // the newest snapshot goes first, and the log follows from it.
       const snap = await this.shipNewestSnapshot();
-      if (snap === null || !this.seek(snap + 1)) throw new Error(`the log after revision ${rev} is not on disk any more, and no snapshot covers it`);
+      if (snap === null || !this.tail.seek(snap + 1)) throw new Error(`the log after revision ${rev} is not on disk any more, and no snapshot covers it`);
       rev = snap;
     }
     this.stats[R.STAT_ARCHIVE_REV] = rev;
-  }
-
-  /**
-   * Puts the cursor on entry `rev` (the next to ship), scanning its segment from the start. False
-   * when no local segment holds it (the log starts later); true also when `rev` is not written yet
-   * (open() always leaves a segment).
-   */
-  private seek(rev: number): boolean {
-    const segments = listSegments(this.io, this.walDir, false);
-    const i = lastSegmentStartingBy(segments, rev);
-    if (i < 0) return false;
-    const seg = segments[i]!;
-    this.cursor = { seq: seg.seq, file: path.join(this.walDir, seg.name), offset: HEADER_FRAME_OFFSET, rev: seg.firstRev };
-    this.skipHeader();
-    return this.collect(rev - 1, true).next === rev;
   }
 
   /** One round: a new snapshot, then the log if it is due. Returns whether anything was shipped. */
@@ -216,10 +181,9 @@ export class Archiver {
 
   /** Ships entries from the cursor up to `synced` (at most an object's worth) as one log object. */
   private async shipLog(synced: number): Promise<boolean> {
-    const c = this.cursor!;
-    const saved = { ...c };
-    const first = c.rev;
-    const got = this.collect(synced, false);
+    const saved = this.tail.mark();
+    const first = this.tail.next;
+    const got = this.tail.read(synced, archiveObjectBytes);
     if (got.frames.length === 0) return false;
     const last = got.next - 1;
     const body = concatBytes(got.frames);
@@ -228,7 +192,7 @@ export class Archiver {
     try {
       await this.call(() => this.bucket.put(name, object));
     } catch (err) {
-      this.cursor = saved; // shipped again from here on the next try
+      this.tail.reset(saved); // shipped again from here on the next try
       throw err;
     }
     this.catalog?.logs.push({ name, firstRev: first, lastRev: last }); // (the LIST, if made, came before the PUT)
@@ -241,86 +205,6 @@ export class Archiver {
     Atomics.notify(this.ring.ctl, R.EVENTS);
     if (Date.now() - this.positionAt >= this.cfg.maxLagMs / 2) await this.writePosition();
     return true;
-  }
-
-  /**
-   * Reads entry frames from the cursor while their revision is at most `upTo` (and, unless
-   * `skipping`, their bytes under an object's worth), moving to the next segment at a segment's end.
-   * Only durable revisions are asked for, so every frame read is whole: the writer fdatasynced it.
-   */
-  private collect(upTo: number, skipping: boolean): { frames: Uint8Array[]; next: number } {
-    const c = this.cursor!;
-    const frames: Uint8Array[] = [];
-    let bytes = 0;
-    let want = readBytes;
-    while (c.rev <= upTo && (skipping || bytes < archiveObjectBytes)) {
-      let size: number;
-      try {
-        size = this.io.fileSize(c.file);
-      } catch (err) {
-        // Read to its end and then deleted by the writer (the archive held all of it): the next
-        // segment starts at c.rev (nextSegment checks).
-        if ((err as NodeJS.ErrnoException).code !== "ENOENT" || !this.nextSegment()) throw err;
-        continue;
-      }
-      const left = size - c.offset;
-      const buf = new Uint8Array(Math.min(want, left));
-      const n = buf.length > 0 ? this.io.readAt(c.file, buf, c.offset) : 0;
-      const bytesRead = buf.subarray(0, n);
-      const view = viewOf(bytesRead);
-      let at = 0;
-      let ended = false;
-      // Entry frames lie back to back but for a snapshot marker now and then: each run of them is
-      // handed on as one view of what was read (no copy per frame).
-      let runStart = 0;
-      const endRun = () => {
-        if (!skipping && at > runStart) frames.push(bytesRead.subarray(runStart, at));
-      };
-      want = readBytes;
-      while (c.rev <= upTo && (skipping || bytes < archiveObjectBytes)) {
-        const f = readFrame(bytesRead, at, view);
-        if (f.kind !== "frame") {
-          ended = f.kind === "end" || n >= left; // past the last frame of this segment
-          // A frame cut by the end of what was read: read again from it (all of it, if it is large).
-          if (!ended && at === 0) want = FRAME_HEADER_BYTES + view.getUint32(FRAME_LEN_OFFSET, true) + FRAME_ALIGN_BYTES;
-          break;
-        }
-        if (f.type === TYPE_ENTRY) {
-          if (f.rev !== c.rev) throw new Error(`${c.file} at offset ${c.offset + at}: revision ${f.rev}, expected ${c.rev}`);
-          bytes += f.next - at;
-          c.rev++;
-        } else if (f.type === TYPE_HEADER) throw new Error(`${c.file}: a header frame at offset ${c.offset + at}`);
-        else {
-          endRun(); // a marker: not shipped
-          runStart = f.next;
-        }
-        at = f.next;
-      }
-      endRun();
-      c.offset += at;
-      if (ended && c.rev <= upTo && !this.nextSegment()) throw new Error(`revision ${c.rev} is durable but no segment after ${c.file} holds it`);
-    }
-    return { frames, next: c.rev };
-  }
-
-  private nextSegment(): boolean {
-    const c = this.cursor!;
-    const next = listSegments(this.io, this.walDir, false).find((s) => s.seq === c.seq + 1);
-    if (!next) return false;
-    if (next.firstRev !== c.rev) throw new Error(`segment ${next.name} starts at revision ${next.firstRev}, expected ${c.rev}`);
-    Object.assign(c, { seq: next.seq, file: path.join(this.walDir, next.name), offset: HEADER_FRAME_OFFSET });
-    this.skipHeader();
-    return true;
-  }
-
-  /** Moves the cursor past its segment's header frame (checked when the segment was opened). */
-  private skipHeader(): void {
-    const c = this.cursor!;
-    const head = new Uint8Array(Math.min(readBytes, this.io.fileSize(c.file) - c.offset));
-    this.io.readAt(c.file, head, c.offset);
-    const f = readFrame(head, 0);
-    if (f.kind !== "frame" || f.type !== TYPE_HEADER) throw new Error(`${c.file}: no header frame`);
-    c.offset += f.next;
   }
 
   /** Uploads the newest local snapshot whole; returns its revision, or null when there is none. */

@@ -19,6 +19,10 @@ export interface ServerConfig {
   archiveRetainMs: number;
   /** Zero RPO: a write is acknowledged only once the archive holds it too. */
   archiveSync: boolean;
+  /** A read replica of this primary (http://host:port), or null (docs/replication.md). */
+  follow: string | null;
+  /** The primary's token. */
+  followToken: string | null;
 }
 
 export const HELP = `harmonydb server: the HTTP API over one data directory
@@ -40,6 +44,9 @@ usage: bun src/server/main.ts [flags]      (or: bun run server -- [flags])
   --archive-retain <d>  keep the archive restorable this far back and delete what is older:
                         e.g. 30d, 12h, 90m (docs/archive-format.md, "Retention")
                                                      HARMONYDB_ARCHIVE_RETAIN  (keep all)
+  --follow <url>        serve as a read replica of the primary at http://host:port (writes answer
+                        403 READ_ONLY; reads take ?min_rev=)  HARMONYDB_FOLLOW  (none)
+  --follow-token <t>    the primary's token                 HARMONYDB_FOLLOW_TOKEN  (none)
   --archive-sync        zero RPO: acknowledge a write only once the archive holds it (writes wait
                         while S3 is down)                HARMONYDB_ARCHIVE_SYNC=1  (off)
   --help                this text
@@ -68,6 +75,8 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
         archive: { type: "string" },
         "archive-retain": { type: "string" },
         "archive-sync": { type: "boolean" },
+        follow: { type: "string" },
+        "follow-token": { type: "string" },
         help: { type: "boolean" },
       },
       strict: true,
@@ -103,9 +112,26 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   if (archiveRetainMs > 0 && archive === "") return { error: "--archive-retain needs --archive" };
   const archiveSync = values["archive-sync"] === true || env.HARMONYDB_ARCHIVE_SYNC === "1";
   if (archiveSync && archive === "") return { error: "--archive-sync needs --archive" };
+  const follow = pick("follow", "HARMONYDB_FOLLOW", "");
+  if (follow !== "" && !/^https?:\/\/[^/]+\/?$/.test(follow)) return { error: `follow must be the primary's http://host:port, got ${JSON.stringify(follow)}` };
+  if (follow !== "" && archive !== "") return { error: "a replica (--follow) does not archive: archive the primary" };
+  const followToken = pick("follow-token", "HARMONYDB_FOLLOW_TOKEN", "");
   const host = pick("host", "HARMONYDB_HOST", "127.0.0.1");
   return {
-    config: { dir, host, port, token: token === "" ? null : token, sync, logLevel, idleTimeoutS, archive: archive === "" ? null : archive, archiveRetainMs, archiveSync },
+    config: {
+      dir,
+      host,
+      port,
+      token: token === "" ? null : token,
+      sync,
+      logLevel,
+      idleTimeoutS,
+      archive: archive === "" ? null : archive,
+      archiveRetainMs,
+      archiveSync,
+      follow: follow === "" ? null : follow,
+      followToken: followToken === "" ? null : followToken,
+    },
   };
 }
 

@@ -1,6 +1,6 @@
 // What a route is called with: the server's shared state, the request and its parsed URL.
 
-import type { Db, ReplayProgress } from "../index.ts";
+import type { Store, ReplayProgress } from "../index.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { WatchStream } from "./sse.ts";
@@ -8,7 +8,7 @@ import type { WatchStream } from "./sse.ts";
 /** What the handler serves, and what main.ts shares with it. Only `db` and `progress` are required. */
 export interface ServerState {
   /** The database once it is open; null while the WAL replays. */
-  db: Db | null;
+  db: Store | null;
   progress: ReplayProgress | null;
   /** With a token, every route but /healthz needs `Authorization: Bearer <token>`. */
   token?: string | null;

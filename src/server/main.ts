@@ -1,7 +1,7 @@
 // `bun run server`: flags, Bun.serve, signals. Listens at once; KV routes answer 503 until replay is done.
 
 import * as path from "node:path";
-import { open, type Db } from "../index.ts";
+import { open, openReplica, type ReplayProgress, type Store } from "../index.ts";
 import { HELP, isLoopback, parseConfig, type ServerConfig } from "./config.ts";
 import { createHandler, type ServerState } from "./http.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -71,22 +71,25 @@ function listen(c: ServerConfig, log: Logger) {
 }
 
 /** Replays the WAL (the server answers meanwhile: /healthz shows progress) and returns the open database. */
-async function openDb(c: ServerConfig, log: Logger): Promise<Db | null> {
+async function openDb(c: ServerConfig, log: Logger): Promise<Store | null> {
   const t0 = performance.now();
   let lastLogMs = 0;
   try {
-    const db = await open(c.dir, {
+    const common = {
       sync: c.sync,
-      ...(c.archive ? { archive: { url: c.archive, retainMs: c.archiveRetainMs, sync: c.archiveSync } } : {}),
-      log: (line) => log.warn(line),
-      onProgress: (p) => {
+      log: (line: string) => log.warn(line),
+      onProgress: (p: ReplayProgress) => {
         state.progress = p;
         if (performance.now() - lastLogMs < 1000) return;
         lastLogMs = performance.now();
         if (p.phase === "snapshot") log.info("loading the snapshot", { keys: p.keys, keysTotal: p.keysTotal, rev: p.rev });
         else log.info("replaying the WAL", { segment: p.segment, segments: p.segments, records: p.records, rev: p.rev });
       },
-    });
+    } as const;
+    const db = c.follow
+      ? await openReplica(c.dir, { ...common, follow: c.follow, ...(c.followToken ? { token: c.followToken } : {}) })
+      : await open(c.dir, { ...common, ...(c.archive ? { archive: { url: c.archive, retainMs: c.archiveRetainMs, sync: c.archiveSync } } : {}) });
+    if (c.follow) log.info(`a read replica of ${c.follow}: writes answer 403 READ_ONLY`);
     const s = db.stats();
     log.info(`ready at rev ${db.rev} after ${(performance.now() - t0).toFixed(0)} ms`, {
       keys: s.keys,

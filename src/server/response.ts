@@ -22,8 +22,12 @@ const STATUS: Record<ErrorCode, number> = {
   WATCH_OVERFLOW: 503,
   // No route takes a snapshot today; 500 (what the fallback gave) because the server's own file write failed, not the request.
   SNAPSHOT_FAILED: 500,
-  // Only restore throws it today; the archiver reports through stats instead.
+  // restore, and writes waiting for the archive (archive.sync) when it gives up or at close.
   ARCHIVE: 502,
+  // A write to a read replica: the message names the primary.
+  READ_ONLY: 403,
+  // ?min_rev= on a replica that had not applied that revision in time.
+  TIMEOUT: 504,
 };
 
 /** Errors thrown by the engine or by a bug, as responses; never a stack trace, the log gets the detail. */

@@ -1,17 +1,18 @@
 // The fetch handler: (Request) → Response, testable without a socket. Auth, route, method, readiness, then the route.
 
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { Db } from "../index.ts";
+import { Replica, type Store } from "../index.ts";
 import type { Ctx, Handler, ServerState, State } from "./context.ts";
 import { silentLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
-import { decodeKey, INVALID } from "./request.ts";
+import { decodeKey, intParam, INVALID } from "./request.ts";
 import { error, failure, notReady, withHeaders } from "./response.ts";
 import { batch } from "./routes/batch.ts";
 import { healthz, readyz } from "./routes/health.ts";
 import { deleteKey, getKey, putKey } from "./routes/kv.ts";
 import { legacyGet, legacyPut } from "./routes/legacy.ts";
 import { list } from "./routes/list.ts";
+import { snapshot, wal } from "./routes/replication.ts";
 import { metrics, status } from "./routes/status.ts";
 import { watch } from "./routes/watch.ts";
 
@@ -30,7 +31,7 @@ interface Route {
 const KV_PREFIX = "/v1/kv/";
 
 /** Wraps a route that needs the database: 503 with Retry-After while the WAL replays. */
-function withDb(fn: (c: Ctx, db: Db) => Response | Promise<Response>): Fn {
+function withDb(fn: (c: Ctx, db: Store) => Response | Promise<Response>): Fn {
   return (c) => (c.state.db ? fn(c, c.state.db) : notReady(c.state.progress));
 }
 
@@ -50,6 +51,8 @@ const ROUTES: Record<string, Route> = {
   "/v1/kv": { name: "/v1/kv", methods: { GET: withDb(list) } },
   "/v1/batch": { name: "/v1/batch", methods: { POST: withDb(batch) } },
   "/v1/watch": { name: "/v1/watch", methods: { GET: withDb(watch) }, head: false },
+  "/v1/wal": { name: "/v1/wal", methods: { GET: withDb(wal) }, head: false },
+  "/v1/snapshot": { name: "/v1/snapshot", methods: { GET: withDb(snapshot) }, head: false },
   "/put": { name: "/put", methods: { POST: withDb(legacyPut) }, legacy: true },
   "/get": { name: "/get", methods: { POST: withDb(legacyGet) }, legacy: true },
   [KV_KEY.name]: KV_KEY,
@@ -107,8 +110,43 @@ async function dispatch(c: Ctx, route: Route | null): Promise<Response> {
     if (c.key === INVALID) return error(400, "INVALID_KEY", "key is not valid percent-encoded UTF-8");
     if (c.key === "") return error(400, "INVALID_KEY", "key must not be empty");
   }
-  const res = await fn(c);
+  if (c.req.method === "GET" || c.req.method === "HEAD") {
+    const waited = await minRev(c, route);
+    if (waited) return waited;
+  }
+  let res = await fn(c);
+  const db = c.state.db;
+  if (db instanceof Replica) res = withHeaders(res, { "Harmony-Applied-Rev": String(db.rev) });
   return head ? new Response(null, { status: res.status, headers: res.headers }) : res;
+}
+
+/** How long ?min_rev= waits for the revision before answering 504 TIMEOUT. */
+export const minRevWaitMs = 10_000;
+
+/**
+ * ?min_rev=R on a get or a list: answer once the store has revision R (a replica: once it applied
+ * it). The parameter is taken off the URL: the route does not see it. Returns an error response, or
+ * null to go on.
+ */
+async function minRev(c: Ctx, route: Route): Promise<Response | null> {
+  const p = c.url.searchParams;
+  if (!p.has("min_rev") || (route !== KV_KEY && route !== ROUTES["/v1/kv"])) return null;
+  const rev = intParam(p, "min_rev", 0, Number.MAX_SAFE_INTEGER);
+  if (rev instanceof Response) return rev;
+  p.delete("min_rev");
+  const db = c.state.db;
+  if (!db || rev === undefined || db.rev >= rev) return null;
+  if (db instanceof Replica) {
+    await db.waitForRev(rev, minRevWaitMs);
+    return null;
+  }
+  // A primary's revision moves with its own writes only.
+  const deadline = Date.now() + minRevWaitMs;
+  while (db.rev < rev) {
+    if (Date.now() > deadline) return error(504, "TIMEOUT", `revision ${rev} not reached in ${minRevWaitMs} ms (now ${db.rev})`);
+    await Bun.sleep(2);
+  }
+  return null;
 }
 
 /** Bearer token check, constant time: both sides are hashed to equal-length digests first. */

@@ -4,7 +4,7 @@
 
 import { parseArgs } from "node:util";
 import { HarmonyError } from "../errors.ts";
-import { bumpRevisionDefault, restore } from "../index.ts";
+import { bumpRevisionDefault, promote, restore } from "../index.ts";
 import { compactedNote, dump, dumpSnapshot, formatSnapshotProblem } from "./dump.ts";
 import { formatPointInTime, formatTruncateTail, pointInTime, truncateTail } from "./repair.ts";
 import { EXIT_CORRUPT, formatVerify, verify, verifyExitCode } from "./verify.ts";
@@ -28,8 +28,9 @@ usage:
   harmonydb dump <dir> --snapshot [--json]    print the keys of the newest snapshot
   harmonydb repair <dir> --truncate-tail      drop a torn tail, as open() would
   harmonydb repair <dir> --point-in-time      keep the log up to the first damaged record
-  harmonydb restore s3://bucket/prefix <dir> [--rev N] [--bump-revision B] [--dry-run]
+  harmonydb restore s3://bucket/prefix <dir> [--rev N] [--time ISO] [--bump-revision B] [--dry-run]
                                               a new database from an archive
+  harmonydb promote <dir> [--bump-revision B]  a stopped read replica becomes a database of its own
   harmonydb <command> --help                  more about one command
 
 ${EXIT_CODES}`;
@@ -149,9 +150,43 @@ async function restoreCommand(args: string[], io: Io): Promise<number> {
   }
 }
 
+const HELP_PROMOTE = `harmonydb promote <dir> [--bump-revision B]
+
+Makes the read replica in <dir> (stopped first) a database of its own (docs/replication.md): its
+state at the revision it had applied is written as a new database whose revisions continue at that
+revision + B (default ${bumpRevisionDefault}), above any the old primary may have handed out.
+What it loses: every write the old primary acknowledged that the replica had not applied. Stop the
+old primary first: writes it takes afterwards go nowhere.
+
+exit codes: 0 promoted, 1 refused or failed, 64 bad command line
+`;
+
+async function promoteCommand(args: string[], io: Io): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args, options: { "bump-revision": { type: "string" }, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true }));
+  } catch (err) {
+    return usage(io, (err as Error).message, HELP_PROMOTE);
+  }
+  if (values.help) return help(io, HELP_PROMOTE);
+  if (positionals.length !== 1) return usage(io, "give one directory", HELP_PROMOTE);
+  const b = values["bump-revision"];
+  if (b !== undefined && !(typeof b === "string" && /^\d+$/.test(b))) return usage(io, "--bump-revision takes a whole number", HELP_PROMOTE);
+  try {
+    const r = await promote(positionals[0]!, { bumpRevision: b === undefined ? undefined : Number(b) });
+    io.out(`promoted ${positionals[0]}: applied up to revision ${r.appliedRev}, ${r.keys} keys; now database ${r.newDb} at revision ${r.rev} (the next write is ${r.rev + 1})`);
+    return 0;
+  } catch (err) {
+    io.err(err instanceof HarmonyError ? err.message : `harmonydb: ${String((err as Error)?.stack ?? err)}`);
+    return EXIT_CORRUPT;
+  }
+}
+
 /** main(), with the asynchronous commands too. */
 export async function mainAsync(argv: string[], io: Io): Promise<number> {
   if (argv[0] === "restore") return restoreCommand(argv.slice(1), io);
+  if (argv[0] === "promote") return promoteCommand(argv.slice(1), io);
   return main(argv, io);
 }
 

@@ -168,6 +168,11 @@ export class WritePipeline {
     });
   }
 
+  /** The revision the next write will get. */
+  get nextRevision(): number {
+    return this.nextRev;
+  }
+
   pendingCount(): number {
     return this.pending.length - this.pendingHead;
   }

@@ -1,13 +1,13 @@
 // Atomic multi-key writes: POST /v1/batch, every op applied or none.
 
-import { ConflictError, type BatchOp, type Db } from "../../index.ts";
+import { ConflictError, type BatchOp, type Store } from "../../index.ts";
 import type { Ctx } from "../context.ts";
 import { BAD_JSON, batchBodyBytesMax, isJson, isObject, mediaType, parseJson, readBody } from "../request.ts";
 import { conflictBody, error, json } from "../response.ts";
 import { fromBase64 } from "../values.ts";
 
 /** POST /v1/batch { ops: [{ op, key, value | valueBase64, ifRev? }] }: one atomic write; 409 names the key whose condition failed. */
-export async function batch(c: Ctx, db: Db): Promise<Response> {
+export async function batch(c: Ctx, db: Store): Promise<Response> {
   if (!isJson(mediaType(c.req))) return error(415, "UNSUPPORTED_MEDIA_TYPE", "POST /v1/batch takes application/json");
   const body = await readBody(c.req, batchBodyBytesMax);
   if (body instanceof Response) return body;

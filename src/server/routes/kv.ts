@@ -1,12 +1,12 @@
 // One key: GET, PUT and DELETE /v1/kv/<key>, with If-Match / If-None-Match as revision conditions.
 
-import type { Db } from "../../index.ts";
+import type { Store } from "../../index.ts";
 import type { Ctx } from "../context.ts";
 import { BAD_JSON, isJson, kvBodyBytesMax, mediaType, parseJson, readBody } from "../request.ts";
 import { error, json, JSON_TYPE } from "../response.ts";
 import { jsonText } from "../values.ts";
 
-export function getKey(c: Ctx, db: Db): Response {
+export function getKey(c: Ctx, db: Store): Response {
   const e = db.getEntry(c.key);
   c.state.metrics.op("get");
   if (!e) return error(404, "NOT_FOUND", `key ${JSON.stringify(c.key)} not found`);
@@ -15,7 +15,7 @@ export function getKey(c: Ctx, db: Db): Response {
   return new Response(jsonText(e.value), { headers: { ...headers, "Content-Type": JSON_TYPE } });
 }
 
-export async function putKey(c: Ctx, db: Db): Promise<Response> {
+export async function putKey(c: Ctx, db: Store): Promise<Response> {
   const ifRev = condition(c.req, db, c.key);
   if (ifRev instanceof Response) return ifRev;
   const body = await readBody(c.req, kvBodyBytesMax);
@@ -30,7 +30,7 @@ export async function putKey(c: Ctx, db: Db): Promise<Response> {
   return json(200, { rev });
 }
 
-export async function deleteKey(c: Ctx, db: Db): Promise<Response> {
+export async function deleteKey(c: Ctx, db: Store): Promise<Response> {
   const ifRev = condition(c.req, db, c.key);
   if (ifRev instanceof Response) return ifRev;
   const r = await db.delete(c.key, ifRev === undefined ? {} : { ifRev });
@@ -42,7 +42,7 @@ export async function deleteKey(c: Ctx, db: Db): Promise<Response> {
  * If-Match: "<rev>" → that revision; If-Match: * → whatever revision the key has now (412 if it
  * has none); If-None-Match: * → must not exist (ifRev 0). Other forms are refused, not ignored.
  */
-function condition(req: Request, db: Db, key: string): number | undefined | Response {
+function condition(req: Request, db: Store, key: string): number | undefined | Response {
   const none = req.headers.get("if-none-match");
   const match = req.headers.get("if-match");
   if (none !== null && match !== null) return error(400, "BAD_CONDITION", "use If-Match or If-None-Match, not both");

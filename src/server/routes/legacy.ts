@@ -1,6 +1,6 @@
 // The original routes, kept for old clients: POST /put and POST /get with a JSON body, errors as { success: false }.
 
-import type { Db } from "../../index.ts";
+import type { Store } from "../../index.ts";
 import type { Ctx } from "../context.ts";
 import { BAD_JSON, isJson, isObject, kvBodyBytesMax, mediaType, parseJson, readBody } from "../request.ts";
 import { error, json, JSON_TYPE } from "../response.ts";
@@ -23,7 +23,7 @@ async function legacyBody(c: Ctx): Promise<{ key: string; value?: unknown } | Re
 }
 
 /** POST /put { key, value } → { success: true }. */
-export async function legacyPut(c: Ctx, db: Db): Promise<Response> {
+export async function legacyPut(c: Ctx, db: Store): Promise<Response> {
   const body = await legacyBody(c);
   if (body instanceof Response) return body;
   await db.put(body.key, body.value);
@@ -32,7 +32,7 @@ export async function legacyPut(c: Ctx, db: Db): Promise<Response> {
 }
 
 /** POST /get { key } → { success: true, value } or 404 { success: false, error }. */
-export async function legacyGet(c: Ctx, db: Db): Promise<Response> {
+export async function legacyGet(c: Ctx, db: Store): Promise<Response> {
   const body = await legacyBody(c);
   if (body instanceof Response) return body;
   const value = db.get(body.key);

@@ -1,6 +1,6 @@
 // Listing keys: GET /v1/kv with a prefix or a range, in pages a cursor continues.
 
-import type { Db, RangeOptions } from "../../index.ts";
+import type { Store, RangeOptions } from "../../index.ts";
 import type { Ctx } from "../context.ts";
 import { boolParam, intParam, listBytesMax, listLimitDefault, listLimitMax, unknownParam } from "../request.ts";
 import { JSON_TYPE } from "../response.ts";
@@ -22,7 +22,7 @@ interface ListQuery {
  * `next` (the last key it holds): pass it back as `cursor` with the same other parameters for the
  * next page, which starts just after it in the listing's direction.
  */
-export function list(c: Ctx, db: Db): Response {
+export function list(c: Ctx, db: Store): Response {
   const q = listQuery(c.url.searchParams);
   if (q instanceof Response) return q;
   const parts: string[] = [];

@@ -1,6 +1,6 @@
 // Watching changes: GET /v1/watch as a Server-Sent Events stream, resumable by Last-Event-ID.
 
-import { CompactedError, type Db, type HarmonyError, type WatchOptions } from "../../index.ts";
+import { CompactedError, type Store, type HarmonyError, type WatchOptions } from "../../index.ts";
 import type { Ctx } from "../context.ts";
 import { intParam, unknownParam } from "../request.ts";
 import { parseEventId, sseResponse } from "../sse.ts";
@@ -8,7 +8,7 @@ import { parseEventId, sseResponse } from "../sse.ts";
 const WATCH_PARAMS = new Set(["prefix", "start", "end", "from_rev"]);
 
 /** GET /v1/watch?prefix=&start=&end=&from_rev= as Server-Sent Events (see sse.ts for the event grammar). */
-export function watch(c: Ctx, db: Db): Response {
+export function watch(c: Ctx, db: Store): Response {
   const p = c.url.searchParams;
   const unknown = unknownParam(p, WATCH_PARAMS);
   if (unknown) return unknown;
@@ -26,7 +26,7 @@ export function watch(c: Ctx, db: Db): Response {
   const resume = fromRev === undefined && lastId !== null ? parseEventId(lastId) : null;
   if (fromRev !== undefined) opts.fromRev = fromRev;
   else if (resume) opts.fromRev = resume.rev;
-  let source: ReturnType<Db["watch"]> | HarmonyError;
+  let source: ReturnType<Store["watch"]> | HarmonyError;
   try {
     source = db.watch(opts);
   } catch (err) {
