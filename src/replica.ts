@@ -4,10 +4,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import hyperid from "hyperid";
-import { backoffMs } from "./archive/bucket.ts";
-import { writeDatabase } from "./archive/restore.ts";
+import { backoffMs, Bucket, parseArchiveUrl, type S3Settings } from "./archive/bucket.ts";
+import { decodeLogObject, decodePosition, LOG_DIR, logListStart, parseLogName, POSITION_NAME } from "./archive/object.ts";
+import { restoreState, writeDatabase, type RestoredState } from "./archive/restore.ts";
 import type { Db } from "./db.ts";
-import { ClosedError, CorruptionError, InvalidArgumentError, ReadOnlyError, TimeoutError } from "./errors.ts";
+import { ArchiveError, ClosedError, CorruptionError, InvalidArgumentError, ReadOnlyError, TimeoutError } from "./errors.ts";
 import { decodeOps, payloadOf, readFrame, viewOf } from "./format/decoder.ts";
 import { FRAME_HEADER_BYTES, FRAME_LEN_OFFSET, frameBytes, snapshotName, TYPE_ENTRY } from "./format/constants.ts";
 import { nodeIO } from "./io/file-io.ts";
@@ -21,10 +22,17 @@ import type { Stats } from "./types.ts";
 import { concatBytes } from "./bytes.ts";
 
 export interface ReplicaOptions extends Omit<OpenOptions, "archive"> {
-  /** The primary server, http(s)://host:port: the replica reads its GET /v1/wal and GET /v1/snapshot. */
+  /**
+   * The primary server, http(s)://host:port (the replica reads its GET /v1/wal and GET
+   * /v1/snapshot), or its archive, s3://bucket/prefix (the replica polls it).
+   */
   follow: string;
   /** The primary's bearer token (its --token), if it has one. */
   token?: string;
+  /** Following an archive: endpoint and credentials (default: Bun's S3_* / AWS_* environment). */
+  s3?: S3Settings;
+  /** Following an archive: how often its position object is read (default 1,000 ms). */
+  pollMs?: number;
 }
 
 export interface ReplicaStats {
@@ -44,6 +52,14 @@ export interface ReplicaStats {
 
 /** Entries handed to the replica's WAL and not yet durable, at most: then the stream waits. */
 const applyAhead = 8192;
+/** A replica of an archive reads its position object this often. */
+export const archivePollMsDefault = 1000;
+
+/** What a full resync writes: the state at revision `rev`. */
+interface Resync {
+  rev: number;
+  state: RestoredState;
+}
 
 /**
  * Opens (creating, and bootstrapping from the primary, if need be) the read replica in `dir`. Reads
@@ -58,9 +74,11 @@ export async function openReplica(dir: string, o: ReplicaOptions): Promise<Repli
     fs.mkdirSync(dir, { recursive: true });
     writeReplicaMarker(dir, { follow });
   } else if (marker!.follow !== follow) writeReplicaMarker(dir, { follow }); // the primary moved
-  const { follow: _f, token: _t, ...openOptions } = o;
+  const { follow: _f, token: _t, s3, pollMs, ...openOptions } = o;
+  if (pollMs !== undefined && !(Number.isSafeInteger(pollMs) && pollMs >= 1)) throw new InvalidArgumentError("pollMs must be an integer ≥ 1");
   const db = await openDb(dir, openOptions, {}, "replica");
-  return new Replica(dir, follow, o.token ?? null, openOptions, db);
+  const archive = follow.startsWith("s3://") ? { bucket: new Bucket(follow, s3), pollMs: pollMs ?? archivePollMsDefault } : null;
+  return new Replica(dir, follow, o.token ?? null, archive, openOptions, db);
 }
 
 /**
@@ -113,6 +131,8 @@ export class Replica {
   private applying = 0;
   private applyFailure: Error | null = null;
   private readonly waiters = new Set<{ rev: number; resolve: () => void }>();
+  /** The archive's database id, once an object or a resync has named it (its objects must all name it). */
+  private archiveDb: string | null = null;
   private wake: (() => void) | null = null;
 
   /** @internal use openReplica() */
@@ -120,6 +140,8 @@ export class Replica {
     readonly dir: string,
     follow: string,
     private readonly token: string | null,
+    /** Following an archive instead of a primary server. */
+    private readonly archive: { bucket: Bucket; pollMs: number } | null,
     private readonly openOptions: OpenOptions,
     private db: Db,
   ) {
@@ -163,7 +185,8 @@ export class Replica {
   batch: Db["batch"] = () => this.readOnly();
 
   private readOnly(): Promise<never> {
-    return Promise.reject(new ReadOnlyError(`this is a read replica: write to the primary, ${this.primary}`, this.primary));
+    const where = this.archive ? `its primary (it follows the archive ${this.primary})` : `the primary, ${this.primary}`;
+    return Promise.reject(new ReadOnlyError(`this is a read replica: write to ${where}`, this.primary));
   }
 
   /** Resolves once revision `rev` is applied here (reads then see it); rejects after `timeoutMs`. */
@@ -204,15 +227,19 @@ export class Replica {
     let failures = 0;
     while (!this.closing) {
       try {
-        await this.streamOnce();
+        // A failed apply ended the last round (reported): start again from what is durable here.
+        await this.lastApply.catch(() => {});
+        this.applyFailure = null;
+        if (this.archive) await this.pollArchive(this.archive.bucket, this.archive.pollMs);
+        else await this.streamOnce(); // (returns only after a resync: then it streams again at once)
         failures = 0;
       } catch (err) {
         if (this.closing) break;
         this.errors++;
         this.lastError = `${new Date().toISOString()} ${(err as Error).message ?? String(err)}`;
+        this.connected = false;
+        await this.pause(backoffMs(failures++));
       }
-      this.connected = false;
-      if (!this.closing) await this.pause(backoffMs(failures++));
     }
     await this.lastApply.catch(() => {});
   }
@@ -223,9 +250,6 @@ export class Replica {
 
   /** One WAL stream, from the revision after the newest applied, until it ends or fails. */
   private async streamOnce(): Promise<void> {
-    // A failed apply ended the last stream (reported): start again from what is durable here.
-    await this.lastApply.catch(() => {});
-    this.applyFailure = null;
     const from = this.db.rev + 1;
     const res = await fetch(`${this.primary}/v1/wal?from=${from}`, { headers: this.headers(), signal: this.abort.signal });
     if (res.status === 410) {
@@ -270,9 +294,9 @@ export class Replica {
     const p = this.db.replicate(rev, ops);
     this.lastApply = p;
     p.then(
-      (applied) => {
+      () => {
         this.applying--;
-        if (this.waiters.size > 0) for (const w of [...this.waiters]) if (w.rev <= applied) w.resolve();
+        this.wakeWaiters();
       },
       (err: Error) => {
         this.applying--;
@@ -282,14 +306,78 @@ export class Replica {
   }
 
   /**
-   * A full resync: the primary's newest snapshot, verified whole, becomes this directory's database
-   * (written beside it, then renamed into place), and the stream goes on from its revision + 1.
+   * One look at the archive: its position (a GET), and when it has moved on, the log objects after
+   * what is applied here (a LIST from there, and a GET each), verified whole and applied in order.
+   * A revision no object holds any more (the archive started again from a snapshot, or retention
+   * deleted it) means a full resync from the archive.
    */
-  private async bootstrap(): Promise<void> {
+  private async pollArchive(bucket: Bucket, pollMs: number): Promise<void> {
+    if (this.db.rev === 0) return this.bootstrap(); // (restore's plan: the newest snapshot and the log after it)
+    const text = await bucket.get(POSITION_NAME);
+    if (text === null) throw new Error(`${this.primary} holds no archive (no position object)`);
+    const pos = decodePosition(new TextDecoder().decode(text), bucket.key(POSITION_NAME));
+    if (this.archiveDb !== null && pos.db !== this.archiveDb) throw new ArchiveError(`${this.primary} now holds database ${pos.db}, not ${this.archiveDb}`);
+    this.connected = true;
+    let next = this.db.rev + 1;
+    if (pos.rev < next) return this.pause(pollMs);
+    let whole = false;
+    let logs = await this.listLogs(bucket, next - 1);
+    while (next <= pos.rev && !this.closing) {
+      let l = null;
+      for (const x of logs) if (x.firstRev <= next && x.lastRev >= next && (!l || x.lastRev > l.lastRev)) l = x;
+      if (!l) {
+        if (whole) return this.bootstrap();
+        logs = await this.listLogs(bucket, null); // (an object overlapping from before: rare)
+        whole = true;
+        continue;
+      }
+      const bytes = await bucket.get(l.name);
+      if (bytes === null) throw new Error(`${bucket.key(l.name)} listed, then gone`);
+      const log = decodeLogObject(bucket.key(l.name), bytes, this.archiveDb);
+      this.archiveDb = log.header.db;
+      for (const e of log.entries) {
+        if (e.rev < next) continue; // an overlap with what is applied
+        this.apply(e.rev, decodeOps(log.bytes.subarray(e.start, e.start + e.len)));
+        next = e.rev + 1;
+      }
+      this.lastEntryAt = Date.now();
+      if (this.applyFailure) throw this.applyFailure;
+      if (this.applying >= applyAhead) await this.lastApply;
+    }
+  }
+
+  /** Log objects whose first revision is at least `from` (null: all of them). */
+  private async listLogs(bucket: Bucket, from: number | null): Promise<{ name: string; firstRev: number; lastRev: number }[]> {
+    const listed = await bucket.list(LOG_DIR, from === null ? undefined : logListStart(from));
+    return listed.flatMap((o) => {
+      const r = parseLogName(o.name);
+      return r ? [{ name: o.name, ...r }] : [];
+    });
+  }
+
+  /** The primary's newest snapshot, verified whole. */
+  private async primarySnapshot(): Promise<Resync> {
     const res = await fetch(`${this.primary}/v1/snapshot`, { headers: this.headers(), signal: this.abort.signal });
     if (res.status !== 200) throw new Error(`GET ${this.primary}/v1/snapshot: ${res.status} ${(await res.text()).slice(0, 500)}`);
     const bytes = new Uint8Array(await res.arrayBuffer());
     const snap = verifySnapshot(`${this.primary}/v1/snapshot`, bytes);
+    return { rev: snap.header.rev, state: { snapshot: snap, changes: new Map() } };
+  }
+
+  /** The archive's newest state, as restore reads it (with no bump: the replica keeps its revisions). */
+  private async archiveState(bucket: Bucket): Promise<Resync> {
+    const { plan, state } = await restoreState({ url: this.primary, s3: bucket.settings, timeoutMs: bucket.timeoutMs });
+    this.archiveDb = plan.db;
+    return { rev: plan.targetRev, state };
+  }
+
+  /**
+   * A full resync: the primary's newest snapshot (or the archive's newest state), verified whole,
+   * becomes this directory's database (written beside it, then renamed into place), and following
+   * goes on from its revision + 1.
+   */
+  private async bootstrap(): Promise<void> {
+    const r = this.archive ? await this.archiveState(this.archive.bucket) : await this.primarySnapshot();
     await this.lastApply.catch(() => {});
     this.applyFailure = null;
     const dir = path.resolve(this.dir);
@@ -297,7 +385,7 @@ export class Replica {
     const old = `${dir}.old`;
     fs.rmSync(part, { recursive: true, force: true });
     fs.rmSync(old, { recursive: true, force: true });
-    writeDatabase(nodeIO, part, hyperid({ urlSafe: true })(), snap.header.rev, { snapshot: snap, changes: new Map() });
+    writeDatabase(nodeIO, part, hyperid({ urlSafe: true })(), r.rev, r.state);
     writeReplicaMarker(part, { follow: this.primary });
     await this.db.close();
     fs.renameSync(dir, old);
@@ -306,6 +394,14 @@ export class Replica {
     fs.rmSync(old, { recursive: true, force: true });
     this.db = await openDb(dir, this.openOptions, {}, "replica");
     this.bootstraps++;
+    this.wakeWaiters();
+  }
+
+  /** Resolves the waitForRev() callers whose revision is applied. */
+  private wakeWaiters(): void {
+    if (this.waiters.size === 0) return;
+    const applied = this.db.rev;
+    for (const w of [...this.waiters]) if (w.rev <= applied) w.resolve();
   }
 
   private pause(ms: number): Promise<void> {
@@ -323,6 +419,10 @@ export class Replica {
 }
 
 function primaryUrl(url: string): string {
+  if (url.startsWith("s3://")) {
+    parseArchiveUrl(url); // (throws ArchiveError on a malformed one)
+    return url.replace(/\/+$/, "");
+  }
   let u: URL;
   try {
     u = new URL(url);

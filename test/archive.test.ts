@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { encodeLogObject } from "../src/archive/object.ts";
 import { Bucket, type S3Settings } from "../src/archive/bucket.ts";
 import { encodeEntry } from "../src/format/encoder.ts";
-import { ArchiveError, bumpRevisionDefault, open, restore, type Db, type Entry } from "../src/index.ts";
+import { ArchiveError, bumpRevisionDefault, open, openReplica, restore, type Db, type Entry, type Store } from "../src/index.ts";
 import { startFaultProxy } from "./helpers/fault-proxy.ts";
 import { spawnServer } from "./helpers/http.ts";
 import { tmpDir } from "./helpers/index.ts";
@@ -22,7 +22,7 @@ let prefixes = 0;
 const newPrefix = () => `t${++prefixes}-${process.pid}`;
 
 /** Every key with its value and revisions. */
-function state(db: Db): Map<string, Entry> {
+function state(db: Store): Map<string, Entry> {
   const m = new Map<string, Entry>();
   for (const { key } of db.range()) m.set(key, db.getEntry(key)!);
   return m;
@@ -444,6 +444,47 @@ describe("archive", () => {
       expect((await restore(url, path.join(tmpDir(), "r"), { rev: b + 1, s3: s3.s3 })).snapshot?.rev).toBe(b);
     } finally {
       await db.close();
+    }
+  });
+
+  test("a replica of the archive (follow s3://) reaches the primary's keys, values and revisions, and resyncs past a gap", async () => {
+    const url = s3.url(newPrefix());
+    const primary = await open(tmpDir(), { segmentBytes: 64 * 1024, snapshotEveryBytes: 128 * 1024, archive: { url, maxLagMs: 40, s3: s3.s3 } });
+    const caughtUp = () => primary.stats().archive!.rev === primary.rev;
+    await writeSome(primary, 600, "a");
+    await waitFor("the archive", caughtUp, 20_000, primary);
+    const dir = path.join(tmpDir(), "replica");
+    const replica = await openReplica(dir, { follow: url, s3: s3.s3, pollMs: 20 });
+    try {
+      await replica.waitForRev(primary.rev, 20_000);
+      expect(state(replica)).toEqual(state(primary));
+      expect(replica.stats().replica).toMatchObject({ primary: url, bootstraps: 1 }); // (an empty replica starts from the archive's newest state)
+      // Writes under load: it follows the objects as they land.
+      await Promise.all(Array.from({ length: 8 }, (_, k) => writeSome(primary, 150, `b${k}`)));
+      await waitFor("the archive", caughtUp, 20_000, primary);
+      await replica.waitForRev(primary.rev, 20_000);
+      expect(state(replica)).toEqual(state(primary));
+      expect(replica.stats().replica).toMatchObject({ bootstraps: 1, errors: 0 });
+      await expect(replica.put("x", 1)).rejects.toThrow(`follows the archive ${url}`);
+      // Log objects deleted past what the replica applied (as retention would): it resyncs from the newest state.
+      await replica.close();
+      await writeSome(primary, 300, "c");
+      await primary.snapshot();
+      await waitFor("the archive", () => caughtUp() && primary.stats().archive!.snapshotRev === primary.stats().snapshot.rev, 20_000, primary);
+      const bucket = new Bucket(url, s3.s3);
+      const at = replica.rev;
+      for (const o of await bucket.list("log/")) if (parseInt(o.name.slice(4, 20), 16) <= at + 1) await bucket.delete(o.name);
+    } finally {
+      await replica.close();
+    }
+    const again = await openReplica(dir, { follow: url, s3: s3.s3, pollMs: 20 });
+    try {
+      await again.waitForRev(primary.rev, 20_000);
+      expect(again.stats().replica.bootstraps).toBe(1);
+      expect(state(again)).toEqual(state(primary));
+    } finally {
+      await again.close();
+      await primary.close();
     }
   });
 

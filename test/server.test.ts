@@ -496,7 +496,7 @@ describe("configuration", () => {
       [["--archive", "s3://b/p", "--archive-retain", "7 days"], {}, "retention"],
       [["--archive-retain", "7d"], {}, "needs --archive"],
       [["--archive-sync"], {}, "needs --archive"],
-      [["--follow", "s3://b/p"], {}, "follow"],
+      [["--follow", "ftp://b/p"], {}, "follow"],
       [["--follow", "http://p:7070", "--archive", "s3://b/p"], {}, "does not archive"],
       [["--nope"], {}, "nope"],
       [["stray"], {}, "stray"],

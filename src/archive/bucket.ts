@@ -48,11 +48,11 @@ export class Bucket {
 
   constructor(
     readonly url: string,
-    s3: S3Settings = {},
+    readonly settings: S3Settings = {},
     readonly timeoutMs = L.archiveCallTimeoutMsDefault,
   ) {
     this.target = parseArchiveUrl(url);
-    this.client = new Bun.S3Client({ ...definedOnly(s3), bucket: this.target.bucket });
+    this.client = new Bun.S3Client({ ...definedOnly(settings), bucket: this.target.bucket });
   }
 
   /** The object's full key in the bucket. */
@@ -76,14 +76,18 @@ export class Bucket {
     }
   }
 
-  /** Every object under `dir`, in key order: its name relative to the prefix, size, and upload time (ms; NaN if not told). */
-  async list(dir: string): Promise<Listed[]> {
+  /**
+   * Every object under `dir` (after the name `startAfter`, if given), in key order: its name relative
+   * to the prefix, size, and upload time (ms; NaN if not told).
+   */
+  async list(dir: string, startAfter?: string): Promise<Listed[]> {
     const out: Listed[] = [];
     let token: string | undefined;
+    const after = startAfter !== undefined ? { startAfter: this.key(startAfter) } : {};
     do {
       this.calls.list++;
       const page = await this.timed(`LIST ${dir}`, () =>
-        this.client.list({ prefix: this.key(dir), ...(token !== undefined ? { continuationToken: token } : {}) }),
+        this.client.list({ prefix: this.key(dir), ...(token !== undefined ? { continuationToken: token } : after) }),
       );
       for (const c of page.contents ?? []) {
         out.push({ name: c.key.slice(this.target.prefix.length), size: c.size ?? 0, modified: Date.parse(c.lastModified ?? "") });

@@ -24,6 +24,11 @@ export function logObjectName(firstRev: number, lastRev: number): string {
   return `${LOG_DIR}${hex16(firstRev)}-${hex16(lastRev)}.hlog`;
 }
 
+/** LIST's start-after for the log objects whose first revision is past `rev`, or is `rev` itself. */
+export function logListStart(rev: number): string {
+  return `${LOG_DIR}${hex16(rev)}`;
+}
+
 export function snapObjectName(rev: number): string {
   return `${SNAP_DIR}${hex16(rev)}.snap`;
 }

@@ -44,8 +44,9 @@ usage: bun src/server/main.ts [flags]      (or: bun run server -- [flags])
   --archive-retain <d>  keep the archive restorable this far back and delete what is older:
                         e.g. 30d, 12h, 90m (docs/archive-format.md, "Retention")
                                                      HARMONYDB_ARCHIVE_RETAIN  (keep all)
-  --follow <url>        serve as a read replica of the primary at http://host:port (writes answer
-                        403 READ_ONLY; reads take ?min_rev=)  HARMONYDB_FOLLOW  (none)
+  --follow <url>        serve as a read replica of the primary at http://host:port, or of its
+                        archive at s3://bucket/prefix (writes answer 403 READ_ONLY; reads take
+                        ?min_rev=)                       HARMONYDB_FOLLOW     (none)
   --follow-token <t>    the primary's token                 HARMONYDB_FOLLOW_TOKEN  (none)
   --archive-sync        zero RPO: acknowledge a write only once the archive holds it (writes wait
                         while S3 is down)                HARMONYDB_ARCHIVE_SYNC=1  (off)
@@ -113,7 +114,9 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   const archiveSync = values["archive-sync"] === true || env.HARMONYDB_ARCHIVE_SYNC === "1";
   if (archiveSync && archive === "") return { error: "--archive-sync needs --archive" };
   const follow = pick("follow", "HARMONYDB_FOLLOW", "");
-  if (follow !== "" && !/^https?:\/\/[^/]+\/?$/.test(follow)) return { error: `follow must be the primary's http://host:port, got ${JSON.stringify(follow)}` };
+  if (follow !== "" && !/^(https?:\/\/[^/]+\/?|s3:\/\/[^/]+.*)$/.test(follow)) {
+    return { error: `follow must be the primary's http://host:port or its archive's s3://bucket/prefix, got ${JSON.stringify(follow)}` };
+  }
   if (follow !== "" && archive !== "") return { error: "a replica (--follow) does not archive: archive the primary" };
   const followToken = pick("follow-token", "HARMONYDB_FOLLOW_TOKEN", "");
   const host = pick("host", "HARMONYDB_HOST", "127.0.0.1");
