@@ -290,6 +290,72 @@ describe("archive", () => {
     }
   });
 
+  test("restore through faults: 503s are retried; a silent endpoint fails, saying so, and leaves nothing", async () => {
+    const url = s3.url(newPrefix());
+    const db = await open(tmpDir(), { segmentBytes: 64 * 1024, snapshotEveryBytes: 96 * 1024, archive: { url, maxLagMs: 50, s3: s3.s3 } });
+    await writeSome(db, 600, "f");
+    await waitFor("the archive", () => db.stats().archive!.rev === db.rev, 20_000, db);
+    const want = state(db);
+    await db.close();
+    const proxy = startFaultProxy(s3.port);
+    const viaProxy = { ...s3.s3, endpoint: `http://127.0.0.1:${proxy.port}` };
+    try {
+      proxy.mode = "503";
+      const to = path.join(tmpDir(), "r");
+      const restoring = restore(url, to, { s3: viaProxy, timeoutMs: 1000 });
+      await waitFor("a refused request", () => proxy.faults > 0);
+      proxy.mode = "pass";
+      await restoring;
+      const back = await open(to);
+      expect(state(back)).toEqual(want);
+      await back.close();
+
+      proxy.mode = "silent";
+      const silent = path.join(tmpDir(), "s");
+      await expect(restore(url, silent, { s3: viaProxy, timeoutMs: 150 })).rejects.toThrow("no answer in 150 ms");
+      expect(fs.existsSync(silent) || fs.existsSync(`${silent}.part`)).toBe(false);
+    } finally {
+      proxy.stop();
+    }
+  });
+
+  test("a restore that meets retention deleting what it listed lists again, and says what is gone", async () => {
+    const url = s3.url(newPrefix());
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    await writeSome(db, 100, "a");
+    const a = (await db.snapshot()).rev;
+    await writeSome(db, 100, "b");
+    const b = (await db.snapshot()).rev;
+    await writeSome(db, 100, "c");
+    await waitFor("the archive", () => db.stats().archive!.rev === db.rev && db.stats().archive!.snapshotRev === b, 20_000, db);
+    await db.close();
+    const bucket = new Bucket(url, s3.s3);
+    const proxy = startFaultProxy(s3.port);
+    const lists: string[] = [];
+    let deleted = false;
+    // As retention would, the moment the restore asks for snapshot A: A and the log B covers go.
+    proxy.onRequest = async (method, p) => {
+      if (method === "GET" && p.includes("list-type=2")) lists.push(p);
+      if (method !== "GET" || deleted || !p.includes(`snap/${a.toString(16).padStart(16, "0")}.snap`)) return;
+      deleted = true;
+      for (const o of [...(await bucket.list("snap/")), ...(await bucket.list("log/"))]) {
+        if (o.name.startsWith("snap/") ? parseInt(o.name.slice(5, 21), 16) < b : parseInt(o.name.slice(21, 37), 16) <= b) await bucket.delete(o.name);
+      }
+    };
+    try {
+      const viaProxy = { ...s3.s3, endpoint: `http://127.0.0.1:${proxy.port}` };
+      const err = await restore(url, path.join(tmpDir(), "r"), { rev: a + 10, s3: viaProxy }).catch((e: unknown) => e);
+      expect(deleted).toBe(true);
+      expect(err).toBeInstanceOf(ArchiveError);
+      expect((err as Error).message).toContain(`no usable snapshot at or before revision ${a + 10}`);
+      expect(lists.length).toBe(4); // snap/ and log/, twice: listed again after the snapshot was gone
+      // The newest state is still whole.
+      expect((await restore(url, path.join(tmpDir(), "r"), { s3: viaProxy })).snapshot?.rev).toBe(b);
+    } finally {
+      proxy.stop();
+    }
+  });
+
   test("a prefix that holds another database's archive is refused, and local writes go on", async () => {
     const url = s3.url(newPrefix());
     const first = await open(tmpDir(), { archive: { url, maxLagMs: 20, s3: s3.s3 } });

@@ -16,6 +16,8 @@ interface Conn {
   sent: number;
   /** Whether an upstream connection was made or is being made (not for a 503 or silent one). */
   linked: boolean;
+  /** With onRequest: the connection's bytes go on in order once the hooks before them are done. */
+  chain: Promise<void>;
 }
 
 export interface FaultProxy {
@@ -23,6 +25,11 @@ export interface FaultProxy {
   mode: ProxyMode;
   /** Connections the proxy failed on purpose so far. */
   faults: number;
+  /**
+   * In "pass" mode, called with the method and path of each request seen (its first line) before
+   * the request goes on: a test acts between a client's calls (deletes an object it listed).
+   */
+  onRequest: ((method: string, path: string) => void | Promise<void>) | null;
   stop(): void;
 }
 
@@ -44,13 +51,13 @@ function pump(s: Socket<Conn> | null, queue: Uint8Array[]): void {
 }
 
 export function startFaultProxy(targetPort: number): FaultProxy {
-  const proxy: FaultProxy = { port: 0, mode: "pass", faults: 0, stop: () => server.stop(true) };
+  const proxy: FaultProxy = { port: 0, mode: "pass", faults: 0, onRequest: null, stop: () => server.stop(true) };
   const server = Bun.listen<Conn>({
     hostname: "127.0.0.1",
     port: 0,
     socket: {
       open(client) {
-        const c: Conn = { upstream: null, toUpstream: [], toClient: [], client, sent: 0, linked: false };
+        const c: Conn = { upstream: null, toUpstream: [], toClient: [], client, sent: 0, linked: false, chain: Promise.resolve() };
         client.data = c;
         if (proxy.mode !== "pass" && proxy.mode !== "reset") return;
         c.linked = true;
@@ -103,8 +110,15 @@ export function startFaultProxy(targetPort: number): FaultProxy {
           return;
         }
         c.sent += bytes.length;
-        c.toUpstream.push(new Uint8Array(bytes));
-        pump(c.upstream, c.toUpstream);
+        const chunk = new Uint8Array(bytes);
+        const forward = () => {
+          c.toUpstream.push(chunk);
+          pump(c.upstream, c.toUpstream);
+        };
+        const hook = proxy.onRequest;
+        if (!hook) return forward();
+        const line = /^(GET|PUT|DELETE|HEAD|POST) (\S+) HTTP\/1\.1\r\n/.exec(new TextDecoder().decode(chunk.subarray(0, 2048)));
+        c.chain = c.chain.then(() => (line ? hook(line[1]!, line[2]!) : undefined)).then(forward, forward);
       },
       drain(client) {
         pump(client, client.data.toClient);
