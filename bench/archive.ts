@@ -5,6 +5,7 @@
 // wait for the bucket, at 1, 16 and 256 in flight.
 //
 //   bun bench/archive.ts [--keys N] [--seconds S] [--rate R] [--rounds K] [--part throughput|lag|restore|sync]
+//                        [--snapshot-log-ratio X]
 
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -18,10 +19,13 @@ const RATE = numberFlag("rate", 50_000);
 const ROUNDS = numberFlag("rounds", 3);
 const PART = stringFlag("part");
 const IN_FLIGHT = 256;
+/** archive.snapshotLogRatio for every archived run (default: the option's own). */
+const SNAPSHOT_LOG_RATIO = numberFlag("snapshot-log-ratio", NaN);
 
 let prefixes = 0;
 function archiveOpts(s3: S3Server, maxLagMs = 1000): NonNullable<OpenOptions["archive"]> {
-  return { url: s3.url(`bench-${++prefixes}`), maxLagMs, s3: s3.s3 };
+  const ratio = Number.isNaN(SNAPSHOT_LOG_RATIO) ? {} : { snapshotLogRatio: SNAPSHOT_LOG_RATIO };
+  return { url: s3.url(`bench-${++prefixes}`), maxLagMs, s3: s3.s3, ...ratio };
 }
 
 /** CPU ms a process has used (utime + stime, in 10 ms ticks). */
@@ -93,7 +97,15 @@ async function nullS3(): Promise<{ endpoint: string; pid: number; stop(): void }
   const code = `
     const s = Bun.serve({ port: 0, hostname: "127.0.0.1", async fetch(req) {
       if (req.method === "PUT") { await req.arrayBuffer(); return new Response(null, { headers: { ETag: '"0"' } }); }
-      if (req.method === "GET") return new Response("<?xml version=\\"1.0\\"?><Error><Code>NoSuchKey</Code><Message>none</Message></Error>", { status: 404, headers: { "Content-Type": "application/xml" } });
+      const xml = (body, status = 200) => new Response("<?xml version=\\"1.0\\"?>" + body, { status, headers: { "Content-Type": "application/xml" } });
+      if (req.method === "GET") return xml("<Error><Code>NoSuchKey</Code><Message>none</Message></Error>", 404);
+      const q = new URL(req.url).searchParams;
+      // Multipart uploads (large snapshots): initiate, then complete; the parts are PUTs above.
+      if (req.method === "POST" && q.has("uploads")) return xml("<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>1</UploadId></InitiateMultipartUploadResult>");
+      if (req.method === "POST" && q.has("uploadId")) {
+        await req.arrayBuffer();
+        return xml("<CompleteMultipartUploadResult><Location>l</Location><Bucket>b</Bucket><Key>k</Key><ETag>&quot;0&quot;</ETag></CompleteMultipartUploadResult>");
+      }
       return new Response(null);
     } });
     console.log(s.port);`;

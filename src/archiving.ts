@@ -17,7 +17,7 @@ export class ArchiveLink {
     dir: string,
     dbId: string,
   ) {
-    const cfg: ArchiverConfig = { dir, dbId, url: o.url, s3: o.s3, maxLagMs: o.maxLagMs, timeoutMs: o.timeoutMs, retainMs: o.retainMs, sync: o.sync, sab: ring.sab };
+    const cfg: ArchiverConfig = { dir, dbId, url: o.url, s3: o.s3, maxLagMs: o.maxLagMs, timeoutMs: o.timeoutMs, retainMs: o.retainMs, snapshotLogRatio: o.snapshotLogRatio, sync: o.sync, sab: ring.sab };
     this.worker = new Worker(new URL("../workers/archiver.ts", import.meta.url), { workerData: cfg });
     this.worker.unref(); // the archive never keeps a process alive by itself
     this.ended = new Promise<void>((resolve) => {

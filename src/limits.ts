@@ -141,5 +141,7 @@ export interface Limits {
 export const archiveMaxLagMsDefault = 1000;
 /** Each S3 request of the archive's: Bun's client has no timeout of its own for every call. */
 export const archiveCallTimeoutMsDefault = 10_000;
+/** A local snapshot is uploaded once the log archived since the last one is this many times its size. */
+export const archiveSnapshotLogRatioDefault = 1;
 /** close() lets the archiver ship what is durable for at most this long. */
 export const archiveCloseTimeoutMsDefault = 5000;

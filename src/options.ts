@@ -44,6 +44,12 @@ export interface ArchiveOptions {
    */
   retainMs?: number;
   /**
+   * A new local snapshot is uploaded once the log archived since the last snapshot uploaded is at
+   * least this many times that snapshot's size (default 1: snapshots cost the bucket at most as many
+   * bytes as the log; 0: every local snapshot). docs/archive-format.md, "Which snapshots".
+   */
+  snapshotLogRatio?: number;
+  /**
    * Zero RPO: a write resolves (and becomes visible) only once the log object holding it is in the
    * bucket too; while S3 is down, writes wait (docs/archive-format.md, "Zero RPO"). Default false.
    */
@@ -123,6 +129,12 @@ export function resolveOptions(o: OpenOptions, hooks: TestHooks = {}): Resolved 
   };
 }
 
+function ratio(x: number | undefined): number {
+  const r = x ?? L.archiveSnapshotLogRatioDefault;
+  if (!(Number.isFinite(r) && r >= 0)) throw new InvalidArgumentError("archive.snapshotLogRatio must be a number ≥ 0");
+  return r;
+}
+
 function resolveArchive(a: ArchiveOptions): Required<ArchiveOptions> {
   if (typeof a?.url !== "string") throw new InvalidArgumentError("archive.url must be s3://bucket/prefix");
   parseArchiveUrl(a.url); // (throws ArchiveError on a malformed one)
@@ -137,6 +149,7 @@ function resolveArchive(a: ArchiveOptions): Required<ArchiveOptions> {
     timeoutMs: ms("timeoutMs", a.timeoutMs, L.archiveCallTimeoutMsDefault, 1),
     closeTimeoutMs: ms("closeTimeoutMs", a.closeTimeoutMs, L.archiveCloseTimeoutMsDefault, 0),
     retainMs: ms("retainMs", a.retainMs, 0, 0),
+    snapshotLogRatio: ratio(a.snapshotLogRatio),
     sync: a.sync ?? false,
     s3: { ...a.s3 },
   };

@@ -93,9 +93,35 @@ describe("archive", () => {
     }
   });
 
+  test("a local snapshot is uploaded once the log archived since the last upload is as large as that snapshot", async () => {
+    const url = s3.url(newPrefix());
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    try {
+      await writeSome(db, 200, "a");
+      const first = (await db.snapshot()).rev;
+      await waitFor("the first snapshot", () => db.stats().archive!.snapshotRev === first, 20_000, db); // (the archive had none)
+      const firstBytes = db.stats().snapshot.bytes;
+      // Little log since: a new local snapshot is not worth its upload yet.
+      await db.put("one", 1);
+      const second = (await db.snapshot()).rev;
+      await waitFor("the archive", () => db.stats().archive!.rev === db.rev, 20_000, db);
+      await Bun.sleep(100);
+      expect(db.stats().archive!.snapshotRev).toBe(first);
+      // Once the log shipped since the upload outweighs that snapshot, the newest one goes up.
+      const bytesAfterFirst = db.stats().archive!.bytes;
+      while (db.stats().archive!.snapshotRev === first && db.stats().archive!.bytes < bytesAfterFirst + 4 * firstBytes) {
+        await writeSome(db, 20, "b");
+        await Bun.sleep(30);
+      }
+      expect(db.stats().archive!.snapshotRev).toBe(second);
+    } finally {
+      await db.close();
+    }
+  });
+
   test("restore --rev: the state at that revision exactly", async () => {
     const url = s3.url(newPrefix());
-    const db = await open(tmpDir(), { segmentBytes: 64 * 1024, snapshotEveryBytes: 96 * 1024, archive: { url, maxLagMs: 50, s3: s3.s3 } });
+    const db = await open(tmpDir(), { segmentBytes: 64 * 1024, snapshotEveryBytes: 96 * 1024, archive: { url, snapshotLogRatio: 0, maxLagMs: 50, s3: s3.s3 } });
     const at = new Map<number, Map<string, Entry>>();
     for (let round = 0; round < 6; round++) {
       await writeSome(db, 150, `r${round}`);
@@ -114,7 +140,7 @@ describe("archive", () => {
 
   test("a dry run verifies and plans, and writes nothing; a non-empty target is refused", async () => {
     const url = s3.url(newPrefix());
-    const db = await open(tmpDir(), { archive: { url, maxLagMs: 50, s3: s3.s3 } });
+    const db = await open(tmpDir(), { archive: { url, snapshotLogRatio: 0, maxLagMs: 50, s3: s3.s3 } });
     await writeSome(db, 100, "d");
     const rev = db.rev;
     await db.close();
@@ -131,7 +157,7 @@ describe("archive", () => {
   test("torn, foreign and missing objects are refused by name; nothing after a gap is applied", async () => {
     const prefix = newPrefix();
     const url = s3.url(prefix);
-    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, snapshotLogRatio: 0, maxLagMs: 20, s3: s3.s3 } });
     for (let i = 0; i < 5; i++) {
       await db.put(`k${i}`, i);
       await waitFor("the object", () => db.stats().archive!.rev === db.rev);
@@ -163,7 +189,7 @@ describe("archive", () => {
 
   test("a refused object gives way to another holding the same revisions; a refused last one ends the archive", async () => {
     const url = s3.url(newPrefix());
-    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, snapshotLogRatio: 0, maxLagMs: 20, s3: s3.s3 } });
     for (let i = 0; i < 6; i++) {
       await db.put(`k${i}`, i);
       await waitFor("the object", () => db.stats().archive!.rev === db.rev);
@@ -199,7 +225,7 @@ describe("archive", () => {
 
   test("a torn newest snapshot gives way to the one before it, and the log after that", async () => {
     const url = s3.url(newPrefix());
-    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, snapshotLogRatio: 0, maxLagMs: 20, s3: s3.s3 } });
     await writeSome(db, 100, "s1");
     await db.snapshot();
     await writeSome(db, 100, "s2");
@@ -231,7 +257,7 @@ describe("archive", () => {
     const own = await startS3();
     const url = own.url(newPrefix());
     const dir = tmpDir();
-    const db = await open(dir, { segmentBytes: 64 * 1024, snapshotEveryBytes: 0, archive: { url, maxLagMs: 50, timeoutMs: 1000, s3: own.s3 } });
+    const db = await open(dir, { segmentBytes: 64 * 1024, snapshotEveryBytes: 0, archive: { url, snapshotLogRatio: 0, maxLagMs: 50, timeoutMs: 1000, s3: own.s3 } });
     try {
       await db.put("first", 1);
       await waitFor("the first object", () => db.stats().archive!.rev === db.rev);
@@ -265,7 +291,7 @@ describe("archive", () => {
     const proxy = startFaultProxy(s3.port);
     const url = s3.url(newPrefix());
     const viaProxy = { ...s3.s3, endpoint: `http://127.0.0.1:${proxy.port}` };
-    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 50, timeoutMs: 300, s3: viaProxy } });
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, snapshotLogRatio: 0, maxLagMs: 50, timeoutMs: 300, s3: viaProxy } });
     try {
       await db.put("first", 1);
       await waitFor("the first object", () => db.stats().archive!.rev === db.rev);
@@ -292,7 +318,7 @@ describe("archive", () => {
 
   test("restore through faults: 503s are retried; a silent endpoint fails, saying so, and leaves nothing", async () => {
     const url = s3.url(newPrefix());
-    const db = await open(tmpDir(), { segmentBytes: 64 * 1024, snapshotEveryBytes: 96 * 1024, archive: { url, maxLagMs: 50, s3: s3.s3 } });
+    const db = await open(tmpDir(), { segmentBytes: 64 * 1024, snapshotEveryBytes: 96 * 1024, archive: { url, snapshotLogRatio: 0, maxLagMs: 50, s3: s3.s3 } });
     await writeSome(db, 600, "f");
     await waitFor("the archive", () => db.stats().archive!.rev === db.rev, 20_000, db);
     const want = state(db);
@@ -321,7 +347,7 @@ describe("archive", () => {
 
   test("a restore that meets retention deleting what it listed lists again, and says what is gone", async () => {
     const url = s3.url(newPrefix());
-    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, snapshotLogRatio: 0, maxLagMs: 20, s3: s3.s3 } });
     await writeSome(db, 100, "a");
     const a = (await db.snapshot()).rev;
     await writeSome(db, 100, "b");
@@ -358,11 +384,11 @@ describe("archive", () => {
 
   test("a prefix that holds another database's archive is refused, and local writes go on", async () => {
     const url = s3.url(newPrefix());
-    const first = await open(tmpDir(), { archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    const first = await open(tmpDir(), { archive: { url, snapshotLogRatio: 0, maxLagMs: 20, s3: s3.s3 } });
     await first.put("a", 1);
     await waitFor("the first archive", () => first.stats().archive!.rev === first.rev);
     await first.close();
-    const other = await open(tmpDir(), { archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    const other = await open(tmpDir(), { archive: { url, snapshotLogRatio: 0, maxLagMs: 20, s3: s3.s3 } });
     try {
       await waitFor("the refusal", () => other.stats().archive!.errors > 0);
       expect(other.stats().archive!.lastError).toContain("holds the archive of database");
@@ -371,7 +397,7 @@ describe("archive", () => {
       await other.close();
     }
     // With archive.sync, a write that can never be archived fails, naming why; reads go on.
-    const strict = await open(tmpDir(), { archive: { url, sync: true, s3: s3.s3 } });
+    const strict = await open(tmpDir(), { archive: { url, snapshotLogRatio: 0, sync: true, s3: s3.s3 } });
     try {
       const err = await strict.put("c", 3).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ArchiveError);
@@ -387,7 +413,7 @@ describe("archive", () => {
     const url = s3.url(newPrefix());
     const viaProxy = { ...s3.s3, endpoint: `http://127.0.0.1:${proxy.port}` };
     const dir = tmpDir();
-    const db = await open(dir, { snapshotEveryBytes: 0, archive: { url, sync: true, timeoutMs: 300, closeTimeoutMs: 300, s3: viaProxy } });
+    const db = await open(dir, { snapshotEveryBytes: 0, archive: { url, snapshotLogRatio: 0, sync: true, timeoutMs: 300, closeTimeoutMs: 300, s3: viaProxy } });
     try {
       for (let i = 0; i < 10; i++) {
         const rev = await db.put(`k${i}`, i);
@@ -418,7 +444,7 @@ describe("archive", () => {
       await db.close();
       expect(await late).toBeInstanceOf(ArchiveError);
       proxy.mode = "pass";
-      const again = await open(dir, { snapshotEveryBytes: 0, archive: { url, sync: true, s3: viaProxy } });
+      const again = await open(dir, { snapshotEveryBytes: 0, archive: { url, snapshotLogRatio: 0, sync: true, s3: viaProxy } });
       expect(again.get("late")).toBe(2);
       await waitFor("the archive to catch up", () => again.stats().archive!.rev === again.rev, 20_000, again);
       const want = state(again);
@@ -432,7 +458,7 @@ describe("archive", () => {
 
   test("restore --time: what had reached the archive by then, and nothing written after", async () => {
     const url = s3.url(newPrefix());
-    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    const db = await open(tmpDir(), { snapshotEveryBytes: 0, archive: { url, snapshotLogRatio: 0, maxLagMs: 20, s3: s3.s3 } });
     const marks: { time: number; rev: number; want: Map<string, Entry> }[] = [];
     let snapRev = 0;
     for (let round = 0; round < 3; round++) {
@@ -475,7 +501,7 @@ describe("archive", () => {
       await waitFor("the archive", () => db.stats().archive!.rev === db.rev && db.stats().archive!.snapshotRev === rev, 20_000, db);
     };
     // A first run without retention: snapshots A and B, and the log before and between them.
-    const first = await open(dir, { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, s3: s3.s3 } });
+    const first = await open(dir, { snapshotEveryBytes: 0, archive: { url, snapshotLogRatio: 0, maxLagMs: 20, s3: s3.s3 } });
     await round(first, "a");
     await round(first, "b");
     await first.close();
@@ -486,7 +512,7 @@ describe("archive", () => {
     await Bun.sleep(retainMs + 1100); // A and B are older than the window now (their times, to the second, rounded up)
 
     // A second run with retention: B is the base (the newest snapshot older than the window).
-    const db = await open(dir, { snapshotEveryBytes: 0, archive: { url, maxLagMs: 20, retainMs, s3: s3.s3 } });
+    const db = await open(dir, { snapshotEveryBytes: 0, archive: { url, snapshotLogRatio: 0, maxLagMs: 20, retainMs, s3: s3.s3 } });
     try {
       await round(db, "c");
       await waitFor("retention", () => db.stats().archive!.deleted === 1 + coveredByB.length, 20_000, db);
@@ -515,7 +541,7 @@ describe("archive", () => {
 
   test("a replica of the archive (follow s3://) reaches the primary's keys, values and revisions, and resyncs past a gap", async () => {
     const url = s3.url(newPrefix());
-    const primary = await open(tmpDir(), { segmentBytes: 64 * 1024, snapshotEveryBytes: 128 * 1024, archive: { url, maxLagMs: 40, s3: s3.s3 } });
+    const primary = await open(tmpDir(), { segmentBytes: 64 * 1024, snapshotEveryBytes: 128 * 1024, archive: { url, snapshotLogRatio: 0, maxLagMs: 40, s3: s3.s3 } });
     const caughtUp = () => primary.stats().archive!.rev === primary.rev;
     await writeSome(primary, 600, "a");
     await waitFor("the archive", caughtUp, 20_000, primary);

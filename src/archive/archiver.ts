@@ -2,7 +2,6 @@
 // on a worker thread of its own; the writer and the main thread see its progress in the ring.
 
 import * as path from "node:path";
-import { concatBytes } from "../bytes.ts";
 import { ArchiveError } from "../errors.ts";
 import { snapshotName } from "../format/constants.ts";
 import type { FileIO } from "../io/file-io.ts";
@@ -35,6 +34,8 @@ export interface ArchiverConfig {
   retainMs: number;
   /** Zero RPO: writes wait for the bucket, so each durable revision is shipped at once. */
   sync: boolean;
+  /** A new local snapshot is uploaded once the log shipped since the last upload is this many times its size. */
+  snapshotLogRatio: number;
   sab: SharedArrayBuffer;
 }
 
@@ -66,6 +67,9 @@ export class Archiver {
   private positionAt = 0;
   /** The ring's EVENTS counter when step() last looked at the synced revision. */
   private eventsSeen = 0;
+  /** Log bytes shipped since the last snapshot upload, and that snapshot's size (0: none this run). */
+  private logBytesSinceSnap = 0;
+  private snapBytes = 0;
   private retentionDue = 0;
 
   constructor(
@@ -150,6 +154,7 @@ export class Archiver {
       rev = snap;
     }
     this.stats[R.STAT_ARCHIVE_REV] = rev;
+    if (p !== null && p.rev === rev) this.positionRev = rev; // (the position says so already)
   }
 
   /** One round: a new snapshot, then the log if it is due. Returns whether anything was shipped. */
@@ -157,11 +162,19 @@ export class Archiver {
     this.eventsSeen = Atomics.load(this.ring.ctl, R.EVENTS); // (before the synced revision is read)
     let shipped = false;
     const snapRev = this.stats[R.STAT_SNAP_REV]!;
-    if (snapRev > this.stats[R.STAT_ARCHIVE_SNAP_REV]!) shipped = (await this.shipNewestSnapshot()) !== null;
+    if (snapRev > this.stats[R.STAT_ARCHIVE_SNAP_REV]! && this.logBytesSinceSnap >= this.cfg.snapshotLogRatio * this.snapBytes) {
+      shipped = (await this.shipNewestSnapshot()) !== null;
+    }
     const synced = this.stats[R.STAT_SYNCED_REV]!;
     const archived = this.stats[R.STAT_ARCHIVE_REV]!;
     if (synced <= archived) {
       this.stats[R.STAT_ARCHIVE_WAITING_SINCE] = 0;
+      // The position's rewrite is held back after a quick object; idle, it catches up within maxLagMs / 2
+      // (replicas of the archive read it to learn what is new).
+      if (this.positionRev !== archived && Date.now() - this.positionAt >= this.cfg.maxLagMs / 2) {
+        await this.writePosition();
+        return true;
+      }
       return shipped;
     }
     const now = Date.now();
@@ -186,8 +199,7 @@ export class Archiver {
     const got = this.tail.read(synced, archiveObjectBytes);
     if (got.frames.length === 0) return false;
     const last = got.next - 1;
-    const body = concatBytes(got.frames);
-    const object = encodeLogObject(this.cfg.dbId, first, last, body);
+    const object = encodeLogObject(this.cfg.dbId, first, last, got.frames);
     const name = logObjectName(first, last);
     try {
       await this.call(() => this.bucket.put(name, object));
@@ -198,6 +210,7 @@ export class Archiver {
     this.catalog?.logs.push({ name, firstRev: first, lastRev: last }); // (the LIST, if made, came before the PUT)
     this.stats[R.STAT_ARCHIVE_OBJECTS]!++;
     this.stats[R.STAT_ARCHIVE_BYTES]! += object.length;
+    this.logBytesSinceSnap += object.length;
     this.stats[R.STAT_ARCHIVE_REV] = last;
     this.stats[R.STAT_ARCHIVE_WAITING_SINCE] = last < this.stats[R.STAT_SYNCED_REV]! ? Date.now() : 0;
     // Writes waiting for the bucket (sync) are settled by the main thread's waiter on EVENTS.
@@ -212,19 +225,20 @@ export class Archiver {
     const snaps = listSnapshots(this.io, this.snapDir, false);
     const newest = snaps[snaps.length - 1];
     if (!newest) return null;
-    let bytes: Uint8Array;
+    const name = snapObjectName(newest.rev);
+    let size: number;
     try {
-      bytes = this.io.readFile(path.join(this.snapDir, snapshotName(newest.rev)));
+      size = await this.call(() => this.bucket.putFile(name, path.join(this.snapDir, snapshotName(newest.rev))));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return null; // replaced meanwhile: the next round ships the newer one
       throw err;
     }
-    const name = snapObjectName(newest.rev);
-    await this.call(() => this.bucket.put(name, bytes));
     this.catalog?.snaps.push({ name, rev: newest.rev, time: Date.now() });
     this.stats[R.STAT_ARCHIVE_OBJECTS]!++;
-    this.stats[R.STAT_ARCHIVE_BYTES]! += bytes.length;
+    this.stats[R.STAT_ARCHIVE_BYTES]! += size;
     this.stats[R.STAT_ARCHIVE_SNAP_REV] = newest.rev;
+    this.snapBytes = size;
+    this.logBytesSinceSnap = 0;
     if (this.stats[R.STAT_ARCHIVE_REV]! >= 0) await this.writePosition();
     return newest.rev;
   }

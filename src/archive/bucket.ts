@@ -1,5 +1,6 @@
 // An archive's bucket: Bun's S3 client, with a timeout on every call and jittered retries.
 
+import * as fs from "node:fs";
 import { ArchiveError } from "../errors.ts";
 import * as L from "../limits.ts";
 
@@ -27,6 +28,8 @@ export function parseArchiveUrl(url: string): ArchiveTarget {
 }
 
 const backoffFirstMs = 100;
+/** An upload of a large file may take this long per byte, beyond the call's timeout. */
+const minUploadBytesPerSec = 1024 * 1024;
 const backoffMaxMs = 5_000;
 
 /** Full jitter (AWS's "exponential backoff and jitter"): a random wait up to the doubled cap. */
@@ -63,6 +66,30 @@ export class Bucket {
   async put(name: string, body: Uint8Array | string): Promise<void> {
     this.calls.put++;
     await this.timed(`PUT ${name}`, () => this.client.write(this.key(name), body));
+  }
+
+  /**
+   * Uploads a file, streamed from a descriptor opened here (it may be replaced or deleted meanwhile),
+   * as a multipart upload when it is large (S3 makes it visible only once whole); returns its size.
+   * The timeout grows with the size (at least 1 MiB/s is expected). The descriptor stays open until
+   * the upload itself ends, also after a timeout: its number is never reused under it.
+   */
+  async putFile(name: string, file: string): Promise<number> {
+    const fd = fs.openSync(file, "r");
+    let size: number;
+    let upload: Promise<unknown>;
+    try {
+      size = fs.fstatSync(fd).size;
+      this.calls.put++;
+      upload = this.client.write(this.key(name), Bun.file(fd));
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+    const close = () => fs.closeSync(fd);
+    upload.then(close, close);
+    await this.timed(`PUT ${name}`, () => upload, this.timeoutMs + (size / minUploadBytesPerSec) * 1000);
+    return size;
   }
 
   /** The object's bytes, or null when there is no such object. */
@@ -115,10 +142,10 @@ export class Bucket {
   }
 
   /** Bun's client has no timeout of its own for every call: a silent endpoint would hang it. */
-  private timed<T>(what: string, call: () => Promise<T>): Promise<T> {
+  private timed<T>(what: string, call: () => Promise<T>, ms = this.timeoutMs): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer = setTimeout(() => reject(new Error(`${what}: no answer in ${Math.round(ms)} ms`)), ms);
     });
     return Promise.race([call(), timeout]).finally(() => clearTimeout(timer));
   }

@@ -25,7 +25,8 @@ export type FrameVerdict =
   | { kind: "bad"; reason: string; whole?: boolean };
 
 /** The revision field of the frame at `offset` (not yet checked). */
-function frameRev(bytes: Uint8Array, view: DataView, offset: number): number {
+/** The revision in the frame header at `offset`. */
+export function frameRev(bytes: Uint8Array, view: DataView, offset: number): number {
   return (
     view.getUint32(offset + FRAME_REV_OFFSET, true) +
     view.getUint16(offset + FRAME_REV_OFFSET + 4, true) * 0x1_0000_0000 +
