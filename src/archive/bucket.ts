@@ -28,7 +28,9 @@ export function parseArchiveUrl(url: string): ArchiveTarget {
 }
 
 const backoffFirstMs = 100;
-/** An upload of a large file may take this long per byte, beyond the call's timeout. */
+/** A GET's presigned URL is good for this long (it is used at once). */
+const presignSeconds = 900;
+/** An upload or a download of a large object may take this long per byte, beyond the call's timeout. */
 const minUploadBytesPerSec = 1024 * 1024;
 const backoffMaxMs = 5_000;
 
@@ -92,15 +94,25 @@ export class Bucket {
     return size;
   }
 
-  /** The object's bytes, or null when there is no such object. */
+  /**
+   * The object's bytes, or null when there is no such object. A plain fetch of a presigned URL: the
+   * client's own read took 282–397 ms for a 124 MiB snapshot from s3rver, a fetch 184 ms. The
+   * timeout runs to the response's headers, then again for the body, longer for a larger one.
+   */
   async get(name: string): Promise<Uint8Array | null> {
     this.calls.get++;
-    try {
-      return new Uint8Array(await this.timed(`GET ${name}`, () => this.client.file(this.key(name)).arrayBuffer()));
-    } catch (err) {
-      if ((err as { code?: string }).code === "NoSuchKey" || (err as { cause?: { code?: string } }).cause?.code === "NoSuchKey") return null;
-      throw err;
+    const url = this.client.presign(this.key(name), { method: "GET", expiresIn: presignSeconds });
+    const abort = new AbortController();
+    const what = `GET ${name}`;
+    const res = await this.timed(what, () => fetch(url, { signal: abort.signal }), this.timeoutMs, () => abort.abort());
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return null;
     }
+    const bodyMs = this.timeoutMs + (Number(res.headers.get("content-length") ?? 0) / minUploadBytesPerSec) * 1000;
+    const body = await this.timed<ArrayBuffer | string>(what, () => (res.ok ? res.arrayBuffer() : res.text()), bodyMs, () => abort.abort());
+    if (typeof body === "string") throw new Error(`${what}: ${res.status} ${body.slice(0, 300)}`);
+    return new Uint8Array(body);
   }
 
   /**
@@ -142,10 +154,13 @@ export class Bucket {
   }
 
   /** Bun's client has no timeout of its own for every call: a silent endpoint would hang it. */
-  private timed<T>(what: string, call: () => Promise<T>, ms = this.timeoutMs): Promise<T> {
+  private timed<T>(what: string, call: () => Promise<T>, ms = this.timeoutMs, onTimeout?: () => void): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer in ${Math.round(ms)} ms`)), ms);
+      timer = setTimeout(() => {
+        onTimeout?.();
+        reject(new Error(`${what}: no answer in ${Math.round(ms)} ms`));
+      }, ms);
     });
     return Promise.race([call(), timeout]).finally(() => clearTimeout(timer));
   }

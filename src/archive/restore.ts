@@ -4,14 +4,25 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ArchiveError, CorruptionError } from "../errors.ts";
-import { decodeOps, encoded } from "../format/decoder.ts";
-import { encodeFrame } from "../format/encoder.ts";
-import { FORMAT_VERSION, TYPE_SNAP_CHUNK, TYPE_SNAP_FOOTER, TYPE_SNAP_HEADER } from "../format/constants.ts";
+import { decodeHeader, decodeOps, encoded, payloadOf, readFrame } from "../format/decoder.ts";
+import { encodeFrame, sealFrame } from "../format/encoder.ts";
+import {
+  FORMAT_VERSION,
+  FRAME_HEADER_BYTES,
+  frameBytes,
+  HEADER_FRAME_OFFSET,
+  MAGIC,
+  TYPE_HEADER,
+  TYPE_SNAP_CHUNK,
+  TYPE_SNAP_FOOTER,
+  TYPE_SNAP_HEADER,
+} from "../format/constants.ts";
 import type { FileIO } from "../io/file-io.ts";
 import * as L from "../limits.ts";
 import { ChunkEncoder, footerPayload, headerPayload, verifySnapshot, visitChunk, type SnapshotEntry, type VerifiedSnapshot } from "../snapshot/file.ts";
 import { SnapshotFileWriter } from "../snapshot/file-writer.ts";
-import { installSegment } from "../wal/segment.ts";
+import { readSegment } from "../wal/reader.ts";
+import { installSegment, listSegments } from "../wal/segment.ts";
 import { Bucket, type S3Settings } from "./bucket.ts";
 import { decodeLogObject, decodePosition, LOG_DIR, parseLogName, parseSnapName, POSITION_NAME, SNAP_DIR } from "./object.ts";
 
@@ -259,6 +270,11 @@ function checkSnapshot(name: string, rev: number, bytes: Uint8Array, db: string 
   return s;
 }
 
+/** Bytes of a CBOR unsigned integer's head. */
+function cborUintBytes(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x1_0000 ? 3 : n < 0x1_0000_0000 ? 5 : 9;
+}
+
 function apply(changes: Map<string, Change>, rev: number, ops: ReturnType<typeof decodeOps>): void {
   for (const op of ops) {
     const c = changes.get(op[0]);
@@ -321,21 +337,64 @@ export function writeDatabase(io: FileIO, dir: string, dbId: string, rev: number
   fs.mkdirSync(snapDir, { recursive: true });
   fs.mkdirSync(walDir, { recursive: true });
   io.fsyncDir(dir);
-  const keys = mergeEntries(state, () => {}); // (the header comes first and holds the count)
+  // The header comes first and holds the count of keys. Unless the count's CBOR width may vary
+  // between the fewest and the most keys the merge can give, one walk: the header is written with
+  // the most and rewritten with the count (same length); else a first walk counts.
+  const base = state.snapshot?.header.keys ?? 0;
+  const fewest = Math.max(0, base - state.changes.size);
+  const most = base + state.changes.size;
+  const oneWalk = cborUintBytes(fewest) === cborUintBytes(most);
+  const header = (keys: number) => encodeFrame(TYPE_SNAP_HEADER, rev, headerPayload({ v: FORMAT_VERSION, db: dbId, rev, keys }));
   const file = new SnapshotFileWriter(io, snapDir, rev);
-  file.write(encodeFrame(TYPE_SNAP_HEADER, rev, headerPayload({ v: FORMAT_VERSION, db: dbId, rev, keys })));
+  const headerAt = file.bytes;
+  const first = header(oneWalk ? most : mergeEntries(state, () => {}));
+  file.write(first);
   const enc = new ChunkEncoder(L.snapshotChunkBytes);
   let chunks = 0;
+  // One frame buffer for every chunk (written before the next is framed): no 256 KiB allocated and
+  // zeroed per chunk, which was a tenth of a restore (measured at 1M keys).
+  let frame = new Uint8Array(frameBytes(L.snapshotChunkBytes));
+  let view = new DataView(frame.buffer);
   const chunk = (payload: Uint8Array | null) => {
     if (payload === null) return;
-    file.write(encodeFrame(TYPE_SNAP_CHUNK, rev, payload));
+    const size = frameBytes(payload.length);
+    if (frame.length < size) {
+      frame = new Uint8Array(size);
+      view = new DataView(frame.buffer);
+    }
+    frame.set(payload, FRAME_HEADER_BYTES);
+    sealFrame(frame, view, 0, TYPE_SNAP_CHUNK, rev, payload.length);
+    file.write(frame.subarray(0, size));
     enc.recycle(payload);
     chunks++;
   };
-  mergeEntries(state, (key, e) => chunk(enc.add(key, e)));
+  let lastKey: string | null = null;
+  const keys = mergeEntries(state, (key, e) => {
+    if (lastKey !== null && key <= lastKey) throw new ArchiveError(`restore: key ${JSON.stringify(key)} after ${JSON.stringify(lastKey)}: not in order`);
+    lastKey = key;
+    chunk(enc.add(key, e));
+  });
   chunk(enc.flush());
+  if (oneWalk) {
+    const exact = header(keys);
+    if (exact.length !== first.length) throw new Error("restore: the snapshot header changed length");
+    file.rewrite(headerAt, exact);
+  }
   file.write(encodeFrame(TYPE_SNAP_FOOTER, rev, footerPayload({ keys, chunks })));
-  file.install();
+  file.install(); // (reads the whole file back: every frame's checksum, the header's and footer's counts)
   installSegment(io, walDir, path.join(walDir, "first.tmp"), { v: FORMAT_VERSION, db: dbId, seq: 1, firstRev: rev + 1, prevCrc: 0 });
+  checkFirstSegment(io, walDir, dbId, rev + 1);
   return keys;
+}
+
+/** Reads the first segment back as open() would: one segment, its magic, its header frame naming `db` and `firstRev`. */
+function checkFirstSegment(io: FileIO, walDir: string, db: string, firstRev: number): void {
+  const segs = listSegments(io, walDir, false);
+  if (segs.length !== 1 || segs[0]!.firstRev !== firstRev) throw new Error(`restore: ${walDir} holds ${segs.map((s) => s.name).join(", ")}, not one segment from ${firstRev}`);
+  const file = path.join(walDir, segs[0]!.name);
+  const bytes = readSegment(io, file);
+  const f = readFrame(bytes, HEADER_FRAME_OFFSET);
+  const ok = MAGIC.every((x, i) => bytes[i] === x) && f.kind === "frame" && f.type === TYPE_HEADER;
+  const h = ok && f.kind === "frame" ? decodeHeader(payloadOf(bytes, f)) : null;
+  if (!h || h.db !== db || h.firstRev !== firstRev) throw new Error(`restore: ${file} does not read back as written`);
 }

@@ -57,6 +57,20 @@ export class SnapshotFileWriter {
   }
 
   /**
+   * Writes `bytes` again at `at`, over what write() put there (restore's header, once the count of
+   * keys is known). Before install(), which checks the whole file as the disk gives it back.
+   */
+  rewrite(at: number, bytes: Uint8Array): void {
+    if (this.error) return;
+    if (at + bytes.length > this.bytes) throw new Error(`rewrite of [${at}, ${at + bytes.length}) past the ${this.bytes} bytes written`);
+    try {
+      this.io.pwrite(this.fd, bytes, at);
+    } catch (err) {
+      this.error = err;
+    }
+  }
+
+  /**
    * Makes the file the snapshot `<rev>.snap`: fdatasync, read back and checked, renamed, directory
    * fsynced. Throws the first failure, with the temp file dropped.
    */
