@@ -294,7 +294,12 @@ function apply(changes: Map<string, Change>, rev: number, ops: ReturnType<typeof
  * keys as the log left them, merged with the keys the log created. Only the keys the log touched
  * are held in memory; the snapshot's values are handed on as views of its bytes.
  */
-export function mergeEntries(state: RestoredState, emit: (key: string, e: SnapshotEntry) => void): number {
+export function mergeEntries(
+  state: RestoredState,
+  emit: (key: string, e: SnapshotEntry) => void,
+  /** A snapshot record the log left alone, as bytes [start, end) of `b` (else it goes to `emit`). */
+  emitRecord?: (key: string, b: Uint8Array, start: number, end: number) => void,
+): number {
   let count = 0;
   const out = (key: string, e: SnapshotEntry) => {
     emit(key, e);
@@ -315,10 +320,13 @@ export function mergeEntries(state: RestoredState, emit: (key: string, e: Snapsh
     const e = encoded(s.bytes);
     let lastKey: string | null = null;
     for (let i = 0; i < s.chunks.length; i++) {
-      lastKey = visitChunk(s, e, i, lastKey, (key, enc, start, end, rev, createRev, version) => {
+      lastKey = visitChunk(s, e, i, lastKey, (key, enc, start, end, rev, createRev, version, recordStart, recordEnd) => {
         for (; t < touched.length && touched[t]! < key; t++) changed(touched[t]!, state.changes.get(touched[t]!)!, null);
         if (t < touched.length && touched[t] === key) changed(key, state.changes.get(touched[t++]!)!, { createRev, version });
-        else out(key, { value: enc.bytes.subarray(start, end), rev, createRev, version });
+        else if (emitRecord) {
+          emitRecord(key, enc.bytes, recordStart, recordEnd);
+          count++;
+        } else out(key, { value: enc.bytes.subarray(start, end), rev, createRev, version });
       });
     }
   }
@@ -369,11 +377,22 @@ export function writeDatabase(io: FileIO, dir: string, dbId: string, rev: number
     chunks++;
   };
   let lastKey: string | null = null;
-  const keys = mergeEntries(state, (key, e) => {
+  const inOrder = (key: string) => {
     if (lastKey !== null && key <= lastKey) throw new ArchiveError(`restore: key ${JSON.stringify(key)} after ${JSON.stringify(lastKey)}: not in order`);
     lastKey = key;
-    chunk(enc.add(key, e));
-  });
+  };
+  // Records the log left alone are copied as they are (no entry object, no view, no re-encoding).
+  const keys = mergeEntries(
+    state,
+    (key, e) => {
+      inOrder(key);
+      chunk(enc.add(key, e));
+    },
+    (key, b, start, end) => {
+      inOrder(key);
+      chunk(enc.addRaw(b, start, end));
+    },
+  );
   chunk(enc.flush());
   if (oneWalk) {
     const exact = header(keys);

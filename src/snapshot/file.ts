@@ -99,6 +99,22 @@ export class ChunkEncoder {
     return full;
   }
 
+  /**
+   * Adds one record as written in another snapshot (bytes [start, end) of `b`: its counts are the
+   * shortest already, as add() writes them); as add().
+   */
+  addRaw(b: Uint8Array, start: number, end: number): Uint8Array | null {
+    const size = end - start;
+    let full: Uint8Array | null = null;
+    if (this.pos + size > this.buf.length) {
+      if (this.count > 0) full = this.take();
+      if (CHUNK_COUNT_HEAD_BYTES + size > this.buf.length) this.buf = new Uint8Array(CHUNK_COUNT_HEAD_BYTES + size);
+    }
+    this.pos = copyBytes(this.buf, this.pos, b, start, end);
+    this.count++;
+    return full;
+  }
+
   /** Adds one entry; returns a full chunk when this entry did not fit in the current one. */
   add(key: string, e: SnapshotEntry): Uint8Array | null {
     const keyBytes = utf8Bytes(key);
@@ -325,9 +341,9 @@ function chunkCount(bytes: Uint8Array, start: number, len: number): number {
 export interface EntryVisitor {
   /**
    * One key; its value's CBOR encoding is bytes [start, end) of `e` (copy what you keep), and its
-   * whole record starts at `recordStart`.
+   * whole record is bytes [recordStart, recordEnd).
    */
-  (key: string, e: Encoded, start: number, end: number, rev: number, createRev: number, version: number, recordStart: number): void;
+  (key: string, e: Encoded, start: number, end: number, rev: number, createRev: number, version: number, recordStart: number, recordEnd: number): void;
 }
 
 /**
@@ -378,7 +394,7 @@ export function visitEntries(
       if (entryRev > rev || createRev > entryRev || createRev < 1 || version < 1 || version > (entryRev - createRev + 1) * batchOpsMax) {
         throw new Error(`key ${JSON.stringify(key)} has impossible revisions`);
       }
-      visit(key, e, vs, vs + valueLen, entryRev, createRev, version, recordStart);
+      visit(key, e, vs, vs + valueLen, entryRev, createRev, version, recordStart, cur.pos);
       lastKey = key;
     }
     if (cur.pos !== cur.end) throw new Error("trailing bytes after the entries");

@@ -339,8 +339,8 @@ function* loadEntries(
   const e = encoded(bytes);
   let lastKey: string | null = null;
   let keys = 0;
-  const visit: EntryVisitor = (key, enc, vs, ve, rev, createRev, version, recordStart) => {
-    loader.entry(key, enc, vs, ve, rev, createRev, version, recordStart);
+  const visit: EntryVisitor = (key, enc, vs, ve, rev, createRev, version, recordStart, recordEnd) => {
+    loader.entry(key, enc, vs, ve, rev, createRev, version, recordStart, recordEnd);
     keys++;
   };
   for (let c = r.next(), n = 1; c !== null; c = r.next(), n++) {
