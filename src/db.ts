@@ -84,6 +84,14 @@ export class Db {
     return this.pipeline.durableRev;
   }
 
+  /**
+   * The newest revision fdatasynced: `rev` with sync "always"; with "interval" or "never", writes are
+   * acknowledged before, and this trails them (what a replica may be sent: docs/replication.md).
+   */
+  get syncedRev(): number {
+    return Math.min(this.rev, this.ring.stats[R.STAT_SYNCED_REV]!);
+  }
+
   get(key: string): unknown {
     checkKeyType(key);
     return this.index.get(key);

@@ -154,6 +154,9 @@ export class Replica {
   get rev(): number {
     return this.db.rev;
   }
+  get syncedRev(): number {
+    return this.db.syncedRev;
+  }
   get: Db["get"] = (key) => this.db.get(key);
   getEntry: Db["getEntry"] = (key) => this.db.getEntry(key);
   has: Db["has"] = (key) => this.db.has(key);
@@ -261,11 +264,20 @@ export class Replica {
     this.connected = true;
     this.connects++;
     const reader = res.body!.getReader();
-    let buf = new Uint8Array(0);
+    try {
+      await this.consume(reader, from);
+    } finally {
+      reader.cancel().catch(() => {}); // (the connection is not left open after an error)
+    }
+  }
+
+  /** Applies the frames of a WAL stream, which starts at revision `from`, until it ends or fails. */
+  private async consume(reader: { read(): Promise<{ done: boolean; value?: Uint8Array }> }, from: number): Promise<void> {
+    let buf: Uint8Array = new Uint8Array(0);
     let next = from;
     for (;;) {
       const r = await reader.read();
-      if (r.done) throw new Error("the primary ended the WAL stream");
+      if (r.done || !r.value) throw new Error("the primary ended the WAL stream");
       buf = buf.length === 0 ? r.value : concatBytes([buf, r.value]);
       const view = viewOf(buf);
       let at = 0;

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import type { Db } from "./db.ts";
 
 /** What the log is read from: a database or a replica (whose log holds the same revisions). */
-type LogOwner = Pick<Db, "dir" | "rev">;
+type LogOwner = Pick<Db, "dir" | "rev" | "syncedRev">;
 import { snapshotName } from "./format/constants.ts";
 import { nodeIO } from "./io/file-io.ts";
 import { listSnapshots } from "./snapshot/file.ts";
@@ -58,7 +58,7 @@ export class WalSource {
 
   /** Frames of the durable entries not yet read, at most about `maxBytes` of them (none: nothing new). */
   read(maxBytes: number): Uint8Array[] {
-    const durable = this.db.rev;
+    const durable = this.db.syncedRev; // (on disk: a primary that loses power keeps what a replica has)
     if (durable < this.tail.next) return [];
     return this.tail.read(durable, maxBytes).frames;
   }

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { encodeLogObject } from "../src/archive/object.ts";
+import { decodeLogObject, encodeLogObject, logObjectName } from "../src/archive/object.ts";
 import { Bucket, type S3Settings } from "../src/archive/bucket.ts";
 import { encodeEntry } from "../src/format/encoder.ts";
 import { ArchiveError, bumpRevisionDefault, open, openReplica, restore, type Db, type Entry, type Store } from "../src/index.ts";
@@ -504,6 +504,18 @@ describe("archive", () => {
       expect(state(back)).toEqual(m.want);
       await back.close();
     }
+    // An object made later that overlaps and reaches further (an archiver restarted from a stale
+    // position ships one): a restore to a time before it still takes the older objects it covers.
+    const bucket = new Bucket(url, s3.s3);
+    const later = (await bucket.list("log/")).filter((x) => parseInt(x.name.slice(4, 20), 16) > marks[0]!.rev);
+    const decoded = await Promise.all(later.map(async (x) => decodeLogObject(x.name, (await bucket.get(x.name))!, null)));
+    const bodies = decoded.map((d) => d.bytes.subarray(d.bytes.length - d.header.bytes));
+    const first = decoded[0]!.header.firstRev;
+    const last = decoded[decoded.length - 1]!.header.lastRev;
+    await bucket.put(logObjectName(first, last), encodeLogObject(decoded[0]!.header.db, first, last, bodies, marks[2]!.time + 60_000));
+    const overlapped = await restore(url, path.join(tmpDir(), "r"), { time: marks[2]!.time, s3: s3.s3, bumpRevision: 0 });
+    expect(overlapped.targetRev).toBe(marks[2]!.rev);
+    expect(overlapped.logs.map((l) => l.name)).not.toContain(logObjectName(first, last));
     // With --rev too, whichever comes first; a time before anything was archived is an error.
     expect((await restore(url, path.join(tmpDir(), "r"), { time: marks[2]!.time, rev: marks[0]!.rev, s3: s3.s3 })).targetRev).toBe(marks[0]!.rev);
     await expect(restore(url, path.join(tmpDir(), "r"), { time: marks[0]!.time - 60_000, s3: s3.s3 })).rejects.toThrow("had reached the archive by");
@@ -579,8 +591,9 @@ describe("archive", () => {
       expect(state(replica)).toEqual(state(primary));
       const rs = replica.stats().replica;
       expect(rs.bootstraps).toBe(1);
-      // (s3rver answers a GET of an object being rewritten with what it has: the position, now and then)
-      if (rs.errors > 0) expect(rs.lastError).toContain("position object is not JSON");
+      // (s3rver answers a GET of an object being rewritten with what it has, or with InternalError:
+      // the position, now and then)
+      if (rs.errors > 0) expect(rs.lastError).toMatch(/position object is not JSON|GET position: 500 .*InternalError/);
       await expect(replica.put("x", 1)).rejects.toThrow(`follows the archive ${url}`);
       // Log objects deleted past what the replica applied (as retention would): it resyncs from the newest state.
       await replica.close();

@@ -141,6 +141,29 @@ describe("read replicas", () => {
     }
   });
 
+  test("a primary that acknowledges before fdatasync (sync interval) streams only what is on its disk", async () => {
+    const primary = await open(tmpDir(), { sync: "interval", syncIntervalMs: 300 });
+    const url = serve(primary);
+    const replica = await openReplica(path.join(tmpDir(), "replica"), { follow: url });
+    try {
+      let ahead = 0;
+      let seen = 0;
+      for (let i = 0; i < 20; i++) {
+        await load(primary, 20, `i${i}`, 4);
+        await Bun.sleep(15);
+        if (replica.rev > primary.syncedRev) ahead++;
+        if (primary.rev > primary.syncedRev) seen++;
+      }
+      expect(seen).toBeGreaterThan(0); // (acknowledged, not yet on disk, at least once)
+      expect(ahead).toBe(0);
+      await replica.waitForRev(primary.rev, 20_000);
+      expect(state(replica)).toEqual(state(primary));
+    } finally {
+      await replica.close();
+      await primary.close();
+    }
+  });
+
   test("promotion: a stopped replica becomes a database of its own, above the old primary's revisions", async () => {
     const primary = await open(tmpDir());
     const url = serve(primary);

@@ -62,6 +62,16 @@ export class Archiver {
   private wake: (() => void) | null = null;
   private failures = 0;
   private catalog: Catalog | null = null;
+  /** What this run uploads while its one LIST is under way (merged into the catalog after it). */
+  private listing: Catalog | null = null;
+  /**
+   * A snapshot upload, and a retention pass, run beside the log's shipping, never in its way: a
+   * large snapshot takes seconds, and with archive.sync writes wait for the log (review finding).
+   */
+  private snapshotUpload: Promise<void> | null = null;
+  private retention: Promise<void> | null = null;
+  private snapshotFailures = 0;
+  private snapshotRetryAt = 0;
   /** The revision the position object last written names, and when it was written. */
   private positionRev = -1;
   private positionAt = 0;
@@ -96,11 +106,14 @@ export class Archiver {
           started = true;
         }
         const shipped = await this.step();
-        if (this.cfg.retainMs > 0 && Date.now() >= this.retentionDue && !this.flushing) await this.retainOrReport();
+        if (this.cfg.retainMs > 0 && Date.now() >= this.retentionDue && !this.flushing && this.retention === null) {
+          this.retention = this.retainOrReport().finally(() => (this.retention = null));
+        }
         const cpu = process.threadCpuUsage();
         this.stats[R.STAT_ARCHIVE_CPU_US] = cpu.user + cpu.system;
         this.failures = 0;
         if (this.flushing && !shipped) {
+          if (this.snapshotUpload) await this.snapshotUpload;
           if (this.positionRev !== this.stats[R.STAT_ARCHIVE_REV]) await this.writePosition();
           return; // everything durable is in the bucket
         }
@@ -157,13 +170,23 @@ export class Archiver {
     if (p !== null && p.rev === rev) this.positionRev = rev; // (the position says so already)
   }
 
-  /** One round: a new snapshot, then the log if it is due. Returns whether anything was shipped. */
+  /**
+   * One round: starts a snapshot's upload if one is due (it runs beside the log), then ships the log
+   * if it is due. Returns whether an object (or the position) was written.
+   */
   private async step(): Promise<boolean> {
     this.eventsSeen = Atomics.load(this.ring.ctl, R.EVENTS); // (before the synced revision is read)
-    let shipped = false;
     const snapRev = this.stats[R.STAT_SNAP_REV]!;
-    if (snapRev > this.stats[R.STAT_ARCHIVE_SNAP_REV]! && this.logBytesSinceSnap >= this.cfg.snapshotLogRatio * this.snapBytes) {
-      shipped = (await this.shipNewestSnapshot()) !== null;
+    const snapDue = snapRev > this.stats[R.STAT_ARCHIVE_SNAP_REV]! && this.logBytesSinceSnap >= this.cfg.snapshotLogRatio * this.snapBytes;
+    if (snapDue && this.snapshotUpload === null && Date.now() >= this.snapshotRetryAt) {
+      this.snapshotUpload = this.shipNewestSnapshot().then(
+        () => void (this.snapshotFailures = 0),
+        (err: unknown) => {
+          this.report(err);
+          this.snapshotRetryAt = Date.now() + backoffMs(this.snapshotFailures++);
+        },
+      );
+      void this.snapshotUpload.finally(() => (this.snapshotUpload = null));
     }
     const synced = this.stats[R.STAT_SYNCED_REV]!;
     const archived = this.stats[R.STAT_ARCHIVE_REV]!;
@@ -175,13 +198,13 @@ export class Archiver {
         await this.writePosition();
         return true;
       }
-      return shipped;
+      return false;
     }
     const now = Date.now();
     if (this.stats[R.STAT_ARCHIVE_WAITING_SINCE] === 0) this.stats[R.STAT_ARCHIVE_WAITING_SINCE] = now;
     const due = this.flushing || this.cfg.sync || now - this.stats[R.STAT_ARCHIVE_WAITING_SINCE]! >= this.cfg.maxLagMs / 2;
-    if (!due && !this.enoughWaiting(synced)) return shipped;
-    return (await this.shipLog(synced)) || shipped;
+    if (!due && !this.enoughWaiting(synced)) return false;
+    return this.shipLog(synced);
   }
 
   /** Whether a full object's worth of entries is waiting (estimated from the WAL's byte counter). */
@@ -207,7 +230,7 @@ export class Archiver {
       this.tail.reset(saved); // shipped again from here on the next try
       throw err;
     }
-    this.catalog?.logs.push({ name, firstRev: first, lastRev: last }); // (the LIST, if made, came before the PUT)
+    (this.catalog ?? this.listing)?.logs.push({ name, firstRev: first, lastRev: last });
     this.stats[R.STAT_ARCHIVE_OBJECTS]!++;
     this.stats[R.STAT_ARCHIVE_BYTES]! += object.length;
     this.logBytesSinceSnap += object.length;
@@ -233,7 +256,8 @@ export class Archiver {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return null; // replaced meanwhile: the next round ships the newer one
       throw err;
     }
-    this.catalog?.snaps.push({ name, rev: newest.rev, time: Date.now() });
+    // (as restore will judge it: S3's upload time, to the second, plus a second)
+    (this.catalog ?? this.listing)?.snaps.push({ name, rev: newest.rev, time: Date.now() + 1000 });
     this.stats[R.STAT_ARCHIVE_OBJECTS]!++;
     this.stats[R.STAT_ARCHIVE_BYTES]! += size;
     this.stats[R.STAT_ARCHIVE_SNAP_REV] = newest.rev;
@@ -285,9 +309,10 @@ export class Archiver {
   /** The one LIST of a run (objects of earlier runs are named nowhere else). */
   private async listCatalog(): Promise<Catalog> {
     const before = this.bucket.calls.list;
+    this.listing = { snaps: [], logs: [] };
     try {
       const [snaps, logs] = await Promise.all([this.bucket.list(SNAP_DIR), this.bucket.list(LOG_DIR)]);
-      return {
+      const listed: Catalog = {
         snaps: snaps.flatMap((s) => {
           const rev = parseSnapName(s.name);
           // S3 tells the upload time to the second (rounded up here); none told: as if uploaded now.
@@ -298,7 +323,13 @@ export class Archiver {
           return r ? [{ name: l.name, ...r }] : [];
         }),
       };
+      // Uploaded while the LIST ran: in it or not, known either way.
+      const names = new Set([...listed.snaps, ...listed.logs].map((x) => x.name));
+      for (const s of this.listing.snaps) if (!names.has(s.name)) listed.snaps.push(s);
+      for (const l of this.listing.logs) if (!names.has(l.name)) listed.logs.push(l);
+      return listed;
     } finally {
+      this.listing = null;
       const pages = this.bucket.calls.list - before;
       this.stats[R.STAT_ARCHIVE_LISTS]! += pages;
       this.stats[R.STAT_ARCHIVE_CALLS]! += pages;

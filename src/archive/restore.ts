@@ -163,12 +163,14 @@ async function restoreFromListing(o: RestorePlanOptions): Promise<{ plan: Restor
   // by firstRev, and for each position the furthest-reaching one up to it (rebuilt on a refusal,
   // which is rare). A restore over many thousands of objects stays linear.
   const refused = new Set<string>();
+  /** With a time: objects made after it, left out like refused ones (but not reported). */
+  const late = new Set<string>();
   logs.sort((a, b) => a.firstRev - b.firstRev);
   const furthest: (LogName | null)[] = [];
   const rebuild = () => {
     let b: LogName | null = null;
     logs.forEach((l, i) => {
-      if (!refused.has(l.name) && (!b || l.lastRev > b.lastRev)) b = l;
+      if (!refused.has(l.name) && !late.has(l.name) && (!b || l.lastRev > b.lastRev)) b = l;
       furthest[i] = b;
     });
   };
@@ -224,6 +226,8 @@ async function restoreFromListing(o: RestorePlanOptions): Promise<{ plan: Restor
       const beyond =
         logs.some((x) => x.firstRev > next && x.uploaded && !refused.has(x.name)) || snaps.some((x) => x.rev >= next && x.uploaded && !refused.has(x.name));
       if (o.rev === undefined && !beyond) break;
+      // Only objects made after the target time hold it: the restore ends there.
+      if (o.time !== undefined && logs.some((x) => late.has(x.name) && x.firstRev <= next && x.lastRev >= next)) break;
       const holder = logs.find((x) => refused.has(x.name) && x.firstRev <= next && x.lastRev >= next);
       if (holder) throw new ArchiveError(`no usable object holds revision ${next}: ${plan.skipped.find((x) => x.name === bucket.key(holder.name))!.why}`);
       const before = plan.logs[plan.logs.length - 1]?.name ?? snapshot?.name ?? "the start";
@@ -238,7 +242,13 @@ async function restoreFromListing(o: RestorePlanOptions): Promise<{ plan: Restor
       continue;
     }
     fetched.delete(l.name);
-    if (o.time !== undefined && log.header.time > o.time) break; // made after the target time
+    if (o.time !== undefined && log.header.time > o.time) {
+      // Made after the target time. An archiver that restarted from a stale position ships an
+      // object overlapping older ones and reaching further: those older ones may be in time.
+      late.add(l.name);
+      rebuild();
+      continue;
+    }
     db = log.header.db;
     plan.logs.push({ name: l.name, firstRev: l.firstRev, lastRev: l.lastRev });
     for (const entry of log.entries) {
