@@ -84,6 +84,11 @@ export class Db {
     return this.pipeline.durableRev;
   }
 
+  /** The database's id (in its segments and snapshots; a replica's WAL stream names it). */
+  get id(): string {
+    return this.parts.dbId;
+  }
+
   /**
    * The newest revision fdatasynced: `rev` with sync "always"; with "interval" or "never", writes are
    * acknowledged before, and this trails them (what a replica may be sent: docs/replication.md).

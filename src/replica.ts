@@ -55,10 +55,12 @@ const applyAhead = 8192;
 /** A replica of an archive reads its position object this often. */
 export const archivePollMsDefault = 1000;
 
-/** What a full resync writes: the state at revision `rev`. */
+/** What a full resync writes: the state at revision `rev` of database `source`. */
 interface Resync {
   rev: number;
   state: RestoredState;
+  /** null: an empty database, whose stream from revision 1 names its source. */
+  source: string | null;
 }
 
 /**
@@ -73,12 +75,13 @@ export async function openReplica(dir: string, o: ReplicaOptions): Promise<Repli
   if (!holdsDb) {
     fs.mkdirSync(dir, { recursive: true });
     writeReplicaMarker(dir, { follow });
-  } else if (marker!.follow !== follow) writeReplicaMarker(dir, { follow }); // the primary moved
+  } else if (marker!.follow !== follow) writeReplicaMarker(dir, { follow }); // the primary moved: whose history it has is unknown now
   const { follow: _f, token: _t, s3, pollMs, ...openOptions } = o;
   if (pollMs !== undefined && !(Number.isSafeInteger(pollMs) && pollMs >= 1)) throw new InvalidArgumentError("pollMs must be an integer ≥ 1");
   const db = await openDb(dir, openOptions, {}, "replica");
   const archive = follow.startsWith("s3://") ? { bucket: new Bucket(follow, s3), pollMs: pollMs ?? archivePollMsDefault } : null;
-  return new Replica(dir, follow, o.token ?? null, archive, openOptions, db);
+  const source = marker !== null && marker.follow === follow ? (marker.source ?? null) : null;
+  return new Replica(dir, follow, o.token ?? null, archive, openOptions, db, source);
 }
 
 /**
@@ -131,8 +134,6 @@ export class Replica {
   private applying = 0;
   private applyFailure: Error | null = null;
   private readonly waiters = new Set<{ rev: number; resolve: () => void }>();
-  /** The archive's database id, once an object or a resync has named it (its objects must all name it). */
-  private archiveDb: string | null = null;
   private wake: (() => void) | null = null;
 
   /** @internal use openReplica() */
@@ -144,6 +145,8 @@ export class Replica {
     private readonly archive: { bucket: Bucket; pollMs: number } | null,
     private readonly openOptions: OpenOptions,
     private db: Db,
+    /** The database whose revisions these are (null: not known; then only an empty replica streams on). */
+    private source: string | null,
   ) {
     this.primary = follow;
     this.follower = this.follow();
@@ -156,6 +159,10 @@ export class Replica {
   }
   get syncedRev(): number {
     return this.db.syncedRev;
+  }
+  /** The replica's own database id (not its primary's). */
+  get id(): string {
+    return this.db.id;
   }
   get: Db["get"] = (key) => this.db.get(key);
   getEntry: Db["getEntry"] = (key) => this.db.getEntry(key);
@@ -261,6 +268,17 @@ export class Replica {
       return;
     }
     if (res.status !== 200) throw new Error(`GET ${this.primary}/v1/wal?from=${from}: ${res.status} ${(await res.text()).slice(0, 500)}`);
+    // The stream's database must be the one these revisions are of; an empty replica takes it.
+    const source = res.headers.get("harmony-db");
+    if (source !== null && source !== this.source) {
+      if (this.db.rev > 0) {
+        await res.body?.cancel();
+        await this.bootstrap();
+        return;
+      }
+      this.source = source;
+      writeReplicaMarker(this.dir, { follow: this.primary, source });
+    }
     this.connected = true;
     this.connects++;
     const reader = res.body!.getReader();
@@ -328,7 +346,9 @@ export class Replica {
     const text = await bucket.get(POSITION_NAME);
     if (text === null) throw new Error(`${this.primary} holds no archive (no position object)`);
     const pos = decodePosition(new TextDecoder().decode(text), bucket.key(POSITION_NAME));
-    if (this.archiveDb !== null && pos.db !== this.archiveDb) throw new ArchiveError(`${this.primary} now holds database ${pos.db}, not ${this.archiveDb}`);
+    // Another database's archive now (a restore's, say), or one whose history is not known to be
+    // this replica's: its revisions are not these. A full resync.
+    if (pos.db !== this.source) return this.bootstrap();
     this.connected = true;
     let next = this.db.rev + 1;
     if (pos.rev < next) return this.pause(pollMs);
@@ -345,8 +365,7 @@ export class Replica {
       }
       const bytes = await bucket.get(l.name);
       if (bytes === null) throw new Error(`${bucket.key(l.name)} listed, then gone`);
-      const log = decodeLogObject(bucket.key(l.name), bytes, this.archiveDb);
-      this.archiveDb = log.header.db;
+      const log = decodeLogObject(bucket.key(l.name), bytes, this.source);
       for (const e of log.entries) {
         if (e.rev < next) continue; // an overlap with what is applied
         this.apply(e.rev, decodeOps(log.bytes.subarray(e.start, e.start + e.len)));
@@ -370,17 +389,21 @@ export class Replica {
   /** The primary's newest snapshot, verified whole. */
   private async primarySnapshot(): Promise<Resync> {
     const res = await fetch(`${this.primary}/v1/snapshot`, { headers: this.headers(), signal: this.abort.signal });
+    if (res.status === 404) {
+      // No snapshot yet: the primary's log starts at revision 1, and so does the replica, empty.
+      await res.body?.cancel();
+      return { rev: 0, state: { snapshot: null, changes: new Map() }, source: null };
+    }
     if (res.status !== 200) throw new Error(`GET ${this.primary}/v1/snapshot: ${res.status} ${(await res.text()).slice(0, 500)}`);
     const bytes = new Uint8Array(await res.arrayBuffer());
     const snap = verifySnapshot(`${this.primary}/v1/snapshot`, bytes);
-    return { rev: snap.header.rev, state: { snapshot: snap, changes: new Map() } };
+    return { rev: snap.header.rev, state: { snapshot: snap, changes: new Map() }, source: snap.header.db };
   }
 
   /** The archive's newest state, as restore reads it (with no bump: the replica keeps its revisions). */
   private async archiveState(bucket: Bucket): Promise<Resync> {
     const { plan, state } = await restoreState({ url: this.primary, s3: bucket.settings, timeoutMs: bucket.timeoutMs });
-    this.archiveDb = plan.db;
-    return { rev: plan.targetRev, state };
+    return { rev: plan.targetRev, state, source: plan.db };
   }
 
   /**
@@ -397,14 +420,16 @@ export class Replica {
     const old = `${dir}.old`;
     fs.rmSync(part, { recursive: true, force: true });
     fs.rmSync(old, { recursive: true, force: true });
-    writeDatabase(nodeIO, part, hyperid({ urlSafe: true })(), r.rev, r.state);
-    writeReplicaMarker(part, { follow: this.primary });
+    if (r.rev > 0) writeDatabase(nodeIO, part, hyperid({ urlSafe: true })(), r.rev, r.state);
+    else fs.mkdirSync(part, { recursive: true }); // (opened below as a new, empty database)
+    writeReplicaMarker(part, { follow: this.primary, ...(r.source !== null ? { source: r.source } : {}) });
     await this.db.close();
     fs.renameSync(dir, old);
     fs.renameSync(part, dir);
     nodeIO.fsyncDir(path.dirname(dir));
     fs.rmSync(old, { recursive: true, force: true });
     this.db = await openDb(dir, this.openOptions, {}, "replica");
+    this.source = r.source;
     this.bootstraps++;
     this.wakeWaiters();
   }

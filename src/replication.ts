@@ -17,6 +17,8 @@ export const REPLICA_FILE = "REPLICA";
 
 export interface ReplicaMarker {
   follow: string;
+  /** The database the replica's revisions are those of (its primary's id, or its archive's), once known. */
+  source?: string;
 }
 
 export function readReplicaMarker(dir: string): ReplicaMarker | null {

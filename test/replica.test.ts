@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { open, openReplica, promote, ReadOnlyError, type Db, type Entry, type Replica, type Store } from "../src/index.ts";
-import { createHandler } from "../src/server/http.ts";
+import { createHandler, type ServerState } from "../src/server/http.ts";
 import { spawnServer } from "./helpers/http.ts";
 import { tmpDir } from "./helpers/index.ts";
 
@@ -21,9 +21,9 @@ afterEach(() => {
   for (const s of servers.splice(0)) s.stop(true);
 });
 
-/** The primary's HTTP API in this process, as `bun run server` serves it. */
-function serve(db: Db, token: string | null = null): string {
-  const handler = createHandler({ db, progress: null, token });
+/** The primary's HTTP API in this process, as `bun run server` serves it (`state.db` may be swapped). */
+function serve(db: Db, token: string | null = null, state: ServerState = { db, progress: null, token }): string {
+  const handler = createHandler(state);
   const s = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, fetch: (req, srv) => handler(req, srv) });
   servers.push(s);
   return `http://127.0.0.1:${s.port}`;
@@ -161,6 +161,36 @@ describe("read replicas", () => {
     } finally {
       await replica.close();
       await primary.close();
+    }
+  });
+
+  test("another database at the primary's address: the replica resyncs instead of mixing histories", async () => {
+    const a = await open(tmpDir());
+    const b = await open(tmpDir());
+    const state0: ServerState = { db: a, progress: null };
+    const url = serve(a, null, state0);
+    const dir = path.join(tmpDir(), "replica");
+    try {
+      await load(a, 300, "a", 8);
+      let replica = await openReplica(dir, { follow: url });
+      await replica.waitForRev(a.rev, 20_000);
+      await replica.close();
+      // B's revisions run past A's, so a stream from where the replica stopped would be accepted
+      // revision by revision: only the database's id tells them apart.
+      await load(b, 600, "b", 8);
+      state0.db = b;
+      replica = await openReplica(dir, { follow: url });
+      try {
+        await replica.waitForRev(b.rev, 20_000);
+        await Bun.sleep(50);
+        expect(replica.stats().replica.bootstraps).toBe(1);
+        expect(state(replica)).toEqual(state(b));
+      } finally {
+        await replica.close();
+      }
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 

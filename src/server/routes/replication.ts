@@ -64,7 +64,7 @@ export function wal(c: Ctx, db: Store): Response {
     },
     cancel: finish,
   });
-  return new Response(body, { headers: { "Content-Type": WAL_TYPE, "Cache-Control": "no-store", "Harmony-From-Rev": String(from) } });
+  return new Response(body, { headers: { "Content-Type": WAL_TYPE, "Cache-Control": "no-store", "Harmony-From-Rev": String(from), "Harmony-Db": db.id } });
 }
 
 /** GET /v1/snapshot: the newest snapshot file byte for byte, its revision in Harmony-Snapshot-Rev. */
