@@ -194,6 +194,28 @@ describe("read replicas", () => {
     }
   });
 
+  test("the routes' refusals: a position past the primary's end (416), ?min_rev= that is not reached (504)", async () => {
+    const primary = await open(tmpDir());
+    const url = serve(primary, null, { db: primary, progress: null, minRevWaitMs: 100 });
+    try {
+      await load(primary, 10, "x");
+      const ahead = await fetch(`${url}/v1/wal?from=${primary.rev + 2}`);
+      expect(ahead.status).toBe(416);
+      expect(((await ahead.json()) as { error: { code: string } }).error.code).toBe("AHEAD");
+      const late = await fetch(`${url}/v1/kv/k1?min_rev=${primary.rev + 5}`);
+      expect(late.status).toBe(504);
+      expect(((await late.json()) as { error: { code: string } }).error.code).toBe("TIMEOUT");
+      const replica = await openReplica(path.join(tmpDir(), "replica"), { follow: url });
+      try {
+        await expect(replica.waitForRev(primary.rev + 5, 100)).rejects.toMatchObject({ code: "TIMEOUT" });
+      } finally {
+        await replica.close();
+      }
+    } finally {
+      await primary.close();
+    }
+  });
+
   test("promotion: a stopped replica becomes a database of its own, above the old primary's revisions", async () => {
     const primary = await open(tmpDir());
     const url = serve(primary);

@@ -18,6 +18,8 @@ export interface ServerState {
   log?: Logger;
   /** Shown by /v1/status. */
   info?: Record<string, string | number | boolean>;
+  /** How long ?min_rev= waits for its revision before 504 TIMEOUT (default 10,000 ms). */
+  minRevWaitMs?: number;
   /** Open watch streams; shutdown ends them (sse.ts endStreams). */
   streams?: Set<WatchStream>;
 }

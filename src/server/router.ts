@@ -120,8 +120,8 @@ async function dispatch(c: Ctx, route: Route | null): Promise<Response> {
   return head ? new Response(null, { status: res.status, headers: res.headers }) : res;
 }
 
-/** How long ?min_rev= waits for the revision before answering 504 TIMEOUT. */
-export const minRevWaitMs = 10_000;
+/** How long ?min_rev= waits for the revision before answering 504 TIMEOUT, unless the state says. */
+const minRevWaitMsDefault = 10_000;
 
 /**
  * ?min_rev=R on a get or a list: answer once the store has revision R (a replica: once it applied
@@ -136,14 +136,15 @@ async function minRev(c: Ctx, route: Route): Promise<Response | null> {
   p.delete("min_rev");
   const db = c.state.db;
   if (!db || rev === undefined || db.rev >= rev) return null;
+  const waitMs = c.state.minRevWaitMs ?? minRevWaitMsDefault;
   if (db instanceof Replica) {
-    await db.waitForRev(rev, minRevWaitMs);
+    await db.waitForRev(rev, waitMs);
     return null;
   }
   // A primary's revision moves with its own writes only.
-  const deadline = Date.now() + minRevWaitMs;
-  while (db.rev < rev) {
-    if (Date.now() > deadline) return error(504, "TIMEOUT", `revision ${rev} not reached in ${minRevWaitMs} ms (now ${db.rev})`);
+  const deadline = Date.now() + waitMs;
+  while (db.rev < rev && !c.req.signal.aborted) {
+    if (Date.now() > deadline) return error(504, "TIMEOUT", `revision ${rev} not reached in ${waitMs} ms (now ${db.rev})`);
     await Bun.sleep(2);
   }
   return null;
