@@ -37,7 +37,10 @@ export interface ReplicaOptions extends Omit<OpenOptions, "archive"> {
 
 export interface ReplicaStats {
   primary: string;
-  /** Whether a WAL stream from the primary is open now. */
+  /**
+   * Whether a WAL stream from the primary is open now (Bun sends a streamed response's headers with
+   * its first bytes: to an idle primary's stream, this turns true with the first write).
+   */
   connected: boolean;
   /** The newest revision applied and durable here: reads are served at it. */
   appliedRev: number;
