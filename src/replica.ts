@@ -8,7 +8,7 @@ import { backoffMs, Bucket, parseArchiveUrl, type S3Settings } from "./archive/b
 import { decodeLogObject, decodePosition, LOG_DIR, logListStart, parseLogName, POSITION_NAME } from "./archive/object.ts";
 import { restoreState, writeDatabase, type RestoredState } from "./archive/restore.ts";
 import type { Db } from "./db.ts";
-import { ArchiveError, ClosedError, CorruptionError, InvalidArgumentError, ReadOnlyError, TimeoutError } from "./errors.ts";
+import { ClosedError, CorruptionError, InvalidArgumentError, ReadOnlyError, TimeoutError } from "./errors.ts";
 import { decodeOps, payloadOf, readFrame, viewOf } from "./format/decoder.ts";
 import { FRAME_HEADER_BYTES, FRAME_LEN_OFFSET, frameBytes, snapshotName, TYPE_ENTRY } from "./format/constants.ts";
 import { nodeIO } from "./io/file-io.ts";

@@ -237,8 +237,7 @@ export class Archiver {
     this.stats[R.STAT_ARCHIVE_REV] = last;
     this.stats[R.STAT_ARCHIVE_WAITING_SINCE] = last < this.stats[R.STAT_SYNCED_REV]! ? Date.now() : 0;
     // Writes waiting for the bucket (sync) are settled by the main thread's waiter on EVENTS.
-    Atomics.add(this.ring.ctl, R.EVENTS, 1);
-    Atomics.notify(this.ring.ctl, R.EVENTS);
+    R.signalEvents(this.ring);
     if (Date.now() - this.positionAt >= this.cfg.maxLagMs / 2) await this.writePosition();
     return true;
   }
@@ -388,6 +387,5 @@ export class Archiver {
 export function gaveUp(ring: R.RingViews, why: string): void {
   R.writeError(ring, why, ring.archiveError);
   ring.stats[R.STAT_ARCHIVE_STOPPED] = 1;
-  Atomics.add(ring.ctl, R.EVENTS, 1);
-  Atomics.notify(ring.ctl, R.EVENTS);
+  R.signalEvents(ring);
 }

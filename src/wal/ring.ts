@@ -218,6 +218,12 @@ export function readU32(ring: RingViews, pos: number): number {
 }
 
 /** Puts the worker's error message in `area` (ERROR_BYTES of it at most). */
+/** Wakes the main thread's waiter on EVENTS (WritePipeline.run): an ack, a failure, the archive's progress. */
+export function signalEvents(ring: RingViews): void {
+  Atomics.add(ring.ctl, EVENTS, 1);
+  Atomics.notify(ring.ctl, EVENTS);
+}
+
 export function writeError(ring: RingViews, message: string, area: Uint8Array = ring.error): void {
   writeSharedText(area, message);
 }

@@ -469,8 +469,7 @@ export class WalWriter {
 
   /** Wakes the main thread's waiter (WritePipeline.run): it waits on EVENTS, so neither an ack nor a failure is missed. */
   private signal(): void {
-    Atomics.add(this.ring.ctl, R.EVENTS, 1);
-    Atomics.notify(this.ring.ctl, R.EVENTS);
+    R.signalEvents(this.ring);
   }
 
   private closeFiles(): void {
