@@ -22,7 +22,7 @@ afterEach(() => {
 });
 
 /** The primary's HTTP API in this process, as `bun run server` serves it (`state.db` may be swapped). */
-function serve(db: Db, token: string | null = null, state: ServerState = { db, progress: null, token }): string {
+function serve(db: Store, token: string | null = null, state: ServerState = { db, progress: null, token }): string {
   const handler = createHandler(state);
   const s = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, fetch: (req, srv) => handler(req, srv) });
   servers.push(s);
@@ -212,6 +212,22 @@ describe("read replicas", () => {
         await replica.close();
       }
     } finally {
+      await primary.close();
+    }
+  });
+
+  test("a replica of a replica: the same revisions, two hops down", async () => {
+    const primary = await open(tmpDir());
+    const first = await openReplica(path.join(tmpDir(), "r1"), { follow: serve(primary) });
+    const second = await openReplica(path.join(tmpDir(), "r2"), { follow: serve(first) });
+    try {
+      await load(primary, 1000, "c", 16);
+      await second.waitForRev(primary.rev, 20_000);
+      expect(state(second)).toEqual(state(primary));
+      expect(second.stats().replica).toMatchObject({ errors: 0, bootstraps: 0 });
+    } finally {
+      await second.close();
+      await first.close();
       await primary.close();
     }
   });
