@@ -28,6 +28,8 @@ export function parseArchiveUrl(url: string): ArchiveTarget {
 }
 
 const backoffFirstMs = 100;
+/** Files up to this size go up in one PUT (S3 takes up to 5 GiB so); larger ones in parts. */
+const singlePutBytesMax = 4 * 1024 ** 3;
 /** A presigned URL is good for this long (it is used at once). */
 const presignSeconds = 900;
 /** An upload or a download of a large object may take this long per byte, beyond the call's timeout. */
@@ -72,19 +74,17 @@ export class Bucket {
    */
   async put(name: string, body: Uint8Array | string): Promise<void> {
     this.calls.put++;
-    const url = this.client.presign(this.key(name), { method: "PUT", expiresIn: presignSeconds });
     const abort = new AbortController();
     const ms = this.timeoutMs + (body.length / minUploadBytesPerSec) * 1000;
-    await this.timed(
-      `PUT ${name}`,
-      async () => {
-        const res = await fetch(url, { method: "PUT", body, signal: abort.signal });
-        const text = await res.text();
-        if (!res.ok) throw new Error(`PUT ${name}: ${res.status} ${text.slice(0, 300)}`);
-      },
-      ms,
-      () => abort.abort(),
-    );
+    await this.timed(`PUT ${name}`, () => this.putBody(name, body, abort.signal), ms, () => abort.abort());
+  }
+
+  /** One PUT of `body` to a presigned URL. */
+  private async putBody(name: string, body: Uint8Array | string | Blob, signal?: AbortSignal): Promise<void> {
+    const url = this.client.presign(this.key(name), { method: "PUT", expiresIn: presignSeconds });
+    const res = await fetch(url, { method: "PUT", body, ...(signal ? { signal } : {}) });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`PUT ${name}: ${res.status} ${text.slice(0, 300)}`);
   }
 
   /**
@@ -100,7 +100,7 @@ export class Bucket {
     try {
       size = fs.fstatSync(fd).size;
       this.calls.put++;
-      upload = this.client.write(this.key(name), Bun.file(fd));
+      upload = size <= singlePutBytesMax ? this.putBody(name, Bun.file(fd)) : this.client.write(this.key(name), Bun.file(fd));
     } catch (err) {
       fs.closeSync(fd);
       throw err;
