@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { open, restore, type Db, type OpenOptions } from "../src/index.ts";
 import { startS3, stopS3Servers, type S3Server } from "../test/helpers/s3.ts";
-import { bytesValue, fmt, footer, key, median, numberFlag, percentile, settleWriter, stringFlag, table, verdict, withTmpDir } from "./lib.ts";
+import { bytesValue, fmt, footer, key, median, numberFlag, pacedPuts, percentile, settleWriter, stringFlag, table, verdict, withTmpDir } from "./lib.ts";
 
 const KEYS = numberFlag("keys", 1_000_000);
 const SECONDS = numberFlag("seconds", 5);
@@ -172,26 +172,13 @@ async function lag(s3: S3Server): Promise<void> {
     const samples: number[] = [];
     const sampler = setInterval(() => samples.push(db.stats().archive!.behindMs), 10);
     const a0 = db.stats().archive!;
-    const t0 = performance.now();
-    let i = 0;
-    const inflight = new Set<Promise<number>>();
-    while (performance.now() - t0 < SECONDS * 1000) {
-      const due = Math.floor(((performance.now() - t0) / 1000) * RATE);
-      while (i < due) {
-        const p = db.put(key(i++), value);
-        inflight.add(p);
-        void p.then(() => inflight.delete(p));
-      }
-      await Bun.sleep(1);
-    }
-    await Promise.all(inflight);
-    const secs = (performance.now() - t0) / 1000;
+    const { puts, secs } = await pacedPuts(RATE, SECONDS, (i) => db.put(key(i), value));
     clearInterval(sampler);
     const a1 = db.stats().archive!;
     await db.close();
     samples.sort((x, y) => x - y);
     return {
-      rate: i / secs,
+      rate: puts / secs,
       p50: percentile(samples, 0.5),
       p99: percentile(samples, 0.99),
       max: samples[samples.length - 1] ?? 0,

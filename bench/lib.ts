@@ -342,3 +342,25 @@ export function gitDescribe(): string {
   const head = run(["rev-parse", "--short", "HEAD"]) || "unknown";
   return run(["status", "--porcelain"]) === "" ? head : `${head}+dirty`;
 }
+
+/**
+ * Puts paced at `rate` a second for `seconds` (as many as are due each millisecond, not waiting for
+ * their acks), put(i) making the i-th; resolves once every one has settled, with how many there
+ * were and how long it took.
+ */
+export async function pacedPuts(rate: number, seconds: number, put: (i: number) => Promise<unknown>): Promise<{ puts: number; secs: number }> {
+  const t0 = performance.now();
+  let i = 0;
+  const inflight = new Set<Promise<unknown>>();
+  while (performance.now() - t0 < seconds * 1000) {
+    const due = Math.floor(((performance.now() - t0) / 1000) * rate);
+    while (i < due) {
+      const p = put(i++);
+      inflight.add(p);
+      void p.then(() => inflight.delete(p));
+    }
+    await Bun.sleep(1);
+  }
+  await Promise.all(inflight);
+  return { puts: i, secs: (performance.now() - t0) / 1000 };
+}
