@@ -6,7 +6,7 @@ import * as path from "node:path";
 import hyperid from "hyperid";
 import { backoffMs, Bucket, parseArchiveUrl, type S3Settings } from "./archive/bucket.ts";
 import { decodeLogObject, decodePosition, LOG_DIR, logListStart, parseLogName, POSITION_NAME } from "./archive/object.ts";
-import { restoreState, writeDatabase, type RestoredState } from "./archive/restore.ts";
+import { restoreWith, wholeSnapshot, writeDatabase, type RestoredState } from "./archive/restore.ts";
 import type { Db } from "./db.ts";
 import { ClosedError, CorruptionError, InvalidArgumentError, ReadOnlyError, TimeoutError } from "./errors.ts";
 import { decodeOps, payloadOf, readFrame, viewOf } from "./format/decoder.ts";
@@ -113,7 +113,7 @@ export async function promote(dir: string, o: { bumpRevision?: number } = {}): P
   fs.rmSync(part, { recursive: true, force: true });
   const newDb = hyperid({ urlSafe: true })();
   const rev = appliedRev + bump;
-  const keys = writeDatabase(nodeIO, part, newDb, rev, { snapshot: snap, changes: new Map() });
+  const keys = await writeDatabase(nodeIO, part, newDb, rev, { snapshot: snap && wholeSnapshot(snap), changes: new Map() });
   fs.renameSync(abs, old);
   fs.renameSync(part, abs);
   nodeIO.fsyncDir(path.dirname(abs));
@@ -400,32 +400,33 @@ export class Replica {
     if (res.status !== 200) throw new Error(`GET ${this.primary}/v1/snapshot: ${res.status} ${(await res.text()).slice(0, 500)}`);
     const bytes = new Uint8Array(await res.arrayBuffer());
     const snap = verifySnapshot(`${this.primary}/v1/snapshot`, bytes);
-    return { rev: snap.header.rev, state: { snapshot: snap, changes: new Map() }, source: snap.header.db };
-  }
-
-  /** The archive's newest state, as restore reads it (with no bump: the replica keeps its revisions). */
-  private async archiveState(bucket: Bucket): Promise<Resync> {
-    const { plan, state } = await restoreState({ url: this.primary, s3: bucket.settings, timeoutMs: bucket.timeoutMs });
-    return { rev: plan.targetRev, state, source: plan.db };
+    return { rev: snap.header.rev, state: { snapshot: wholeSnapshot(snap), changes: new Map() }, source: snap.header.db };
   }
 
   /**
-   * A full resync: the primary's newest snapshot (or the archive's newest state), verified whole,
-   * becomes this directory's database (written beside it, then renamed into place), and following
-   * goes on from its revision + 1.
+   * A full resync: the primary's newest snapshot (verified whole) or the archive's newest state (as
+   * restore reads it, written while its snapshot downloads; with no bump: the replica keeps the
+   * primary's revisions) becomes this directory's database, written beside it, then renamed into
+   * place; following goes on from its revision + 1.
    */
   private async bootstrap(): Promise<void> {
-    const r = this.archive ? await this.archiveState(this.archive.bucket) : await this.primarySnapshot();
-    await this.lastApply.catch(() => {});
-    this.applyFailure = null;
     const dir = path.resolve(this.dir);
     const part = `${dir}.part`;
     const old = `${dir}.old`;
-    fs.rmSync(part, { recursive: true, force: true });
-    fs.rmSync(old, { recursive: true, force: true });
-    if (r.rev > 0) writeDatabase(nodeIO, part, hyperid({ urlSafe: true })(), r.rev, r.state);
-    else fs.mkdirSync(part, { recursive: true }); // (opened below as a new, empty database)
-    writeReplicaMarker(part, { follow: this.primary, ...(r.source !== null ? { source: r.source } : {}) });
+    const writePart = async (r: Resync): Promise<Resync> => {
+      await this.lastApply.catch(() => {});
+      this.applyFailure = null;
+      fs.rmSync(part, { recursive: true, force: true });
+      fs.rmSync(old, { recursive: true, force: true });
+      if (r.rev > 0) await writeDatabase(nodeIO, part, hyperid({ urlSafe: true })(), r.rev, r.state);
+      else fs.mkdirSync(part, { recursive: true }); // (opened below as a new, empty database)
+      writeReplicaMarker(part, { follow: this.primary, ...(r.source !== null ? { source: r.source } : {}) });
+      return r;
+    };
+    const bucket = this.archive?.bucket;
+    const r = bucket
+      ? (await restoreWith({ url: this.primary, s3: bucket.settings, timeoutMs: bucket.timeoutMs }, (plan, state) => writePart({ rev: plan.targetRev, state, source: plan.db }))).result
+      : await writePart(await this.primarySnapshot());
     await this.db.close();
     fs.renameSync(dir, old);
     fs.renameSync(part, dir);

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import hyperid from "hyperid";
 import type { S3Settings } from "./archive/bucket.ts";
-import { mergeEntries, restoreState, writeDatabase, type RestorePlan } from "./archive/restore.ts";
+import { mergeEntries, restoreWith, writeDatabase, type RestorePlan } from "./archive/restore.ts";
 import { InvalidArgumentError } from "./errors.ts";
 import { nodeIO } from "./io/file-io.ts";
 
@@ -49,17 +49,29 @@ export async function restore(url: string, dir: string, o: RestoreOptions = {}):
   if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new InvalidArgumentError(`${dir} exists and is not empty`);
   const time = o.time instanceof Date ? o.time.getTime() : o.time;
   if (time !== undefined && !Number.isFinite(time)) throw new InvalidArgumentError("time must be a valid Date or ms since the epoch");
-  const { plan, state } = await restoreState({ url, rev: o.rev, time, s3: o.s3, timeoutMs: o.timeoutMs });
+  const from = { url, rev: o.rev, time, s3: o.s3, timeoutMs: o.timeoutMs };
   // A dry run merges too: every snapshot entry is checked as it is walked.
-  if (o.dryRun) return { ...plan, newDb: "", rev: 0, keys: mergeEntries(state, () => {}) };
+  if (o.dryRun) {
+    const { plan, result } = await restoreWith(from, (_, state) => mergeEntries(state, () => {}, () => {}));
+    return { ...plan, newDb: "", rev: 0, keys: result };
+  }
   const part = `${path.resolve(dir)}.part`;
-  fs.rmSync(part, { recursive: true, force: true }); // an earlier restore's, interrupted
   const newDb = hyperid({ urlSafe: true })();
-  const rev = plan.headRev + bump;
-  // Checked as it is written: keys in order, the snapshot file read back whole (every checksum, the
-  // counts), the segment's header read back. (An open() of it here, which loads every key into an
-  // index again, was a third of a restore's time: docs/archive-format.md.)
-  const keys = writeDatabase(nodeIO, part, newDb, rev, state);
+  // Written as the snapshot downloads, and checked as it is written: keys in order, the snapshot
+  // file read back whole (every checksum, the counts), the segment's header read back. (An open()
+  // of it here, which loads every key into an index again, was a third of a restore's time:
+  // docs/archive-format.md.)
+  const { plan, result } = await restoreWith(from, async (plan, state) => {
+    fs.rmSync(part, { recursive: true, force: true }); // an earlier try's, or an interrupted restore's
+    const rev = plan.headRev + bump;
+    try {
+      return { rev, keys: await writeDatabase(nodeIO, part, newDb, rev, state) };
+    } catch (err) {
+      fs.rmSync(part, { recursive: true, force: true });
+      throw err;
+    }
+  });
+  const { rev, keys } = result;
   if (fs.existsSync(dir)) fs.rmdirSync(dir); // (empty)
   fs.renameSync(part, dir);
   nodeIO.fsyncDir(path.dirname(path.resolve(dir)));

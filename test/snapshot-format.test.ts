@@ -7,7 +7,7 @@ import { encoded } from "../src/format/decoder.ts";
 import { encodeSegmentStart, utf8Bytes } from "../src/format/encoder.ts";
 import { FORMAT_VERSION, FRAME_HEADER_BYTES, MAGIC_BYTES, SNAP_MAGIC, segmentName, snapshotName } from "../src/format/constants.ts";
 import { emptyLocated, parseRecord, recordBytes, writeRecord } from "../src/format/record.ts";
-import { ChunkEncoder, checkSnapshotFile, verifySnapshot, visitChunk } from "../src/snapshot/file.ts";
+import { Arriving, ChunkEncoder, checkSnapshotFile, NotArrived, SnapshotReader, verifySnapshot, visitChunk } from "../src/snapshot/file.ts";
 import { nodeIO } from "../src/io/file-io.ts";
 import {
   GOLDEN_SNAP_CHUNK_BYTES,
@@ -94,4 +94,49 @@ test("a database opens from the golden snapshot with the entries it holds", asyn
   } finally {
     await db.close();
   }
+});
+
+test("a snapshot read as it arrives, through a small window: the same chunks, a frame larger than the window, a failure that stops the producer", async () => {
+  const dir = tmpDir();
+  const db = await open(dir, { snapshotEveryBytes: 0 });
+  await db.batch(Array.from({ length: 3000 }, (_, i) => ({ type: "put" as const, key: `k${String(i).padStart(5, "0")}`, value: `v${i}`.repeat(20) })));
+  await db.put("k01500x", new Uint8Array(300_000)); // one record larger than the window
+  const rev = (await db.snapshot()).rev;
+  await db.close();
+  const bytes = new Uint8Array(fs.readFileSync(path.join(dir, "snap", snapshotName(rev))));
+  const whole = verifySnapshot("whole", bytes);
+  const payloads = whole.chunks.map((c) => hex(bytes.subarray(c.start, c.start + c.len)));
+
+  const from = new Arriving(bytes.length, 64 * 1024);
+  const producer = (async () => {
+    for (let p = 0; p < bytes.length; p += 7_000) await from.add(bytes.subarray(p, Math.min(bytes.length, p + 7_000)));
+    from.finish();
+  })();
+  const whenIn = async <T>(read: () => T): Promise<T> => {
+    for (;;) {
+      try {
+        return read();
+      } catch (err) {
+        if (!(err instanceof NotArrived)) throw err;
+        await from.wait(err.end);
+      }
+    }
+  };
+  const reader = await whenIn(() => new SnapshotReader("arriving", from));
+  const got: string[] = [];
+  for (let c = await whenIn(() => reader.next()); c !== null; c = await whenIn(() => reader.next())) {
+    const w = from.window(c.start, c.len);
+    got.push(hex(w.bytes.subarray(c.start - w.base, c.start - w.base + c.len)));
+    from.release(c.start + c.len);
+  }
+  await producer;
+  expect(got).toEqual(payloads);
+  expect(got.length).toBeGreaterThan(2);
+
+  // A reader that stops: fail() ends a producer waiting for room.
+  const stalled = new Arriving(bytes.length, 64 * 1024);
+  const adding = stalled.add(bytes);
+  stalled.fail(new Error("stopped"));
+  await expect(adding).rejects.toThrow("stopped");
+  await expect(stalled.wait(bytes.length)).rejects.toThrow("stopped");
 });

@@ -3,6 +3,7 @@
 import * as fs from "node:fs";
 import { ArchiveError } from "../errors.ts";
 import * as L from "../limits.ts";
+import { Arriving } from "../snapshot/file.ts";
 
 /** Endpoint and credentials; any left out come from Bun's S3_* / AWS_* environment variables. */
 export interface S3Settings {
@@ -39,6 +40,15 @@ const backoffMaxMs = 5_000;
 /** Full jitter (AWS's "exponential backoff and jitter"): a random wait up to the doubled cap. */
 export function backoffMs(attempt: number): number {
   return Math.random() * Math.min(backoffMaxMs, backoffFirstMs * 2 ** attempt);
+}
+
+/** A GET answered, its body not read yet. */
+interface OpenedGet {
+  res: Response;
+  abort: AbortController;
+  what: string;
+  /** The body's length (the object's, from the byte asked for). */
+  length: number;
 }
 
 export interface Listed {
@@ -130,6 +140,73 @@ export class Bucket {
     const body = await this.timed<ArrayBuffer | string>(what, () => (res.ok ? res.arrayBuffer() : res.text()), bodyMs, () => abort.abort());
     if (typeof body === "string") throw new Error(`${what}: ${res.status} ${body.slice(0, 300)}`);
     return new Uint8Array(body);
+  }
+
+  /**
+   * The object's bytes as they arrive (null when there is no such object), front to back, a window
+   * at a time, while the caller uses what is in (a restore writes the database while its snapshot
+   * downloads). The caller's fail() stops it. A body cut short is asked for again from where it
+   * stopped (a Range GET); `attempts` tries in all, with get()'s timeouts.
+   */
+  async download(name: string, attempts: number): Promise<Arriving | null> {
+    const first = await this.retrying(() => this.openGet(name, 0), attempts);
+    if (first === null) return null;
+    const into = new Arriving(first.length);
+    void (async () => {
+      let res: OpenedGet | null = first;
+      for (let failures = 0; ; ) {
+        try {
+          res ??= await this.openGet(name, into.received);
+          if (res === null) throw new ArchiveError("object gone while it was read", this.key(name));
+          if (into.received + res.length !== into.size) throw new ArchiveError(`object changed size while it was read (${into.size} → ${into.received + res.length} bytes)`, this.key(name));
+          await this.readBody(res, into);
+          into.finish();
+          return;
+        } catch (err) {
+          res = null;
+          if (++failures >= attempts || err instanceof ArchiveError || into.failed) return into.fail(err);
+          await Bun.sleep(backoffMs(failures - 1));
+        }
+      }
+    })();
+    return into;
+  }
+
+  /** A GET of the object from byte `from` on, up to its headers; null for a 404. */
+  private async openGet(name: string, from: number): Promise<OpenedGet | null> {
+    this.calls.get++;
+    const url = this.client.presign(this.key(name), { method: "GET", expiresIn: presignSeconds });
+    const abort = new AbortController();
+    const what = `GET ${name}${from > 0 ? ` from byte ${from}` : ""}`;
+    const init = from > 0 ? { signal: abort.signal, headers: { range: `bytes=${from}-` } } : { signal: abort.signal };
+    const res = await this.timed(what, () => fetch(url, init), this.timeoutMs, () => abort.abort());
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return null;
+    }
+    if (res.status !== (from > 0 ? 206 : 200) || !res.body) throw new Error(`${what}: ${res.status} ${(await res.text()).slice(0, 300)}`);
+    const length = Number(res.headers.get("content-length") ?? NaN);
+    if (!Number.isSafeInteger(length) || length < 0) {
+      abort.abort();
+      throw new Error(`${what}: no Content-Length`);
+    }
+    return { res, abort, what, length };
+  }
+
+  /** Reads an opened GET's body into `into`, within a timeout that grows with its length. */
+  private async readBody(g: OpenedGet, into: Arriving): Promise<void> {
+    const reader = g.res.body!.getReader();
+    const end = into.received + g.length;
+    const read = async () => {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (into.received + value.length > end) throw new Error(`${g.what}: body longer than announced`);
+        await into.add(value); // (waits while the reader is behind: the connection then waits too)
+      }
+      if (into.received !== end) throw new Error(`${g.what}: body ended at byte ${into.received} of ${end}`);
+    };
+    await this.timed(g.what, read, this.timeoutMs + (g.length / minUploadBytesPerSec) * 1000, () => g.abort.abort());
   }
 
   /**

@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ArchiveError, CorruptionError } from "../errors.ts";
-import { decodeHeader, decodeOps, encoded, payloadOf, readFrame } from "../format/decoder.ts";
+import { decodeHeader, decodeOps, encoded, payloadOf, readFrame, viewOf, type Encoded } from "../format/decoder.ts";
 import { encodeFrame, sealFrame } from "../format/encoder.ts";
 import {
   FORMAT_VERSION,
@@ -19,7 +19,20 @@ import {
 } from "../format/constants.ts";
 import type { FileIO } from "../io/file-io.ts";
 import * as L from "../limits.ts";
-import { ChunkEncoder, footerPayload, headerPayload, verifySnapshot, visitChunk, type SnapshotEntry, type VerifiedSnapshot } from "../snapshot/file.ts";
+import {
+  ChunkEncoder,
+  compareKeyBytes,
+  footerPayload,
+  headerPayload,
+  NotArrived,
+  SnapshotReader,
+  visitRecords,
+  type Arriving,
+  type SnapshotChunk,
+  type SnapshotEntry,
+  type SnapshotHeader,
+  type VerifiedSnapshot,
+} from "../snapshot/file.ts";
 import { SnapshotFileWriter } from "../snapshot/file-writer.ts";
 import { readSegment } from "../wal/reader.ts";
 import { installSegment, listSegments } from "../wal/segment.ts";
@@ -34,6 +47,8 @@ export interface RestorePlanOptions {
   time?: number;
   s3?: S3Settings;
   timeoutMs?: number;
+  /** Snapshots (names in the archive) refused by an earlier try, and why: left out, and reported. */
+  refusedSnapshots?: ReadonlyMap<string, string>;
 }
 
 /** The objects a restore read, in order, and what it found. */
@@ -74,10 +89,106 @@ interface Change {
   puts: number;
 }
 
-/** The base snapshot (verified) and what the log changed after it: a restore's result, not yet written. */
+/** The base snapshot and what the log changed after it: a restore's result, not yet written. */
 export interface RestoredState {
-  snapshot: VerifiedSnapshot | null;
+  snapshot: BaseSnapshot | null;
   changes: Map<string, Change>;
+}
+
+/**
+ * The snapshot a restore starts from, its header checked, read once front to back: each chunk is
+ * checked as it is taken. A snapshot still downloading is used as it arrives, so that the new
+ * database is written while the rest comes in (before, a restore downloaded, then wrote: the sum).
+ */
+export interface BaseSnapshot {
+  /** What errors name it by. */
+  readonly name: string;
+  readonly header: SnapshotHeader;
+  /**
+   * The next chunk's payload, [start, start + len) of `e`, its checksum checked; valid until the
+   * next call. null past the last (the footer checked too).
+   */
+  next(): Promise<{ e: Encoded; start: number; len: number } | null>;
+  /** Stops its download, if any (a restore given up half way). */
+  close(): void;
+}
+
+/** A snapshot checked whole already (a file read in, a primary's snapshot). */
+export function wholeSnapshot(s: VerifiedSnapshot): BaseSnapshot {
+  const e = encoded(s.bytes);
+  let i = 0;
+  return { name: s.file, header: s.header, next: async () => (i < s.chunks.length ? { e, ...s.chunks[i++]! } : null), close() {} };
+}
+
+/** A snapshot in the archive that failed its checks: the restore is done again without it. */
+export class RefusedSnapshotError extends ArchiveError {
+  constructor(
+    message: string,
+    /** Its name in the archive (below the prefix). */
+    readonly snapshot: string,
+    key: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, key, options);
+  }
+}
+
+/** A snapshot object read as it downloads; a failed check throws RefusedSnapshotError. */
+class StreamedSnapshot implements BaseSnapshot {
+  /** The end of the chunk handed out last: released when the next is asked for. */
+  private taken = 0;
+
+  private constructor(
+    private readonly snapshot: string,
+    readonly name: string,
+    private readonly from: Arriving,
+    private readonly reader: SnapshotReader,
+  ) {}
+
+  /** Waits for the snapshot's header, and checks it names revision `rev` of database `db` (if known). */
+  static async start(name: string, key: string, from: Arriving, rev: number, db: string | null): Promise<StreamedSnapshot> {
+    const reader = await StreamedSnapshot.whenIn(name, key, from, () => new SnapshotReader(key, from));
+    const s = new StreamedSnapshot(name, key, from, reader);
+    if (reader.header.rev !== rev) throw new RefusedSnapshotError(`snapshot holds revision ${reader.header.rev}, its name says ${rev}`, name, key);
+    if (db !== null && reader.header.db !== db) throw new RefusedSnapshotError(`snapshot belongs to database ${reader.header.db}, not ${db}`, name, key);
+    return s;
+  }
+
+  get header(): SnapshotHeader {
+    return this.reader.header;
+  }
+
+  async next(): Promise<{ e: Encoded; start: number; len: number } | null> {
+    this.from.release(this.taken);
+    const c = await StreamedSnapshot.whenIn(this.snapshot, this.name, this.from, () => this.reader.next());
+    if (c === null) return null;
+    this.taken = c.start + c.len;
+    const w = this.from.window(c.start, c.len);
+    return { e: encoded(w.bytes), start: c.start - w.base, len: c.len };
+  }
+
+  close(): void {
+    this.from.fail(new Error("restore: the snapshot's download was stopped"));
+  }
+
+  /** `read()` once the bytes it needs are in; a failed check becomes a RefusedSnapshotError. */
+  private static async whenIn<T>(name: string, key: string, from: Arriving, read: () => T): Promise<T> {
+    for (;;) {
+      try {
+        return read();
+      } catch (err) {
+        if (err instanceof NotArrived) {
+          // A download that fails for good (after its retries; or an object whose size changed, as
+          // s3rver serves one being rewritten) refuses the snapshot, as a torn one is: the one
+          // before it and more log are used.
+          await from.wait(err.end).catch((cause) => {
+            throw new RefusedSnapshotError(`snapshot could not be read: ${(cause as Error).message}`, name, key, { cause });
+          });
+        } else if (err instanceof CorruptionError) throw new RefusedSnapshotError(`snapshot refused: ${err.message}`, name, key, { cause: err });
+        else throw err;
+      }
+    }
+  }
 }
 
 /** Attempts for each S3 call of a restore (the archiver's own calls retry without end). */
@@ -102,6 +213,26 @@ export async function restoreState(o: RestorePlanOptions): Promise<{ plan: Resto
       return await restoreFromListing(o);
     } catch (err) {
       if (!(err instanceof VanishedError) || i >= listings) throw err;
+    }
+  }
+}
+
+/**
+ * restoreState, and `use` of what it gives (writing it out, or counting it), while its snapshot
+ * downloads. A snapshot that fails its checks part way (torn, corrupt) is left out, and the whole
+ * is done again from the one before it, which `use` is given afresh.
+ */
+export async function restoreWith<T>(o: RestorePlanOptions, use: (plan: RestorePlan, state: RestoredState) => Promise<T>): Promise<{ plan: RestorePlan; result: T }> {
+  const refused = new Map(o.refusedSnapshots ?? []);
+  for (;;) {
+    const { plan, state } = await restoreState({ ...o, refusedSnapshots: refused });
+    try {
+      return { plan, result: await use(plan, state) };
+    } catch (err) {
+      if (!(err instanceof RefusedSnapshotError) || refused.has(err.snapshot)) throw err;
+      refused.set(err.snapshot, err.message);
+    } finally {
+      state.snapshot?.close();
     }
   }
 }
@@ -199,10 +330,19 @@ async function restoreFromListing(o: RestorePlanOptions): Promise<{ plan: Restor
   for (const c of snaps.filter((x) => x.rev <= target && x.uploaded).reverse()) {
     // The first log objects download while the snapshot is checked.
     for (let k = 0, r = c.rev + 1, l = best(r); k <= downloadsAhead && l && r <= target; k++, r = l.lastRev + 1, l = best(r)) void fetch(l.name);
+    const earlier = o.refusedSnapshots?.get(c.name);
+    if (earlier !== undefined) {
+      refuse(c.name, earlier);
+      continue;
+    }
     try {
-      state.snapshot = checkSnapshot(bucket.key(c.name), c.rev, await fetch(c.name), db);
+      const from = await bucket.download(c.name, attempts).catch((cause) => {
+        throw new RefusedSnapshotError(`snapshot could not be read: ${(cause as Error).message}`, c.name, bucket.key(c.name), { cause });
+      });
+      if (from === null) throw new VanishedError("object listed but missing (deleted by retention meanwhile?)", bucket.key(c.name));
+      state.snapshot = await StreamedSnapshot.start(c.name, bucket.key(c.name), from, c.rev, db);
     } catch (err) {
-      if (!(err instanceof ArchiveError) || err instanceof VanishedError) throw err;
+      if (!(err instanceof RefusedSnapshotError)) throw err;
       refuse(c.name, err.message);
       continue;
     }
@@ -266,20 +406,6 @@ async function restoreFromListing(o: RestorePlanOptions): Promise<{ plan: Restor
   return { plan, state };
 }
 
-/** Verifies a snapshot object whole (frames and checksums; its entries are checked as they are merged). */
-function checkSnapshot(name: string, rev: number, bytes: Uint8Array, db: string | null): VerifiedSnapshot {
-  let s;
-  try {
-    s = verifySnapshot(name, bytes);
-  } catch (err) {
-    if (err instanceof CorruptionError) throw new ArchiveError(`snapshot refused: ${err.message}`, name, { cause: err });
-    throw err;
-  }
-  if (s.header.rev !== rev) throw new ArchiveError(`snapshot holds revision ${s.header.rev}, its name says ${rev}`, name);
-  if (db !== null && s.header.db !== db) throw new ArchiveError(`snapshot belongs to database ${s.header.db}, not ${db}`, name);
-  return s;
-}
-
 /** Bytes of a CBOR unsigned integer's head. */
 function cborUintBytes(n: number): number {
   return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x1_0000 ? 3 : n < 0x1_0000_0000 ? 5 : 9;
@@ -300,44 +426,53 @@ function apply(changes: Map<string, Change>, rev: number, ops: ReturnType<typeof
 }
 
 /**
- * Every key of the restored database in key order, with its value and revisions: the snapshot's
- * keys as the log left them, merged with the keys the log created. Only the keys the log touched
- * are held in memory; the snapshot's values are handed on as views of its bytes.
+ * Every key of the restored database in key order: the snapshot's keys as the log left them, merged
+ * with the keys the log created. A key the log touched goes to `emit` with its value and revisions;
+ * a snapshot record the log left alone goes to `emitRecord` as bytes [start, end) of `b`, to be
+ * copied as it is. Only the keys the log touched are held in memory, and the snapshot's keys are
+ * compared as bytes: no string is made of a key the log left alone (at 1M keys that was ~150 ms).
+ * Returns the number of keys.
  */
-export function mergeEntries(
+export async function mergeEntries(
   state: RestoredState,
   emit: (key: string, e: SnapshotEntry) => void,
-  /** A snapshot record the log left alone, as bytes [start, end) of `b` (else it goes to `emit`). */
-  emitRecord?: (key: string, b: Uint8Array, start: number, end: number) => void,
-): number {
+  emitRecord: (b: Uint8Array, start: number, end: number) => void,
+  /** Awaited after each of the snapshot's chunks (the caller writes out what it was given). */
+  between?: () => Promise<void>,
+): Promise<number> {
   let count = 0;
-  const out = (key: string, e: SnapshotEntry) => {
-    emit(key, e);
-    count++;
-  };
   // A key the log touched: its entry given what the snapshot held (`base`), or nothing if deleted.
   const changed = (key: string, c: Change, base: { createRev: number; version: number } | null) => {
     if (c.value === null) return;
     const continues = base !== null && !c.restarted;
-    out(key, { value: c.value, rev: c.rev, createRev: continues ? base.createRev : c.lifeRev, version: continues ? base.version + c.puts : c.puts });
+    emit(key, { value: c.value, rev: c.rev, createRev: continues ? base.createRev : c.lifeRev, version: continues ? base.version + c.puts : c.puts });
+    count++;
   };
   // One walk: the snapshot's keys and the log's, both in key order (JavaScript string order, the
   // snapshot's own), so a log key met before the snapshot's next key is one the log created.
   const touched = [...state.changes.keys()].sort();
+  const touchedUtf8 = touched.map((k) => Buffer.from(k, "utf8"));
   let t = 0;
   const s = state.snapshot;
   if (s) {
-    const e = encoded(s.bytes);
-    let lastKey: string | null = null;
-    for (let i = 0; i < s.chunks.length; i++) {
-      lastKey = visitChunk(s, e, i, lastKey, (key, enc, start, end, rev, createRev, version, recordStart, recordEnd) => {
-        for (; t < touched.length && touched[t]! < key; t++) changed(touched[t]!, state.changes.get(touched[t]!)!, null);
-        if (t < touched.length && touched[t] === key) changed(key, state.changes.get(touched[t++]!)!, { createRev, version });
-        else if (emitRecord) {
-          emitRecord(key, enc.bytes, recordStart, recordEnd);
+    let last: Uint8Array | null = null;
+    for (let c = await s.next(); c !== null; c = await s.next()) {
+      const b = c.e.bytes;
+      last = visitRecords(s.name, s.header.rev, c, c.e, last, (ks, ke, recordStart, recordEnd, createRev, version) => {
+        let cmp = -1;
+        for (; t < touched.length; t++) {
+          const k = touchedUtf8[t]!;
+          cmp = compareKeyBytes(k, 0, k.length, b, ks, ke);
+          if (cmp >= 0) break;
+          changed(touched[t]!, state.changes.get(touched[t]!)!, null);
+        }
+        if (cmp === 0) changed(touched[t]!, state.changes.get(touched[t++]!)!, { createRev, version });
+        else {
+          emitRecord(b, recordStart, recordEnd);
           count++;
-        } else out(key, { value: enc.bytes.subarray(start, end), rev, createRev, version });
+        }
       });
+      await between?.();
     }
   }
   for (; t < touched.length; t++) changed(touched[t]!, state.changes.get(touched[t]!)!, null);
@@ -349,66 +484,98 @@ export function mergeEntries(
  * snapshot holding every key with its own revisions, and a first, empty WAL segment after it.
  * Returns the number of keys.
  */
-export function writeDatabase(io: FileIO, dir: string, dbId: string, rev: number, state: RestoredState): number {
+export async function writeDatabase(io: FileIO, dir: string, dbId: string, rev: number, state: RestoredState): Promise<number> {
   const snapDir = path.join(dir, "snap");
   const walDir = path.join(dir, "wal");
   fs.mkdirSync(snapDir, { recursive: true });
   fs.mkdirSync(walDir, { recursive: true });
   io.fsyncDir(dir);
-  // The header comes first and holds the count of keys. Unless the count's CBOR width may vary
-  // between the fewest and the most keys the merge can give, one walk: the header is written with
-  // the most and rewritten with the count (same length); else a first walk counts.
+  // The header comes first and holds the count of keys, known only at the end (one walk, as the
+  // snapshot downloads): it is written with the most keys the merge can give, and rewritten with
+  // the count, at the same length. Where the count's CBOR width may be smaller, a `pad` field makes
+  // up the difference (docs/snapshot-format.md).
   const base = state.snapshot?.header.keys ?? 0;
-  const fewest = Math.max(0, base - state.changes.size);
   const most = base + state.changes.size;
-  const oneWalk = cborUintBytes(fewest) === cborUintBytes(most);
-  const header = (keys: number) => encodeFrame(TYPE_SNAP_HEADER, rev, headerPayload({ v: FORMAT_VERSION, db: dbId, rev, keys }));
+  const widthMayChange = cborUintBytes(Math.max(0, base - state.changes.size)) !== cborUintBytes(most);
+  const header = (keys: number) =>
+    encodeFrame(TYPE_SNAP_HEADER, rev, headerPayload({ v: FORMAT_VERSION, db: dbId, rev, keys }, widthMayChange ? cborUintBytes(most) - cborUintBytes(keys) : undefined));
   const file = new SnapshotFileWriter(io, snapDir, rev);
   const headerAt = file.bytes;
-  const first = header(oneWalk ? most : mergeEntries(state, () => {}));
+  const first = header(most);
   file.write(first);
   const enc = new ChunkEncoder(L.snapshotChunkBytes);
   let chunks = 0;
-  // One frame buffer for every chunk (written before the next is framed): no 256 KiB allocated and
-  // zeroed per chunk, which was a tenth of a restore (measured at 1M keys).
-  let frame = new Uint8Array(frameBytes(L.snapshotChunkBytes));
-  let view = new DataView(frame.buffer);
-  const chunk = (payload: Uint8Array | null) => {
-    if (payload === null) return;
-    const size = frameBytes(payload.length);
-    if (frame.length < size) {
-      frame = new Uint8Array(size);
-      view = new DataView(frame.buffer);
+  // Full chunks wait here until the merge yields (after each of the snapshot's chunks); then they
+  // are framed and written in the thread pool, one write in flight, while the next are merged and
+  // the download goes on. Two frame buffers, taken in turn: the one filled is never the one being
+  // written (not 256 KiB allocated and zeroed per chunk, which was a tenth of a restore).
+  const full: Uint8Array[] = [];
+  const frames = [new Uint8Array(frameBytes(L.snapshotChunkBytes)), new Uint8Array(frameBytes(L.snapshotChunkBytes))];
+  let writing: Promise<void> = Promise.resolve();
+  const add = (payload: Uint8Array | null) => {
+    if (payload !== null) full.push(payload);
+  };
+  const drain = async () => {
+    for (const payload of full.splice(0)) {
+      const size = frameBytes(payload.length);
+      if (frames[chunks % 2]!.length < size) frames[chunks % 2] = new Uint8Array(size);
+      const frame = frames[chunks % 2]!;
+      frame.set(payload, FRAME_HEADER_BYTES);
+      sealFrame(frame, viewOf(frame), 0, TYPE_SNAP_CHUNK, rev, payload.length);
+      enc.recycle(payload);
+      chunks++;
+      await writing;
+      writing = file.writeAsync(frame.subarray(0, size));
     }
-    frame.set(payload, FRAME_HEADER_BYTES);
-    sealFrame(frame, view, 0, TYPE_SNAP_CHUNK, rev, payload.length);
-    file.write(frame.subarray(0, size));
-    enc.recycle(payload);
-    chunks++;
   };
-  let lastKey: string | null = null;
-  const inOrder = (key: string) => {
-    if (lastKey !== null && key <= lastKey) throw new ArchiveError(`restore: key ${JSON.stringify(key)} after ${JSON.stringify(lastKey)}: not in order`);
-    lastKey = key;
+  // Records the log left alone are copied as they are (no entry object, no view, no re-encoding),
+  // a run of them at a time: those back to back in the snapshot that fit in the chunk (one copy a
+  // record was ~0.1 s of a restore at 1M keys). The order is mergeEntries': the snapshot's keys
+  // checked in order as they are walked, the log's sorted, the two compared as they are merged.
+  let run: Uint8Array | null = null;
+  let runStart = 0;
+  let runEnd = 0;
+  let runCount = 0;
+  const endRun = () => {
+    if (runCount > 0) enc.addRaws(run!, runStart, runEnd, runCount);
+    runCount = 0;
   };
-  // Records the log left alone are copied as they are (no entry object, no view, no re-encoding).
-  const keys = mergeEntries(
-    state,
-    (key, e) => {
-      inOrder(key);
-      chunk(enc.add(key, e));
-    },
-    (key, b, start, end) => {
-      inOrder(key);
-      chunk(enc.addRaw(b, start, end));
-    },
-  );
-  chunk(enc.flush());
-  if (oneWalk) {
-    const exact = header(keys);
-    if (exact.length !== first.length) throw new Error("restore: the snapshot header changed length");
-    file.rewrite(headerAt, exact);
+  const record = (b: Uint8Array, start: number, end: number) => {
+    if (runCount > 0 && b === run && start === runEnd && end - runStart <= enc.room) {
+      runEnd = end;
+      runCount++;
+      return;
+    }
+    endRun();
+    if (end - start > enc.room) return add(enc.addRaw(b, start, end)); // (a new chunk)
+    [run, runStart, runEnd, runCount] = [b, start, end, 1];
+  };
+  let keys: number;
+  try {
+    keys = await mergeEntries(
+      state,
+      (key, e) => {
+        endRun();
+        add(enc.add(key, e));
+      },
+      record,
+      async () => {
+        endRun();
+        await drain();
+      },
+    );
+    endRun();
+    add(enc.flush());
+    await drain();
+  } catch (err) {
+    await writing;
+    file.drop();
+    throw err;
   }
+  await writing;
+  const exact = header(keys);
+  if (exact.length !== first.length) throw new Error("restore: the snapshot header changed length");
+  file.rewrite(headerAt, exact);
   file.write(encodeFrame(TYPE_SNAP_FOOTER, rev, footerPayload({ keys, chunks })));
   file.install(); // (reads the whole file back: every frame's checksum, the header's and footer's counts)
   installSegment(io, walDir, path.join(walDir, "first.tmp"), { v: FORMAT_VERSION, db: dbId, seq: 1, firstRev: rev + 1, prevCrc: 0 });

@@ -133,7 +133,7 @@ export function decodeKey(b: Uint8Array, text: Buffer, start: number, end: numbe
   return isAscii(b, start, end) ? text.toString("latin1", start, end) : text.toString("utf8", start, end);
 }
 
-function isAscii(b: Uint8Array, start: number, end: number): boolean {
+export function isAscii(b: Uint8Array, start: number, end: number): boolean {
   for (let i = start; i < end; i++) if (b[i]! >= 0x80) return false;
   return true;
 }

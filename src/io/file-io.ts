@@ -13,6 +13,11 @@ export interface FileIO {
   openWrite(path: string, opts?: { create?: boolean; truncate?: boolean }): number;
   /** Writes all of `bytes` at `position`. */
   pwrite(fd: number, bytes: Uint8Array, position: number): void;
+  /**
+   * pwrite() off this thread (the runtime's thread pool), for a caller with other work to do
+   * meanwhile; `bytes` must not change until it settles. Where missing, pwrite() is used.
+   */
+  pwriteAsync?(fd: number, bytes: Uint8Array, position: number): Promise<void>;
   fdatasync(fd: number): void;
   /**
    * Starts writing bytes [offset, offset + bytes) back to the device, without waiting: a hint that
@@ -47,6 +52,11 @@ export const nodeIO: FileIO = {
     let done = 0;
     // pwrite may write less than asked (a signal, a near-full disk): loop until all is written.
     while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, position + done);
+  },
+  async pwriteAsync(fd, bytes, position) {
+    const write = (done: number) =>
+      new Promise<number>((resolve, reject) => fs.write(fd, bytes, done, bytes.length - done, position + done, (err, n) => (err ? reject(err) : resolve(n))));
+    for (let done = 0; done < bytes.length; ) done += await write(done);
   },
   fdatasync: (fd) => fs.fdatasyncSync(fd),
   startWriteBack,

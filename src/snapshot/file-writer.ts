@@ -50,6 +50,30 @@ export class SnapshotFileWriter {
       this.error = err;
       return;
     }
+    this.writtenBack();
+  }
+
+  /**
+   * write() off this thread: the file is written in the runtime's thread pool while this thread
+   * goes on (restore writes as its snapshot downloads). One at a time; `bytes` must not change
+   * until it settles.
+   */
+  async writeAsync(bytes: Uint8Array): Promise<void> {
+    if (this.error) return;
+    if (!this.io.pwriteAsync) return this.write(bytes);
+    const at = this.bytes;
+    this.bytes += bytes.length;
+    try {
+      await this.io.pwriteAsync(this.fd, bytes, at);
+    } catch (err) {
+      this.error = err;
+      return;
+    }
+    this.writtenBack();
+  }
+
+  /** Starts the writeback of what was written since the last start, once there is enough of it. */
+  private writtenBack(): void {
     if (this.bytes - this.writingBack >= L.snapshotWriteBackBytes) {
       this.io.startWriteBack(this.fd, this.writingBack, this.bytes - this.writingBack);
       this.writingBack = this.bytes;
