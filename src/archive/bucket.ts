@@ -206,7 +206,12 @@ export class Bucket {
       }
       if (into.received !== end) throw new Error(`${g.what}: body ended at byte ${into.received} of ${end}`);
     };
-    await this.timed(g.what, read, this.timeoutMs + (g.length / minUploadBytesPerSec) * 1000, () => g.abort.abort());
+    try {
+      await this.timed(g.what, read, this.timeoutMs + (g.length / minUploadBytesPerSec) * 1000);
+    } catch (err) {
+      g.abort.abort(); // (the connection too, whatever stopped the read: a timeout, the reader gone)
+      throw err;
+    }
   }
 
   /**

@@ -209,9 +209,11 @@ const downloadsAhead = 4;
  */
 export async function restoreState(o: RestorePlanOptions): Promise<{ plan: RestorePlan; state: RestoredState }> {
   for (let i = 1; ; i++) {
+    let snapshot: BaseSnapshot | null = null;
     try {
-      return await restoreFromListing(o);
+      return await restoreFromListing(o, (s) => (snapshot = s));
     } catch (err) {
+      (snapshot as BaseSnapshot | null)?.close(); // (its download stops: a gap, a refusal in the log)
       if (!(err instanceof VanishedError) || i >= listings) throw err;
     }
   }
@@ -237,7 +239,8 @@ export async function restoreWith<T>(o: RestorePlanOptions, use: (plan: RestoreP
   }
 }
 
-async function restoreFromListing(o: RestorePlanOptions): Promise<{ plan: RestorePlan; state: RestoredState }> {
+/** `started` is told of the snapshot once its download runs. */
+async function restoreFromListing(o: RestorePlanOptions, started: (s: BaseSnapshot) => void): Promise<{ plan: RestorePlan; state: RestoredState }> {
   const bucket = new Bucket(o.url, o.s3, o.timeoutMs);
   const [snapList, logList, positionBytes] = await Promise.all([
     bucket.retrying(() => bucket.list(SNAP_DIR), attempts),
@@ -335,13 +338,16 @@ async function restoreFromListing(o: RestorePlanOptions): Promise<{ plan: Restor
       refuse(c.name, earlier);
       continue;
     }
+    let from: Arriving | null = null;
     try {
-      const from = await bucket.download(c.name, attempts).catch((cause) => {
+      from = await bucket.download(c.name, attempts).catch((cause) => {
         throw new RefusedSnapshotError(`snapshot could not be read: ${(cause as Error).message}`, c.name, bucket.key(c.name), { cause });
       });
       if (from === null) throw new VanishedError("object listed but missing (deleted by retention meanwhile?)", bucket.key(c.name));
       state.snapshot = await StreamedSnapshot.start(c.name, bucket.key(c.name), from, c.rev, db);
+      started(state.snapshot);
     } catch (err) {
+      from?.fail(err); // (its download stops)
       if (!(err instanceof RefusedSnapshotError)) throw err;
       refuse(c.name, err.message);
       continue;
