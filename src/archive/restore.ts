@@ -207,7 +207,7 @@ const downloadsAhead = 4;
  * snapshot, and what the log changed after it (mergeEntries walks them together). At each step the chain takes the object that holds the next revision and reaches
  * furthest (objects overlap after an archiver restart); one that is refused gives way to the next.
  */
-export async function restoreState(o: RestorePlanOptions): Promise<{ plan: RestorePlan; state: RestoredState }> {
+async function restoreState(o: RestorePlanOptions): Promise<{ plan: RestorePlan; state: RestoredState }> {
   for (let i = 1; ; i++) {
     let snapshot: BaseSnapshot | null = null;
     try {
