@@ -16,8 +16,13 @@ export function copyBytes(dst: Uint8Array, pos: number, src: Uint8Array, start: 
     return pos;
   }
   const from = Buffer.from(src.buffer, src.byteOffset + start, n);
-  from.copy(Buffer.from(dst.buffer, dst.byteOffset, dst.byteLength), pos);
+  from.copy(bufferOf(dst), pos);
   return pos + n;
+}
+
+/** The same bytes as a Buffer (no copy). */
+export function bufferOf(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /** `parts` back to back in one new array (copied with copyBytes). */

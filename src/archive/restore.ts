@@ -535,42 +535,21 @@ export async function writeDatabase(io: FileIO, dir: string, dbId: string, rev: 
     }
   };
   // Records the log left alone are copied as they are (no entry object, no view, no re-encoding),
-  // a run of them at a time: those back to back in the snapshot that fit in the chunk (one copy a
-  // record was ~0.1 s of a restore at 1M keys). The order is mergeEntries': the snapshot's keys
-  // checked in order as they are walked, the log's sorted, the two compared as they are merged.
-  let run: Uint8Array | null = null;
-  let runStart = 0;
-  let runEnd = 0;
-  let runCount = 0;
-  const endRun = () => {
-    if (runCount > 0) enc.addRaws(run!, runStart, runEnd, runCount);
-    runCount = 0;
-  };
-  const record = (b: Uint8Array, start: number, end: number) => {
-    if (runCount > 0 && b === run && start === runEnd && end - runStart <= enc.room) {
-      runEnd = end;
-      runCount++;
-      return;
-    }
-    endRun();
-    if (end - start > enc.room) return add(enc.addRaw(b, start, end)); // (a new chunk)
-    [run, runStart, runEnd, runCount] = [b, start, end, 1];
-  };
+  // back-to-back ones in one copy (ChunkEncoder.addRaw). The order is mergeEntries': the
+  // snapshot's keys checked in order as they are walked, the log's sorted, the two compared as
+  // they are merged. The run is copied before the download's window may move on.
+  const record = (b: Uint8Array, start: number, end: number) => add(enc.addRaw(b, start, end));
   let keys: number;
   try {
     keys = await mergeEntries(
       state,
-      (key, e) => {
-        endRun();
-        add(enc.add(key, e));
-      },
+      (key, e) => add(enc.add(key, e)),
       record,
       async () => {
-        endRun();
+        enc.copyRun();
         await drain();
       },
     );
-    endRun();
     add(enc.flush());
     await drain();
   } catch (err) {

@@ -1,6 +1,7 @@
 // Bytes → records + a verdict for each position. Pure: never throws on bad bytes, never allocates
 // more than the input already holds.
 
+import { bufferOf } from "../bytes.ts";
 import { payloadDecoder } from "../codec/cbor.ts";
 import { crc32 } from "../codec/crc.ts";
 import { MAJOR_ARRAY, MAJOR_BYTES, MAJOR_TEXT, readHead, skip } from "../codec/cbor-head.ts";
@@ -78,7 +79,7 @@ export interface Encoded {
 
 export function encoded(bytes: Uint8Array): Encoded {
   const plain = bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return { bytes: plain, text: Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength) };
+  return { bytes: plain, text: bufferOf(plain) };
 }
 
 /** What visitOps reports for each operation of an entry, in order. */

@@ -16,7 +16,7 @@
 // SharedArrayBuffers, which a snapshot's encoder worker reads.
 
 import { assert } from "../assert.ts";
-import { copyBytes } from "../bytes.ts";
+import { bufferOf, copyBytes } from "../bytes.ts";
 import { emptyLocated, parseRecord, recordBytes, recordKeyAt, wideCounts, writeRecord, writeWideUint, type Located } from "../format/record.ts";
 
 /** Offsets within a block are below this: refs are block × REF_SPAN + offset. */
@@ -104,7 +104,7 @@ export class Arena {
       this.live.push(0);
     }
     this.blocks.bytes[bi] = b;
-    this.blocks.text[bi] = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    this.blocks.text[bi] = bufferOf(b);
     this.used[bi] = used;
     this.live[bi] = used;
     this.liveBytes += used;

@@ -6,6 +6,7 @@
 // writes. A small snapshot is encoded on the main thread instead: starting the worker takes
 // 60-80 ms here, more than encoding a few MiB.
 
+import { bufferOf } from "../bytes.ts";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import { parentPort, type MessagePort } from "node:worker_threads";
@@ -56,7 +57,7 @@ class RefsEncoder {
   private readonly enc: ChunkEncoder;
 
   constructor(blocks: (Uint8Array | null)[], chunkBytes: number) {
-    this.blocks = blockTable(blocks, blocks.map((b) => (b === null ? null : Buffer.from(b.buffer, b.byteOffset, b.byteLength))));
+    this.blocks = blockTable(blocks, blocks.map((b) => (b === null ? null : bufferOf(b))));
     this.enc = new ChunkEncoder(chunkBytes);
   }
 

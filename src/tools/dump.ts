@@ -1,5 +1,6 @@
 // `harmonydb dump`: every record of the log, in order, with where it sits (like etcd-dump-logs).
 
+import { bufferOf } from "../bytes.ts";
 import * as path from "node:path";
 import { CorruptionError, InvalidArgumentError } from "../errors.ts";
 import { listSnapshots, type SnapshotHeader } from "../snapshot/file.ts";
@@ -131,7 +132,7 @@ export function toJsonValue(v: unknown): unknown {
 }
 
 function base64(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
+  return bufferOf(b).toString("base64");
 }
 
 // ---- dump --snapshot ----
