@@ -42,6 +42,16 @@ export function blockTable(bytes: (Uint8Array | null)[], text: (Buffer | null)[]
 }
 
 /**
+ * The offset of `ref` within its block `bi`, typed as an int32. Computed from a ref (a double),
+ * the offset stays a double, and JSC then reads every byte through it on a slow path: a record's
+ * parse took ~120 ns instead of ~22 (1M records in key order, a scratch loop), a random get ~100 ns
+ * more.
+ */
+function offsetIn(ref: number, bi: number): number {
+  return (ref - bi * REF_SPAN) | 0;
+}
+
+/**
  * Parses the record at `ref` of `blocks` into the table's scratch object (valid until the next
  * call). Records were checked when they were stored: this trusts them (and asserts the shape).
  */
@@ -52,13 +62,13 @@ export function locate(blocks: Blocks, ref: number): Located {
   if (b === null || b === undefined) assert(false, `record ref ${ref} points into a live block`);
   const r = blocks.located;
   r.text = blocks.text[bi]!;
-  return parseRecord(b, ref - bi * REF_SPAN, r);
+  return parseRecord(b, offsetIn(ref, bi), r);
 }
 
 /** Whether the record at `ref` is for the key whose UTF-8 bytes are `key[0, n)` (only its key is read). */
 export function recordKeyIs(blocks: Blocks, ref: number, key: Uint8Array, n: number): boolean {
   const bi = (ref / REF_SPAN) | 0;
-  return recordKeyAt(blocks.bytes[bi]!, ref - bi * REF_SPAN, key, n);
+  return recordKeyAt(blocks.bytes[bi]!, offsetIn(ref, bi), key, n);
 }
 
 export class Arena {
@@ -158,7 +168,7 @@ export class Arena {
   /** Moves the live record at `ref` (ending at block offset `end`) to the end of the arena; returns its new ref. */
   relocate(ref: number, end: number): number {
     const bi = (ref / REF_SPAN) | 0;
-    const start = ref - bi * REF_SPAN;
+    const start = offsetIn(ref, bi);
     const moved = this.appendRecords(this.blocks.bytes[bi]!, start, end);
     this.live[bi]! -= end - start;
     this.liveBytes -= end - start;
