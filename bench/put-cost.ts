@@ -4,7 +4,8 @@
 // thread's CPU time from /proc/self/task/*/schedstat (nanoseconds on a CPU, not 10 ms ticks): the
 // main thread, the workers, and the rest (JSC's GC and JIT threads). The workers are the WAL writer
 // and, while an automatic snapshot runs, its encoder (both are threads named "Worker"): a last row at
-// 256 in flight with automatic snapshots off shows what they cost. Part 2 times each stage
+// 256 in flight with automatic snapshots off shows what they cost, and a table after it what one
+// snapshot of 1M keys costs each thread (--snapshot-keys N for another size). Part 2 times each stage
 // of the main thread's share alone, with the engine's own functions, in a tight loop: what is left
 // of the end-to-end figure is the event loop, the promise machinery, wake-ups and GC.
 
@@ -28,6 +29,8 @@ const LEVELS: { inflight: number; snapshots: boolean }[] = [
 const MS = B.numberFlag("ms", 1500);
 const STAGE_OPS = B.numberFlag("ops", 200_000);
 const RUNS = 5;
+const SNAP_KEYS = B.numberFlag("snapshot-keys", 1_000_000);
+const SNAP_ROUNDS = 3;
 const limits = { keyBytesMax: L.keyBytesMax, valueBytesMax: L.valueBytesMax, batchOpsMax: L.batchOpsMax };
 
 /** CPU nanoseconds so far of every thread of this process, by thread id, with its name. */
@@ -43,6 +46,21 @@ function threadCpu(): Map<string, { name: string; ns: number }> {
     }
   }
   return out;
+}
+
+/** CPU ns between two threadCpu() readings: the main thread, the workers, and the rest (JSC's GC and JIT). */
+function cpuSplit(before: Map<string, { name: string; ns: number }>, after: Map<string, { name: string; ns: number }>) {
+  const main = String(process.pid);
+  let mainNs = 0;
+  let writerNs = 0;
+  let otherNs = 0;
+  for (const [tid, a] of after) {
+    const ns = a.ns - (before.get(tid)?.ns ?? 0);
+    if (tid === main) mainNs += ns;
+    else if (a.name === "Worker") writerNs += ns; // the WAL writer, and a snapshot's encoder
+    else otherNs += ns;
+  }
+  return { mainNs, writerNs, otherNs };
 }
 
 interface ThreadSplit {
@@ -68,16 +86,7 @@ async function endToEnd(dir: string, inflight: number, snapshots: boolean): Prom
   const after = threadCpu();
   const snapAfter = db.stats().snapshot;
   await db.close();
-  const main = String(process.pid);
-  let mainNs = 0;
-  let writerNs = 0;
-  let otherNs = 0;
-  for (const [tid, a] of after) {
-    const ns = a.ns - (before.get(tid)?.ns ?? 0);
-    if (tid === main) mainNs += ns;
-    else if (a.name === "Worker") writerNs += ns; // the WAL writer, and a snapshot's encoder
-    else otherNs += ns;
-  }
+  const { mainNs, writerNs, otherNs } = cpuSplit(before, after);
   const us = (ns: number) => ns / 1000 / r.puts;
   return {
     puts: r.puts,
@@ -174,9 +183,35 @@ async function promiseCost(): Promise<number> {
   return B.median(runs);
 }
 
+/**
+ * What one snapshot of SNAP_KEYS keys costs each thread: a sustained load of new keys pays for one
+ * every max(16 MiB, live/8) of log, so its CPU per put is this times the snapshots per put. The
+ * store is loaded with automatic snapshots off, then `db.snapshot()` runs alone, after one put.
+ */
+async function snapshotCost(dir: string): Promise<{ ms: number; mib: number; mainMs: number; workersMs: number; otherMs: number }[]> {
+  const db = await open(dir, { snapshotEveryBytes: 0, sync: "never" });
+  const value = B.bytesValue();
+  for (let i = 0; i < SNAP_KEYS; i += 1000) await Promise.all(Array.from({ length: 1000 }, (_, j) => db.put(B.key(i + j), value)));
+  const out = [];
+  // Round 0 is not reported: it starts the encoder worker, and JIT-compiles the encoder.
+  for (let r = 0; r <= SNAP_ROUNDS; r++) {
+    await db.put("x", value); // (a snapshot at an unchanged revision is the one already there)
+    const before = threadCpu();
+    const t0 = performance.now();
+    const info = await db.snapshot();
+    const ms = performance.now() - t0;
+    const split = cpuSplit(before, threadCpu());
+    if (r > 0) out.push({ ms, mib: info.bytes / 2 ** 20, mainMs: split.mainNs / 1e6, workersMs: split.writerNs / 1e6, otherMs: split.otherNs / 1e6 });
+  }
+  await db.close();
+  return out;
+}
+
 const rows: ThreadSplit[] = [];
+let snaps: Awaited<ReturnType<typeof snapshotCost>> = [];
 await B.withTmpDir(async (dir) => {
   for (const [i, l] of LEVELS.entries()) rows.push(await endToEnd(`${dir}/${i}`, l.inflight, l.snapshots));
+  snaps = await snapshotCost(`${dir}/snapshot`);
 });
 console.log(`## CPU per durable put, by thread (${B.KEY_BYTES} B keys, ${B.VALUE_BYTES} B values, a new key each, ${MS} ms per level)\n`);
 B.table(
@@ -187,6 +222,12 @@ B.table(
     return [String(l.inflight), l.snapshots ? "on" : "off", B.fmt(r.perSecond), fmt2(r.mainUs), fmt2(r.writerUs), fmt2(r.otherUs), `${r.snapshots}, ${r.stalls}`];
   }),
 );
+console.log(`## CPU of one snapshot of ${B.fmt(SNAP_KEYS)} keys, by thread (db.snapshot() with nothing else running, after one untimed)\n`);
+B.table(
+  ["round", "ms", "MiB", "main thread ms", "workers ms (writer + encoder)", "other threads ms"],
+  snaps.map((s, i) => [String(i + 1), B.fmt(s.ms), B.fmt(s.mib, 1), B.fmt(s.mainMs), B.fmt(s.workersMs), B.fmt(s.otherMs)]),
+);
+console.log("");
 /** The target's row: 256 in flight, as a user opens a store (automatic snapshots on). */
 const top = rows[LEVELS.findIndex((l) => l.inflight === 256 && l.snapshots)]!;
 console.log(`main-thread CPU per put at 256 in flight: ${B.verdict(top.mainUs, "≤", 1.5, 2)} µs\n`);
