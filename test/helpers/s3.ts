@@ -23,9 +23,10 @@ const main = path.join(import.meta.dir, "s3rver-main.cjs");
 const running = new Set<Bun.Subprocess>();
 const dataDirs: string[] = [];
 
-async function spawn(dataDir: string, port: number): Promise<{ proc: Bun.Subprocess<"ignore", "pipe", "pipe">; port: number }> {
+async function spawn(dataDir: string, port: number): Promise<{ proc: Bun.Subprocess<"pipe", "pipe", "pipe">; port: number }> {
   const proc = Bun.spawn(["node", main, dataDir, String(port)], {
     env: { ...process.env, NODE_OPTIONS: "--openssl-legacy-provider" },
+    stdin: "pipe", // (held open while this process lives: s3rver-main.cjs exits when it closes)
     stdout: "pipe",
     stderr: "pipe",
   });

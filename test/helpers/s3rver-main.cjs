@@ -19,3 +19,8 @@ server.run().then(
   },
 );
 process.on("SIGTERM", () => server.close().then(() => process.exit(0)));
+// The parent holds our stdin open: it closes when the parent exits, however it exits (a test run
+// killed, a bench that crashed), and then so do we instead of listening on, orphaned.
+process.stdin.on("end", () => process.exit(0));
+process.stdin.on("error", () => process.exit(0));
+process.stdin.resume();
