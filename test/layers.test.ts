@@ -18,9 +18,10 @@ const RANKS: [folder: string, rank: number][] = [
   ["src/write", 7],
   ["src/archive", 7], // beside write/: neither imports the other
   ["src/api", 8], // every other file directly in src/: the public surface and the Db facade
-  ["src/tools", 9],
-  ["src/server", 9],
-  ["workers", 9],
+  ["src/kv", 9], // Deno KV over the public surface (docs/deno-kv.md); the server's KV Connect above it
+  ["src/tools", 10],
+  ["src/server", 10],
+  ["workers", 10],
 ];
 const BASE = new Set(["assert.ts", "bytes.ts", "errors.ts", "limits.ts"]);
 
