@@ -9,7 +9,7 @@ import type { Op } from "./format/encoder.ts";
 import type { DirLock } from "./io/lock.ts";
 import * as L from "./limits.ts";
 import type { Resolved } from "./options.ts";
-import { RangeIterator, rangeBounds, type RangeItem } from "./range.ts";
+import { ReadView, type RangeItem } from "./range.ts";
 import { walStats } from "./stats.ts";
 import type { KeyIndex } from "./store/key-index.ts";
 import type { Entry, RangeOptions, Stats, WriteOptions } from "./types.ts";
@@ -117,9 +117,15 @@ export class Db {
    * range() was called (an O(1) copy-on-write clone), whatever is written meanwhile.
    */
   range(opts: RangeOptions = {}): Iterable<RangeItem> {
-    const b = rangeBounds(opts);
-    const view = this.index.view();
-    return { [Symbol.iterator]: () => new RangeIterator(view, b) };
+    return this.view().range(opts);
+  }
+
+  /**
+   * The database as it is now, for several reads that must agree: gets and ranges of the view see
+   * revision `view.rev` and nothing written after it (an O(1) copy-on-write clone of the index).
+   */
+  view(): ReadView {
+    return new ReadView(this.index.view(), this.rev);
   }
 
   /**

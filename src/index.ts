@@ -6,7 +6,7 @@ import type { OpenOptions } from "./options.ts";
 
 export type { Db } from "./db.ts";
 /** What a database and a read replica both are (openReplica's Replica refuses writes with READ_ONLY). */
-export type Store = Pick<Db, "dir" | "id" | "rev" | "syncedRev" | "get" | "getEntry" | "has" | "range" | "watch" | "put" | "delete" | "batch" | "snapshot" | "stats" | "close">;
+export type Store = Pick<Db, "dir" | "id" | "rev" | "syncedRev" | "get" | "getEntry" | "has" | "range" | "view" | "watch" | "put" | "delete" | "batch" | "snapshot" | "stats" | "close">;
 export type { ArchiveOptions, OpenOptions } from "./options.ts";
 export type { S3Settings } from "./archive/bucket.ts";
 export { restore, bumpRevisionDefault, type RestoreOptions, type RestoreResult } from "./restore.ts";
@@ -16,6 +16,7 @@ export { newestSnapshot, walFrom, WalSource, type WalStart } from "./replication
 export type { ArchiveStats, BatchOp, Entry, Histogram, Limits, RangeOptions, ReplayProgress, SnapshotInfo, Stats, SyncMode, TornTail, WriteOptions } from "./types.ts";
 export type { ErrorCode } from "./errors.ts";
 export type { WatchEvent, WatchOptions } from "./watch.ts";
+export type { RangeItem, ReadView } from "./range.ts";
 export {
   ArchiveError,
   ClosedError,

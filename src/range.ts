@@ -1,8 +1,49 @@
-// db.range(): its options as bounds on the B-tree walk, and the iterator that walks a view with them.
+// Reads from one view of the index: db.view() (gets and ranges at one moment), and db.range()'s
+// options as bounds on the B-tree walk, with the iterator that walks a view with them.
 
 import { InvalidArgumentError } from "./errors.ts";
 import type { IndexView } from "./store/key-index.ts";
-import type { RangeOptions } from "./types.ts";
+import type { Entry, RangeOptions } from "./types.ts";
+import { checkKeyType } from "./write/validate.ts";
+
+/**
+ * The database as it was at revision `rev`: every get and range of it reads one O(1)
+ * copy-on-write view of the index, whatever is written after (as an LMDB read transaction, or
+ * Deno KV's getMany and snapshot_read; docs/deno-kv.md §4). Nothing to release: the view is
+ * garbage once unreferenced, and with it the arena blocks it alone kept.
+ */
+export class ReadView {
+  constructor(
+    private readonly v: IndexView,
+    /** Every write up to this revision shows, none after it. */
+    readonly rev: number,
+  ) {}
+
+  get(key: string): unknown {
+    const slot = this.slotOf(key);
+    return slot === undefined ? undefined : this.v.value(slot);
+  }
+
+  getEntry(key: string): Entry | undefined {
+    const slot = this.slotOf(key);
+    return slot === undefined ? undefined : this.v.entry(slot);
+  }
+
+  has(key: string): boolean {
+    return this.slotOf(key) !== undefined;
+  }
+
+  /** As db.range(), on this view. */
+  range(opts: RangeOptions = {}): Iterable<RangeItem> {
+    const b = rangeBounds(opts);
+    return { [Symbol.iterator]: () => new RangeIterator(this.v, b) };
+  }
+
+  private slotOf(key: string): number | undefined {
+    checkKeyType(key);
+    return this.v.tree.get(key);
+  }
+}
 
 /** One entry of a range, a fresh object each. */
 export interface RangeItem {

@@ -171,6 +171,7 @@ export class Replica {
   getEntry: Db["getEntry"] = (key) => this.db.getEntry(key);
   has: Db["has"] = (key) => this.db.has(key);
   range: Db["range"] = (opts) => this.db.range(opts);
+  view: Db["view"] = () => this.db.view();
   watch: Db["watch"] = (opts) => this.db.watch(opts);
   snapshot: Db["snapshot"] = () => this.db.snapshot();
 

@@ -44,3 +44,42 @@ test("range agrees with its definition over random keys and random combinations 
     await db.close();
   }
 });
+
+test("db.view(): every get and range of it sees one revision, whatever is written after", async () => {
+  const db = await open(tmpDir(), { log: () => {} });
+  try {
+    await db.batch(["a", "b", "c"].map((key, i) => ({ type: "put" as const, key, value: i + 1 })));
+    await db.put("a", 11); // a: version 2
+    const before = { a: db.getEntry("a")!, rev: db.rev };
+    const v = db.view();
+    expect(v.rev).toBe(before.rev);
+    // Writes after the view: an overwrite, a delete, a new key, and a new key between the others.
+    await db.batch([
+      { type: "put", key: "a", value: 100 },
+      { type: "delete", key: "b" },
+      { type: "put", key: "d", value: 4 },
+      { type: "put", key: "bb", value: 5 },
+    ]);
+    expect([db.get("a"), db.has("b"), db.get("d")]).toEqual([100, false, 4]);
+    expect([v.get("a"), v.get("b"), v.has("b"), v.get("d"), v.has("bb"), v.get("zz")]).toEqual([11, 2, true, undefined, false, undefined]);
+    expect(v.getEntry("a")).toEqual(before.a);
+    expect(v.getEntry("d")).toBeUndefined();
+    expect([...v.range()].map((e) => [e.key, e.value, e.rev])).toEqual([
+      ["a", 11, before.a.rev],
+      ["b", 2, 1],
+      ["c", 3, 1],
+    ]);
+    expect([...db.range()].map((e) => e.key)).toEqual(["a", "bb", "c", "d"]);
+    expect([...v.range({ gt: "a", keysOnly: true })].map((e) => e.key)).toEqual(["b", "c"]);
+    // Two ranges of one view agree, however the store moves between them.
+    const first = [...v.range({ reverse: true })].map((e) => e.key);
+    await db.put("c", 33);
+    expect([...v.range({ reverse: true })].map((e) => e.key)).toEqual(first);
+    expect(v.get("c")).toBe(3);
+    // Bad arguments are refused when asked, as db.get and db.range refuse them.
+    expect(() => v.get(1 as unknown as string)).toThrow("key must be a string");
+    expect(() => v.range({ limit: Number.NaN })).toThrow("range limit must be a number");
+  } finally {
+    await db.close();
+  }
+});

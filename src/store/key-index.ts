@@ -69,6 +69,13 @@ export class IndexView {
     return materialize(r.b, r.text, r.valueStart, r.valueEnd);
   }
 
+  /** The key at `slot` with its value freshly decoded and its revisions, as getEntry gives it. */
+  entry(slot: number): EntryInfo {
+    const r = locate(this.blockTable, refAt(this.refs, slot));
+    const { rev, createRev, version } = r;
+    return { value: materialize(r.b, r.text, r.valueStart, r.valueEnd), rev, createRev, version };
+  }
+
   /** The entry of `key` at `slot`, as a range hands it out: its value freshly decoded, and its revision. */
   item(key: string, slot: number): { key: string; value: unknown; rev: number } {
     const r = locate(this.blockTable, refAt(this.refs, slot));
