@@ -44,8 +44,8 @@ export function blockTable(bytes: (Uint8Array | null)[], text: (Buffer | null)[]
 /**
  * The offset of `ref` within its block `bi`, typed as an int32. Computed from a ref (a double),
  * the offset stays a double, and JSC then reads every byte through it on a slow path: a record's
- * parse took ~120 ns instead of ~22 (1M records in key order, a scratch loop), a random get ~100 ns
- * more.
+ * parse took ~120 ns instead of ~22 over 1M records in key order, ~330 instead of ~200 in random
+ * order (a scratch loop; bench/results/put-path.md, fourth round).
  */
 function offsetIn(ref: number, bi: number): number {
   return (ref - bi * REF_SPAN) | 0;
