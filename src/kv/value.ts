@@ -12,13 +12,13 @@ export type Encoding = (typeof ENCODING)[keyof typeof ENCODING];
 const HEADER_BYTES = 1 + 8;
 const U64_MAX = 2n ** 64n - 1n;
 
-/** Deno.KvU64: an unsigned 64-bit integer that sum/min/max work on (texts as Deno's). */
+/** Deno.KvU64: an unsigned 64-bit integer that sum/min/max work on (its errors' texts as Deno 2.9.6's). */
 export class KvU64 {
   readonly value: bigint;
 
   constructor(value: bigint) {
-    if (typeof value !== "bigint") throw new TypeError("Value must be a bigint");
-    if (value < 0n) throw new RangeError("Value must be a positive bigint");
+    if (typeof value !== "bigint") throw new TypeError(`Value must be a bigint: received ${typeof value}`);
+    if (value < 0n) throw new RangeError(`Value must be a positive bigint: received ${value}`);
     if (value > U64_MAX) throw new RangeError("Value must fit in a 64-bit unsigned integer");
     this.value = value;
     Object.freeze(this);
