@@ -119,9 +119,12 @@ describe("V8 values as Deno writes them", () => {
       const v = tree(4);
       expect(deserializeV8(serializeV8(v))).toEqual(v);
     }
+    const long = ["é".repeat(2_000_000), "日".repeat(2_000_000)]; // (more char codes than one call takes: 2M threw RangeError)
+    expect(deserializeV8(serializeV8(long))).toEqual(long);
     const refused = [() => 1, Symbol("s"), new (class Point {})(), new WeakMap(), new Number(1), new SharedArrayBuffer(4), new ArrayBuffer(4, { maxByteLength: 8 })];
     for (const bad of refused) expect(() => serializeV8(bad)).toThrow(InvalidValueError);
-    for (const h of ["", "ff", "ff11 30", "ff10", "ff10 22 05 6865", "ff10 5e 00", "ff10 77", "ff10 30 30"]) {
+    const hostile = ["ff10 41 ffffffff0f", "ff10 61 8080808010 40 00 00"]; // a dense array longer than its bytes; a length past 2^32
+    for (const h of ["", "ff", "ff11 30", "ff10", "ff10 22 05 6865", "ff10 5e 00", "ff10 77", "ff10 30 30", ...hostile]) {
       expect(() => deserializeV8(new Uint8Array(Buffer.from(h.replace(/ /g, ""), "hex")))).toThrow(InvalidValueError);
     }
   });

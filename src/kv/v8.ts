@@ -388,12 +388,13 @@ class Reader {
         return bits & 1 ? -m : m;
       }
       case T.oneByteString:
-        return String.fromCharCode(...this.take(this.varint()));
+        return fromCodes(this.take(this.varint()));
       case T.twoByteString: {
         const bytes = this.take(this.varint());
-        let s = "";
-        for (let i = 0; i + 1 < bytes.length; i += 2) s += String.fromCharCode(bytes[i]! | (bytes[i + 1]! << 8));
-        return s;
+        if (bytes.length % 2 !== 0) throw new InvalidValueError("a V8 two-byte string of an odd number of bytes");
+        const units = new Uint16Array(bytes.length / 2);
+        for (let i = 0; i < units.length; i++) units[i] = bytes[2 * i]! | (bytes[2 * i + 1]! << 8);
+        return fromCodes(units);
       }
       case T.utf8String:
         return new TextDecoder().decode(this.take(this.varint()));
@@ -410,7 +411,8 @@ class Reader {
         return o;
       }
       case T.beginDenseArray: {
-        const length = this.varint();
+        const length = this.arrayLength();
+        if (length > this.b.length - this.at) throw new InvalidValueError(`V8 array of ${length} elements in ${this.b.length - this.at} bytes`);
         const a: unknown[] = new Array(length);
         this.objects.push(a);
         for (let i = 0; i < length; i++) {
@@ -421,7 +423,7 @@ class Reader {
         return a;
       }
       case T.beginSparseArray: {
-        const length = this.varint();
+        const length = this.arrayLength();
         const a: unknown[] = new Array(length);
         this.objects.push(a);
         this.endOfArray(a, T.endSparseArray, length);
@@ -469,6 +471,13 @@ class Reader {
     }
   }
 
+  /** An array's length, which JavaScript caps below 2³². */
+  private arrayLength(): number {
+    const length = this.varint();
+    if (length >= 2 ** 32) throw new InvalidValueError(`V8 array length ${length} is past JavaScript's`);
+    return length;
+  }
+
   /** An array's properties up to `end`, then their count and the length again, both checked. */
   private endOfArray(a: unknown[], end: number, length: number): void {
     const n = this.properties(a as unknown as Record<string, unknown>, end);
@@ -510,6 +519,13 @@ class Reader {
     this.objects[id] = e;
     return e;
   }
+}
+
+/** The string of these char codes, a slice at a time (one call with them all overflows the stack). */
+function fromCodes(codes: Uint8Array | Uint16Array): string {
+  let s = "";
+  for (let i = 0; i < codes.length; i += 8192) s += String.fromCharCode(...codes.subarray(i, i + 8192));
+  return s;
 }
 
 function varintBytes(v: number): number {
