@@ -3,6 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as B from "./lib.ts";
+import { wrkLoad, type Load } from "./wrk.ts";
 
 const CONNECTIONS = B.numberFlag("connections", 64);
 const SECONDS = B.numberFlag("seconds", 10);
@@ -26,15 +27,6 @@ if (process.argv[2] === "--run-noop-server") {
   console.log(`listening on http://127.0.0.1:${server.port}, data in nowhere`);
   process.on("SIGTERM", () => process.exit(0));
   await new Promise(() => {});
-}
-
-interface Load {
-  requests: number;
-  errors: number;
-  seconds: number;
-  perSecond: number;
-  p50Ms: number | null;
-  p99Ms: number | null;
 }
 
 /** `connections` fetch loops, each PUTting its own keys one after another for `seconds`. */
@@ -61,47 +53,6 @@ async function bunLoad(url: string, connections: number, seconds: number): Promi
   const elapsed = (performance.now() - t0) / 1000;
   lat.sort((a, b) => a - b);
   return { requests, errors, seconds: elapsed, perSecond: requests / elapsed, p50Ms: B.percentile(lat, 0.5), p99Ms: B.percentile(lat, 0.99) };
-}
-
-const WRK_SCRIPT = `
--- Every request PUTs a fresh key with a ${B.VALUE_BYTES}-byte binary value.
-local counter = 0
-function setup(thread)
-  thread:set("tid", counter)
-  counter = counter + 1
-end
-function init(args)
-  n = 0
-  body = string.rep("v", ${B.VALUE_BYTES})
-end
-function request()
-  n = n + 1
-  return wrk.format("PUT", "/v1/kv/w" .. tid .. "-" .. n, { ["Content-Type"] = "application/octet-stream" }, body)
-end
-`;
-
-/** wrk with 2 threads and `connections` connections for `seconds`; its summary parsed. */
-function wrkLoad(url: string, dir: string, connections: number, seconds: number): Load {
-  const script = path.join(dir, "put.lua");
-  fs.writeFileSync(script, WRK_SCRIPT);
-  const p = Bun.spawnSync(["wrk", "-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, url], { timeout: (seconds + 30) * 1000 });
-  const out = p.stdout.toString();
-  const rate = /Requests\/sec:\s+([\d.]+)/.exec(out);
-  if (p.exitCode !== 0 || !rate) throw new Error(`wrk failed (exit ${p.exitCode}):\n${out}\n${p.stderr}`);
-  const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
-  const errors = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0) + socketErrors(out);
-  const ms = (label: string) => {
-    const m = new RegExp(`^\\s+${label}%\\s+([\\d.]+)(us|ms|s)\\s*$`, "m").exec(out);
-    return m ? Number(m[1]) * { us: 1e-3, ms: 1, s: 1e3 }[m[2] as "us" | "ms" | "s"] : null;
-  };
-  // wrk's rate counts every response; a failed PUT must not count as a durable write.
-  const perSecond = Number(rate[1]) * (total === 0 ? 0 : (total - errors) / total);
-  return { requests: total - errors, errors, seconds, perSecond, p50Ms: ms("50"), p99Ms: ms("99") };
-}
-
-function socketErrors(out: string): number {
-  const m = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  return m ? Number(m[1]) + Number(m[2]) + Number(m[3]) + Number(m[4]) : 0;
 }
 
 function httpLoad(url: string, dir: string): Load {

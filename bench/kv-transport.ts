@@ -9,9 +9,8 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import * as path from "node:path";
-import * as fs from "node:fs";
 import * as B from "./lib.ts";
+import { wrkLoad } from "./wrk.ts";
 
 const SECONDS = B.numberFlag("seconds", 5);
 const ROUNDS = B.numberFlag("rounds", 3);
@@ -74,15 +73,6 @@ async function start(i: number): Promise<{ proc: Bun.Subprocess; port: number }>
   return { proc, port: (JSON.parse(text) as { port: number }).port };
 }
 
-function wrk(port: number, dir: string): number {
-  const script = path.join(dir, "put.lua");
-  fs.writeFileSync(script, `local n = 0\nfunction request()\n  n = n + 1\n  return wrk.format("PUT", "/v1/kv/k" .. n, nil, string.rep("v", ${B.VALUE_BYTES}))\nend\n`);
-  const p = Bun.spawnSync(["wrk", "-t2", "-c64", `-d${SECONDS}s`, "-s", script, `http://127.0.0.1:${port}`], { timeout: (SECONDS + 30) * 1000 });
-  const rate = /Requests\/sec:\s+([\d.]+)/.exec(p.stdout.toString());
-  if (p.exitCode !== 0 || !rate) throw new Error(`wrk failed: ${p.stdout}\n${p.stderr}`);
-  return Number(rate[1]);
-}
-
 if (!Bun.which("wrk")) {
   console.log("kv-transport: skipped, wrk is not installed (apt-get install -y wrk)");
   process.exit(0);
@@ -94,7 +84,7 @@ await B.withTmpDir(async (dir) => {
       const i = (k + r) % MODES.length; // the order rotates, so drift hits all alike
       const s = await start(i);
       try {
-        rates[i]!.push(wrk(s.port, dir));
+        rates[i]!.push(wrkLoad(`http://127.0.0.1:${s.port}`, dir, 64, SECONDS).perSecond);
       } finally {
         s.proc.kill();
         await s.proc.exited;
