@@ -15,7 +15,7 @@ import type { KeyIndex } from "./store/key-index.ts";
 import type { Entry, RangeOptions, Stats, WriteOptions } from "./types.ts";
 import * as R from "./wal/ring.ts";
 import { checkWatchOptions, historyEvents, keyFilter, Watcher, type WatchEvent, type WatchOptions } from "./watch.ts";
-import { WritePipeline, type PipelineHost } from "./write/pipeline.ts";
+import { WritePipeline, type Newest, type PipelineHost } from "./write/pipeline.ts";
 import { SnapshotScheduler, type SnapshotConfig, type SnapshotInfo } from "./write/snapshot-scheduler.ts";
 import { batchOps, checkedValueView, checkKey, checkKeyType, condition, type BatchOp } from "./write/validate.ts";
 
@@ -180,6 +180,31 @@ export class Db {
   }
 
   /**
+   * A batch decided at its place in the write order, for writes that depend on their own revision
+   * or on the newest values (harmonydb/kv's atomic writes: docs/deno-kv.md §4). `decide` gets the
+   * revision the batch is about to take and `read`, a key's newest state with writes in flight
+   * included (those the batch will follow); it returns the batch's ops (ifRev conditions allowed)
+   * or throws to refuse it, and its error is the rejection. It may run more than once (again when
+   * the batch had to wait for room): only its last run's ops are written. Here keys may begin with
+   * U+0000, the keyspace reserved for harmonydb/kv, and be up to twice `keyBytesMax`. Resolves
+   * with the revision once durable; with no ops, with the newest revision once everything before
+   * it is durable.
+   */
+  atomic(decide: (rev: number, read: (key: string) => Newest | undefined) => BatchOp[]): Promise<number> {
+    try {
+      this.checkWritable();
+      const limits = { ...this.o.limits, keyBytesMax: 2 * this.o.limits.keyBytesMax };
+      const decided = this.pipeline.submitDecided((rev, read) => {
+        const ops = decide(rev, read);
+        return ops.length === 0 ? { ops: [], conds: [] } : batchOps(ops, limits, true);
+      });
+      return decided.then((r) => (typeof r === "number" ? r : (r as { rev: number }).rev));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
    * @internal A read replica's write (src/replica.ts): the primary's entry `rev`, its operations
    * with their values as the same bytes, as one batch with no conditions. It gets revision `rev`
    * only if every entry before it was applied: anything else is refused, and nothing is written.
@@ -287,6 +312,10 @@ export class Db {
   private host(): PipelineHost {
     return {
       revOf: (key) => this.index.revOf(key),
+      entryOf: (key) => {
+        const e = this.index.getEntry(key);
+        return e === undefined ? undefined : { value: e.value, rev: e.rev };
+      },
       apply: (rev, ops) => {
         this.index.apply(rev, ops);
         if (this.watchers.size > 0) for (const op of ops) this.fanOut(rev, op[0], op.length === 2);

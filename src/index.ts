@@ -17,6 +17,7 @@ export type { ArchiveStats, BatchOp, Entry, Histogram, Limits, RangeOptions, Rep
 export type { ErrorCode } from "./errors.ts";
 export type { WatchEvent, WatchOptions } from "./watch.ts";
 export type { RangeItem, ReadView } from "./range.ts";
+export type { Newest } from "./write/pipeline.ts";
 export {
   ArchiveError,
   ClosedError,

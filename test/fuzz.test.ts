@@ -82,7 +82,7 @@ const ONLY = process.env.HARMONYDB_FUZZ_CASE === undefined ? undefined : Number(
 const OPEN_EVERY = 10;
 const CASE_MS_MAX = 2000;
 const RSS_MAX = 1.5 * 1024 ** 3;
-const PROBE_KEY = "\u0000fuzz-probe";
+const PROBE_KEY = "\u0001fuzz-probe"; // (U+0000 begins the reserved keyspace)
 /** bun test's own bound on one test (a hang shows up here; each case is also timed). */
 const TEST_MS = 60_000 + CASES * 20;
 

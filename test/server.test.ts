@@ -123,6 +123,25 @@ describe("HTTP handler (in process)", () => {
     expect((await call("GET", "/v1/kv?limit=999999999")).status).toBe(200); // clamped to listLimitMax
   });
 
+  test("the reserved keyspace (U+0000…, harmonydb/kv's) is neither readable, writable nor listed over REST", async () => {
+    const kvKey = "\u0000kv\u0000\u0002a\u0000";
+    await db.atomic(() => [{ type: "put", key: kvKey, value: new Uint8Array([1]) }]);
+    await db.put("\u0001after", 1);
+    for (const method of ["GET", "PUT", "DELETE"]) {
+      const res = await call(method, `/v1/kv/${encodeURIComponent(kvKey)}`, method === "PUT" ? { body: "x" } : {});
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ error: { code: "INVALID_KEY" } });
+    }
+    const batch = await call("POST", "/v1/batch", { body: JSON.stringify({ ops: [{ op: "put", key: kvKey, value: 1 }] }), headers: JSON_TYPE });
+    expect(batch.status).toBe(400);
+    for (const q of ["", "?prefix=%00", "?start=%00&end=%02", "?cursor=%00", "?reverse=true&limit=999999"]) {
+      const items = ((await (await call("GET", `/v1/kv${q}`)).json()) as { items: { key: string }[] }).items.map((i) => i.key);
+      expect(items.filter((k) => k.startsWith("\u0000"))).toEqual([]);
+      if (q !== "?prefix=%00") expect(items).toContain("\u0001after");
+    }
+    expect(db.get(kvKey)).toEqual(new Uint8Array([1]));
+  });
+
   test("POST /v1/batch: 415 without JSON, 400 naming the bad op, 409 naming the key, nothing written", async () => {
     const before = db.rev;
     const batch = (body: unknown, type = "application/json") =>

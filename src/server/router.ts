@@ -109,6 +109,8 @@ async function dispatch(c: Ctx, route: Route | null): Promise<Response> {
   if (route === KV_KEY) {
     if (c.key === INVALID) return error(400, "INVALID_KEY", "key is not valid percent-encoded UTF-8");
     if (c.key === "") return error(400, "INVALID_KEY", "key must not be empty");
+    // The KV Connect keyspace (docs/deno-kv.md §2): not readable, writable or forgeable over REST.
+    if (c.key.charCodeAt(0) === 0) return error(400, "INVALID_KEY", "keys beginning with U+0000 are reserved (harmonydb/kv's keyspace)");
   }
   if (c.req.method === "GET" || c.req.method === "HEAD") {
     const waited = await minRev(c, route);

@@ -9,6 +9,8 @@
 // ring. Snapshot frames come in through submitFrame(), their own entry, and go before queued
 // writes. No Worker here: the host keeps the process alive.
 
+import { assert } from "../assert.ts";
+import { valueDecoder } from "../codec/cbor.ts";
 import { ArchiveError, ClosedError, ConflictError, HarmonyError, NoSpaceError, ValueTooLargeError, WalFailedError } from "../errors.ts";
 import { entryPayloadBytes, putPayloadBytes, utf8Bytes, type Op } from "../format/encoder.ts";
 import { FRAME_HEADER_BYTES, frameBytes } from "../format/constants.ts";
@@ -19,6 +21,8 @@ import type { Condition } from "./validate.ts";
 export interface PipelineHost {
   /** The revision of `key` in the durable index (0: not there). */
   revOf(key: string): number;
+  /** `key`'s value (decoded) and revision in the durable index, or undefined. */
+  entryOf(key: string): Newest | undefined;
   /** Makes a durable write visible: the index, then watchers. Called before its promise resolves. */
   apply(rev: number, ops: Op[]): void;
   /**
@@ -32,6 +36,21 @@ export interface PipelineHost {
   afterAck(): void;
 }
 
+/** A key's newest state, writes in flight included: its value (decoded, a copy) and revision. */
+export interface Newest {
+  value: unknown;
+  rev: number;
+}
+
+/**
+ * A write decided at its place in the write order (submitDecided): called with the revision it
+ * is about to take and a reader of the newest state, writes in flight included. Returns the ops
+ * (their values as CBOR, in buffers of their own) and conditions, or throws to refuse the write.
+ * It may be called more than once (again whenever the write had to wait for room): only what
+ * its last call returned is written.
+ */
+export type Decider = (rev: number, read: (key: string) => Newest | undefined) => { ops: Op[]; conds: Condition[] };
+
 /** A write waiting for room in the ring (or for the admission gate). */
 interface Write {
   ops: Op[];
@@ -41,6 +60,8 @@ interface Write {
   conds: Condition[];
   /** A delete; of a key that does not exist, it writes nothing. */
   isDelete: boolean;
+  /** A decided write: ops, keyBytes, payloadBytes and conds are filled in by it when published. */
+  decide: Decider | null;
   /** Called with the revision, or with { rev, deleted } for a delete. */
   resolve: (r: unknown) => void;
   reject: (e: unknown) => void;
@@ -132,7 +153,7 @@ export class WritePipeline {
     const payloadBytes = entryPayloadBytes(ops, keyBytes);
     if (frameBytes(payloadBytes) > this.recordBytesMax) throw new ValueTooLargeError(payloadBytes, this.recordBytesMax);
     return new Promise((resolve, reject) => {
-      const w: Write = { ops, keyBytes, payloadBytes, conds, isDelete, resolve, reject };
+      const w: Write = { ops, keyBytes, payloadBytes, conds, isDelete, decide: null, resolve, reject };
       if (this.queued.length > this.queuedHead || !this.publish(w)) this.queued.push(w);
     });
   }
@@ -152,8 +173,22 @@ export class WritePipeline {
       if (this.queued.length === this.queuedHead && this.admit(payloadBytes)) {
         this.publishPut(key, keyBytes, value, payloadBytes, conds, resolve, reject);
       } else {
-        this.queued.push({ ops: [[key, value.slice()]], keyBytes: [keyBytes], payloadBytes, conds, isDelete: false, resolve, reject });
+        this.queued.push({ ops: [[key, value.slice()]], keyBytes: [keyBytes], payloadBytes, conds, isDelete: false, decide: null, resolve, reject });
       }
+    });
+  }
+
+  /**
+   * A write whose ops depend on its revision or on the newest values (harmonydb/kv's atomic
+   * writes: sum/min/max, versionstamped keys, checks of expired entries). `decide` runs when the
+   * write takes its place in the ring, so no write can come between what it read and what it
+   * writes. Resolves as submit() does; with no ops, with { rev, deleted: false } once everything
+   * before it is durable (rev: the newest revision then).
+   */
+  submitDecided(decide: Decider): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const w: Write = { ops: [], keyBytes: [], payloadBytes: 0, conds: [], isDelete: false, decide, resolve, reject };
+      if (this.queued.length > this.queuedHead || !this.publish(w)) this.queued.push(w);
     });
   }
 
@@ -329,9 +364,10 @@ export class WritePipeline {
    * against the newest state including writes not yet durable.
    */
   private publish(w: Write): boolean {
+    if (w.decide !== null && !this.decideWrite(w)) return true; // refused, and rejected
     if (!this.admit(w.payloadBytes)) return false;
     if (!this.condsHold(w.conds, w.reject)) return true;
-    if (w.isDelete && this.newestRev(w.ops[0]![0]) === 0) {
+    if ((w.isDelete && this.newestRev(w.ops[0]![0]) === 0) || w.ops.length === 0) {
       // Nothing to delete: no record, but resolve only once everything before it is durable.
       this.enqueuePending(new Pending(this.head, this.nextRev - 1, null, null, 0, 0, 0, false, w.resolve, w.reject));
       return true;
@@ -364,6 +400,46 @@ export class WritePipeline {
     const valueAt = at + FRAME_HEADER_BYTES + payloadBytes - value.length;
     this.enqueuePending(new Pending(this.head, rev, null, key, keyBytes, valueAt, value.length, null, resolve, reject));
     this.publishHead();
+  }
+
+  /** Runs a decided write's Decider and measures what it returned; false (and rejected) if refused. */
+  private decideWrite(w: Write): boolean {
+    try {
+      const d = w.decide!(this.nextRev, this.readNewest);
+      w.ops = d.ops;
+      w.conds = d.conds;
+      w.keyBytes = d.ops.map((op) => utf8Bytes(op[0]));
+      w.payloadBytes = entryPayloadBytes(d.ops, w.keyBytes);
+      if (frameBytes(w.payloadBytes) > this.recordBytesMax) throw new ValueTooLargeError(w.payloadBytes, this.recordBytesMax);
+      return true;
+    } catch (err) {
+      w.reject(err);
+      return false;
+    }
+  }
+
+  /** A key's newest state for a Decider: its last write in flight, else the index. */
+  private readonly readNewest = (key: string): Newest | undefined => {
+    const n = this.inFlight(key);
+    if (n < 0) return undefined;
+    if (n > 0) return { rev: n, value: this.valueInFlight(n, key) };
+    return this.host.entryOf(key);
+  };
+
+  /** The value write `rev`, in flight, gave `key` (its newest put of it), decoded. */
+  private valueInFlight(rev: number, key: string): unknown {
+    // Backwards from the newest: writes only are looked at (a snapshot frame has neither key nor ops).
+    for (let i = this.pending.length - 1; i >= this.pendingHead; i--) {
+      const p = this.pending[i]!;
+      if (p.rev !== rev) continue;
+      if (p.key === key) return valueDecoder.decode(this.ring.data.slice(p.valueAt, p.valueAt + p.valueBytes));
+      if (p.ops === null) continue;
+      for (let j = p.ops.length - 1; j >= 0; j--) {
+        const op = p.ops[j]!;
+        if (op[0] === key && op.length === 2) return valueDecoder.decode(op[1]);
+      }
+    }
+    assert(false, `pipeline: write ${rev} of ${JSON.stringify(key)} is not in flight`);
   }
 
   /** Whether a frame of `payloadBytes` may enter the ring now: there is room, and the gate is open. */
@@ -400,10 +476,16 @@ export class WritePipeline {
   }
 
   private newestRev(key: string): number {
+    const n = this.inFlight(key);
+    if (n !== 0) return n > 0 ? n : 0;
+    return this.host.revOf(key);
+  }
+
+  /** The revision of `key`'s newest write in flight (−rev: it deleted the key), or 0 if none. */
+  private inFlight(key: string): number {
     if (!this.newestValid) this.buildNewest();
     const n = this.newest.get(key);
-    if (n !== undefined && Math.abs(n) > this.durableRev) return n > 0 ? n : 0;
-    return this.host.revOf(key);
+    return n !== undefined && Math.abs(n) > this.durableRev ? n : 0;
   }
 
   private buildNewest(): void {

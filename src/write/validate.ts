@@ -20,9 +20,15 @@ export function checkKeyType(key: unknown): asserts key is string {
   if (typeof key !== "string") throw new InvalidKeyError(`key must be a string, got ${typeof key}`);
 }
 
-export function checkKey(key: unknown, limits: Limits): asserts key is string {
+/** The first character of the reserved keyspace: harmonydb/kv's keys (docs/deno-kv.md §2). */
+export const RESERVED_KEY_CHAR = 0;
+
+export function checkKey(key: unknown, limits: Limits, reservedOk = false): asserts key is string {
   checkKeyType(key);
   if (key.length === 0) throw new InvalidKeyError("key must not be empty");
+  if (key.charCodeAt(0) === RESERVED_KEY_CHAR && !reservedOk) {
+    throw new InvalidKeyError("keys beginning with U+0000 are reserved (harmonydb/kv's keyspace)");
+  }
   // A lone surrogate has no UTF-8 form: two such keys would become one after a restart.
   if (!key.isWellFormed()) throw new InvalidKeyError("key has a lone UTF-16 surrogate (not valid Unicode)");
   // Cheap bound first: a UTF-8 byte is at most 3 per UTF-16 unit.
@@ -62,8 +68,8 @@ export function checkedValueView(value: unknown, limits: Limits): Uint8Array {
   return bytes;
 }
 
-/** A batch's operations, checked and encoded, with their conditions. */
-export function batchOps(ops: BatchOp[], limits: Limits): { ops: Op[]; conds: Condition[] } {
+/** A batch's operations, checked and encoded, with their conditions (`reservedOk`: db.atomic's). */
+export function batchOps(ops: BatchOp[], limits: Limits, reservedOk = false): { ops: Op[]; conds: Condition[] } {
   if (!Array.isArray(ops) || ops.length === 0) throw new InvalidArgumentError("batch needs a non-empty array of operations");
   if (ops.length > limits.batchOpsMax) {
     throw new InvalidArgumentError(`batch has ${ops.length} operations, the limit is ${limits.batchOpsMax}`);
@@ -71,7 +77,7 @@ export function batchOps(ops: BatchOp[], limits: Limits): { ops: Op[]; conds: Co
   const out: Op[] = [];
   const conds: Condition[] = [];
   for (const op of ops) {
-    checkKey(op?.key, limits);
+    checkKey(op?.key, limits, reservedOk);
     conds.push(...condition(op.key, op.ifRev));
     if (op.type === "put") out.push([op.key, checkedValue(op.value, limits)]);
     else if (op.type === "delete") out.push([op.key]);

@@ -61,6 +61,9 @@ export class SimLife {
       revOf: () => {
         throw new Error("the simulation writes without conditions or deletes of one key");
       },
+      entryOf: () => {
+        throw new Error("the simulation writes no decided writes");
+      },
       apply: (rev) => (this.ackedRev = rev), // acknowledged: its fdatasync returned
       applyPut: (rev, key, _keyBytes, src, start, end) => {
         // A single put is applied from its frame in the ring: those must still be its bytes.

@@ -58,8 +58,16 @@ function rangeOptions(q: ListQuery): RangeOptions {
       o.lt = q.cursor;
     }
   }
+  // Keys beginning with U+0000 are harmonydb/kv's (docs/deno-kv.md §2): a listing starts after them.
+  if (!(o.gte !== undefined && o.gte >= RESERVED_END) && !(o.gt !== undefined && o.gt >= RESERVED_END)) {
+    delete o.gt;
+    o.gte = RESERVED_END;
+  }
   return o;
 }
+
+/** The first key above the reserved keyspace. */
+const RESERVED_END = "\u0001";
 
 const LIST_PARAMS = new Set(["prefix", "start", "end", "cursor", "limit", "reverse", "keys_only"]);
 
