@@ -145,3 +145,26 @@ export const archiveCallTimeoutMsDefault = 10_000;
 export const archiveSnapshotLogRatioDefault = 1;
 /** close() lets the archiver ship what is durable for at most this long. */
 export const archiveCloseTimeoutMsDefault = 5000;
+
+// harmonydb/kv (docs/deno-kv.md §4): Deno KV's own limits, so that what Deno refuses is refused here too.
+/** Longest Deno KV key a write takes, as its tuple encoding's bytes... */
+export const kvKeyBytesMax = 2048;
+/** ...and a read (a range's bounds: a get reads [key, key + 0x00)). */
+export const kvReadKeyBytesMax = 2049;
+/** Largest value, as its V8, LE64 or raw bytes. */
+export const kvValueBytesMax = 64 * KiB;
+/** Most keys in one getMany, and most entries one list batch reads. */
+export const kvRangesMax = 10;
+export const kvEntriesMax = 1000;
+/** A list's batch when it names none: its limit, or 100, at most 500 (as Deno's client). */
+export const kvListBatchDefault = 100;
+export const kvListBatchDefaultMax = 500;
+/** One atomic commit: checks, mutations, and the bytes of their keys and values. */
+export const kvChecksMax = 100;
+export const kvMutationsMax = 1000;
+export const kvCommitBytesMax = 800 * KiB;
+/** Most keys one watch follows. */
+export const kvWatchKeysMax = 10;
+/** The expiry sweeper looks for due entries at least this often, and deletes at most this many per batch. */
+export const kvSweepMsMax = 1000;
+export const kvSweepBatchMax = 1000;

@@ -1,0 +1,160 @@
+// openKv: a Deno.Kv-shaped store for Bun apps over the engine (docs/deno-kv.md). Keys are Deno's
+// tuples, values V8-serialized as Deno writes them, versionstamps the engine's revisions.
+
+import { InvalidArgumentError, open, WatchOverflowError, type Db, type OpenOptions, type WatchEvent } from "../index.ts";
+import * as L from "../limits.ts";
+import { AtomicOperation, COMMIT_VERSIONSTAMP } from "./atomic.ts";
+import { Sweeper } from "./expiry.ts";
+import { engineKey, KV_PREFIX, type KvKey } from "./key.ts";
+import { kvEntry, ListIterator, readKeyBytes } from "./list.ts";
+import type { KvCommitResult, KvConsistencyLevel, KvEntryMaybe, KvListIterator, KvListOptions, KvListSelector, KvWriteKey } from "./types.ts";
+
+/** Opens (creating if needed) the database in `dir` and serves Deno KV's API over it. close() closes it. */
+export async function openKv(dir: string, options?: OpenOptions): Promise<Kv> {
+  return new Kv(await open(dir, options), { ownsDb: true });
+}
+
+export class Kv {
+  readonly #db: Db;
+  readonly #ownsDb: boolean;
+  readonly #sweeper: Sweeper;
+  #closed: Promise<void> | null = null;
+
+  /**
+   * Deno KV over an open database (its keys live in the keyspace reserved for them, beside the
+   * database's own). Starts the expiry sweeper; close() stops it, and closes the database only if
+   * `ownsDb`.
+   */
+  constructor(db: Db, options: { ownsDb?: boolean } = {}) {
+    this.#db = db;
+    this.#ownsDb = options.ownsDb === true;
+    this.#sweeper = new Sweeper(db);
+    this.#sweeper.start();
+  }
+
+  async get<T = unknown>(key: KvKey, options?: { consistency?: KvConsistencyLevel }): Promise<KvEntryMaybe<T>> {
+    checkConsistency(options?.consistency);
+    return this.entry<T>(this.#db.view(), key, Date.now());
+  }
+
+  /** Up to 10 keys, read at one revision. */
+  async getMany<T extends readonly unknown[]>(
+    keys: readonly [...{ [K in keyof T]: KvKey }],
+    options?: { consistency?: KvConsistencyLevel },
+  ): Promise<{ [K in keyof T]: KvEntryMaybe<T[K]> }> {
+    checkConsistency(options?.consistency);
+    if (!Array.isArray(keys)) throw new InvalidArgumentError("getMany takes an array of keys");
+    if (keys.length > L.kvRangesMax) throw new InvalidArgumentError(`Too many ranges (max ${L.kvRangesMax})`);
+    const view = this.#db.view();
+    const now = Date.now();
+    return keys.map((key) => this.entry(view, key, now)) as { [K in keyof T]: KvEntryMaybe<T[K]> };
+  }
+
+  async set(key: KvWriteKey, value: unknown, options?: { expireIn?: number }): Promise<KvCommitResult> {
+    return (await this.atomic().set(key, value, options).commit()) as KvCommitResult;
+  }
+
+  async delete(key: KvKey): Promise<void> {
+    await this.atomic().delete(key).commit();
+  }
+
+  list<T = unknown>(selector: KvListSelector, options?: KvListOptions): KvListIterator<T> {
+    checkConsistency(options?.consistency);
+    return new ListIterator<T>(this.#db, selector, options);
+  }
+
+  atomic(): AtomicOperation {
+    return new AtomicOperation(this.#db, (at) => this.#sweeper.expiring(at));
+  }
+
+  /** As a set's last key part: the commit's versionstamp goes there (SET_SUFFIX_VERSIONSTAMPED_KEY). */
+  commitVersionstamp(): symbol {
+    return COMMIT_VERSIONSTAMP;
+  }
+
+  /**
+   * The keys' entries now, then again each time one of them changes (up to 10 keys). With `raw`,
+   * also when a change left them as they were (a write of one of the keys' neighbours in a batch).
+   * An expiry shows when the sweeper deletes the entry, within about a second.
+   */
+  watch<T extends readonly unknown[]>(keys: readonly [...{ [K in keyof T]: KvKey }], options?: { raw?: boolean }): ReadableStream<{ [K in keyof T]: KvEntryMaybe<T[K]> }> {
+    if (!Array.isArray(keys)) throw new InvalidArgumentError("watch takes an array of keys");
+    if (keys.length > L.kvWatchKeysMax) throw new InvalidArgumentError(`Too many keys (max ${L.kvWatchKeysMax})`);
+    const watched = new Set(keys.map((k) => engineKey(readKeyBytes(k))));
+    const raw = options?.raw === true;
+    const db = this.#db;
+    let events: AsyncIterableIterator<WatchEvent> | null = null;
+    let last: (string | null)[] | null = null;
+    type Entries = { [K in keyof T]: KvEntryMaybe<T[K]> };
+    return new ReadableStream<Entries>({
+      start: () => {
+        events = db.watch({ prefix: KV_PREFIX });
+      },
+      pull: async (controller) => {
+        for (;;) {
+          if (last !== null) {
+            const ended = await nextChange(db, () => events!, (e) => (events = e), watched);
+            if (ended) return controller.close();
+          }
+          const view = db.view();
+          const now = Date.now();
+          const entries = keys.map((k) => this.entry(view, k, now));
+          const stamps = entries.map((e) => e.versionstamp);
+          if (last === null || raw || stamps.some((s, i) => s !== last![i])) {
+            last = stamps;
+            return controller.enqueue(entries as unknown as Entries);
+          }
+        }
+      },
+      cancel: async () => {
+        await events?.return?.();
+      },
+    });
+  }
+
+  /** Stops the sweeper; closes the database if openKv opened it. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await this.#sweeper.stop();
+      if (this.#ownsDb) await this.#db.close();
+    })();
+    return this.#closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private entry<T>(view: ReturnType<Db["view"]>, key: KvKey, now: number): KvEntryMaybe<T> {
+    const ek = engineKey(readKeyBytes(key, 1)); // a get reads [key, key + 0x00)
+    const e = view.getEntry(ek);
+    return (e && kvEntry<T>(ek, e.value, e.rev, now)) || { key, value: null, versionstamp: null };
+  }
+}
+
+/**
+ * Waits for an event on a watched key; true once the database's watch has ended (it closed).
+ * A watcher that fell behind is replaced by a new one: the caller rereads the keys either way.
+ */
+async function nextChange(
+  db: Db,
+  events: () => AsyncIterableIterator<WatchEvent>,
+  replace: (e: AsyncIterableIterator<WatchEvent>) => void,
+  watched: Set<string>,
+): Promise<boolean> {
+  for (;;) {
+    try {
+      const r = await events().next();
+      if (r.done) return true;
+      if (watched.has(r.value.key)) return false;
+    } catch (err) {
+      if (!(err instanceof WatchOverflowError)) throw err;
+      replace(db.watch({ prefix: KV_PREFIX }));
+      return false;
+    }
+  }
+}
+
+function checkConsistency(c: unknown): void {
+  if (c !== undefined && c !== "strong" && c !== "eventual") throw new InvalidArgumentError(`consistency must be "strong" or "eventual", got ${String(c)}`);
+}
