@@ -35,13 +35,15 @@ export function liveStored(n: Newest | undefined, now: number): { stored: Stored
   return expired(stored.expireAt, now) ? undefined : { stored, rev: n.rev };
 }
 
-interface Check {
+/** A check, compiled: its engine key and the revision it must have. */
+export interface Check {
   key: string;
   /** The revision the key must have; 0: must not exist; −1: a versionstamp no revision has. */
   rev: number;
 }
 
-type Mutation =
+/** A mutation, compiled: its engine key and what it writes (a set's expireAt is in its Stored). */
+export type Mutation =
   | { kind: "set"; key: string; stored: Stored; suffixed: boolean }
   | { kind: "delete"; key: string }
   | { kind: "sum" | "min" | "max"; key: string; operand: bigint };
@@ -101,20 +103,37 @@ export class AtomicOperation {
     const mutations = this.#mutations.map((m) => compileMutation(m, now));
     const bytes = mutations.reduce((n, m) => n + m.key.length - KV_PREFIX.length + (m.kind === "set" ? m.stored.data.length : 8), 0);
     if (bytes > L.kvCommitBytesMax) throw new InvalidArgumentError(`Total mutation size too large (max ${L.kvCommitBytesMax} bytes)`);
-    let ok = true;
-    const rev = await this.#db.atomic((rev, read) => {
-      const at = Date.now();
-      ok = checks.every((c) => (liveStored(read(c.key), at)?.rev ?? 0) === c.rev);
-      return ok ? batchOf(mutations, rev, read, at) : [];
-    });
-    if (!ok) return { ok: false };
-    for (const m of mutations) if (m.kind === "set" && m.stored.expireAt !== 0) this.#expiring(m.stored.expireAt);
-    return { ok: true, versionstamp: versionstamp(rev) };
+    const r = await commitMutations(this.#db, checks, mutations, this.#expiring);
+    return r.ok ? { ok: true, versionstamp: versionstamp(r.rev) } : { ok: false };
   }
 
   then(): never {
     throw new TypeError("'AtomicOperation' is not a promise: did you forget to call 'commit()'");
   }
+}
+
+/**
+ * One commit as one engine batch (harmonydb/kv's and KV Connect's): every check against the
+ * newest state, an expired entry counted as absent; if all hold, the mutations. Answers the
+ * revision, or the indexes of the checks that failed (nothing written then). `expiring` hears of
+ * each expiry written.
+ */
+export async function commitMutations(
+  db: Db,
+  checks: Check[],
+  mutations: Mutation[],
+  expiring: (expireAt: number) => void,
+): Promise<{ ok: true; rev: number } | { ok: false; failed: number[] }> {
+  let failed: number[] = [];
+  const rev = await db.atomic((rev, read) => {
+    const at = Date.now();
+    failed = [];
+    checks.forEach((c, i) => (liveStored(read(c.key), at)?.rev ?? 0) !== c.rev && failed.push(i));
+    return failed.length === 0 ? batchOf(mutations, rev, read, at) : [];
+  });
+  if (failed.length > 0) return { ok: false, failed };
+  for (const m of mutations) if (m.kind === "set" && m.stored.expireAt !== 0) expiring(m.stored.expireAt);
+  return { ok: true, rev };
 }
 
 function compileCheck(c: AtomicCheck): Check {

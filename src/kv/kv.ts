@@ -1,12 +1,14 @@
 // openKv: a Deno.Kv-shaped store for Bun apps over the engine (docs/deno-kv.md). Keys are Deno's
 // tuples, values V8-serialized as Deno writes them, versionstamps the engine's revisions.
 
-import { InvalidArgumentError, open, WatchOverflowError, type Db, type OpenOptions, type WatchEvent } from "../index.ts";
+import { InvalidArgumentError, open, type Db, type OpenOptions } from "../index.ts";
 import * as L from "../limits.ts";
-import { AtomicOperation, COMMIT_VERSIONSTAMP } from "./atomic.ts";
+import { AtomicOperation, COMMIT_VERSIONSTAMP, versionstamp } from "./atomic.ts";
 import { Sweeper } from "./expiry.ts";
-import { engineKey, KV_PREFIX, type KvKey } from "./key.ts";
+import { engineKey, type KvKey } from "./key.ts";
 import { kvEntry, ListIterator, readKeyBytes } from "./list.ts";
+import { valueFrom } from "./value.ts";
+import { KeysWatch } from "./watch.ts";
 import type { KvCommitResult, KvConsistencyLevel, KvEntryMaybe, KvListIterator, KvListOptions, KvListSelector, KvWriteKey } from "./types.ts";
 
 /** Opens (creating if needed) the database in `dir` and serves Deno KV's API over it. close() closes it. */
@@ -80,34 +82,24 @@ export class Kv {
   watch<T extends readonly unknown[]>(keys: readonly [...{ [K in keyof T]: KvKey }], options?: { raw?: boolean }): ReadableStream<{ [K in keyof T]: KvEntryMaybe<T[K]> }> {
     if (!Array.isArray(keys)) throw new InvalidArgumentError("watch takes an array of keys");
     if (keys.length > L.kvWatchKeysMax) throw new InvalidArgumentError(`Too many keys (max ${L.kvWatchKeysMax})`);
-    const watched = new Set(keys.map((k) => engineKey(readKeyBytes(k))));
+    const engineKeys = keys.map((k) => engineKey(readKeyBytes(k)));
     const raw = options?.raw === true;
-    const db = this.#db;
-    let events: AsyncIterableIterator<WatchEvent> | null = null;
-    let last: (string | null)[] | null = null;
     type Entries = { [K in keyof T]: KvEntryMaybe<T[K]> };
+    let w: KeysWatch | null = null;
     return new ReadableStream<Entries>({
       start: () => {
-        events = db.watch({ prefix: KV_PREFIX });
+        w = new KeysWatch(this.#db, engineKeys);
       },
       pull: async (controller) => {
-        for (;;) {
-          if (last !== null) {
-            const ended = await nextChange(db, () => events!, (e) => (events = e), watched);
-            if (ended) return controller.close();
-          }
-          const view = db.view();
-          const now = Date.now();
-          const entries = keys.map((k) => this.entry(view, k, now));
-          const stamps = entries.map((e) => e.versionstamp);
-          if (last === null || raw || stamps.some((s, i) => s !== last![i])) {
-            last = stamps;
-            return controller.enqueue(entries as unknown as Entries);
-          }
-        }
+        const entries = await w!.next(raw);
+        if (entries === null) return controller.close();
+        const out = entries.map((e, i): KvEntryMaybe<unknown> =>
+          e === undefined ? { key: keys[i]!, value: null, versionstamp: null } : { key: keys[i]!, value: valueFrom(e.stored), versionstamp: versionstamp(e.rev) },
+        );
+        controller.enqueue(out as unknown as Entries);
       },
       cancel: async () => {
-        await events?.return?.();
+        await w?.close();
       },
     });
   }
@@ -129,29 +121,6 @@ export class Kv {
     const ek = engineKey(readKeyBytes(key, 1)); // a get reads [key, key + 0x00)
     const e = view.getEntry(ek);
     return (e && kvEntry<T>(ek, e.value, e.rev, now)) || { key, value: null, versionstamp: null };
-  }
-}
-
-/**
- * Waits for an event on a watched key; true once the database's watch has ended (it closed).
- * A watcher that fell behind is replaced by a new one: the caller rereads the keys either way.
- */
-async function nextChange(
-  db: Db,
-  events: () => AsyncIterableIterator<WatchEvent>,
-  replace: (e: AsyncIterableIterator<WatchEvent>) => void,
-  watched: Set<string>,
-): Promise<boolean> {
-  for (;;) {
-    try {
-      const r = await events().next();
-      if (r.done) return true;
-      if (watched.has(r.value.key)) return false;
-    } catch (err) {
-      if (!(err instanceof WatchOverflowError)) throw err;
-      replace(db.watch({ prefix: KV_PREFIX }));
-      return false;
-    }
   }
 }
 
