@@ -15,7 +15,7 @@ describe("Deno KV values in the engine", () => {
     const u64 = storedOf(new KvU64(5n));
     expect([u64.encoding, hex(u64.data)]).toEqual([ENCODING.le64, "0500000000000000"]);
     const v8 = storedOf("hello");
-    expect([v8.encoding, hex(v8.data)]).toEqual([ENCODING.v8, "ff10220568656c6c6f"]);
+    expect([v8.encoding, hex(v8.data)]).toEqual([ENCODING.v8, "ff0f220568656c6c6f"]);
   });
 
   test("values come back as they went in, each read a copy of its own", () => {
@@ -32,7 +32,7 @@ describe("Deno KV values in the engine", () => {
   test("the stored bytes: encoding, expiry, data; anything else refused", () => {
     const s = { encoding: ENCODING.v8, expireAt: 1_700_000_000_123, data: storedOf(42).data };
     const b = encodeStored(s);
-    expect(hex(b)).toBe("01" + "0000018bcfe5687b" + "ff104954");
+    expect(hex(b)).toBe("01" + "0000018bcfe5687b" + "ff0f4954");
     expect(decodeStored(b)).toEqual(s);
     expect(decodeStored(encodeStored({ ...s, expireAt: 0 })).expireAt).toBe(0);
     for (const bad of ["", "01000000", "04" + "00".repeat(8), "00" + "00".repeat(8), "01" + "ff".repeat(8)]) {

@@ -495,11 +495,11 @@ test("/readyz turns 503 once the WAL fails; writes answer 503, reads go on", asy
 
 describe("configuration", () => {
   test("defaults, HARMONYDB_* environment, and flags over environment", () => {
-    expect(parseConfig([], {})).toEqual({ config: { dir: "./data", host: "127.0.0.1", port: 7070, token: null, sync: "always", logLevel: "info", idleTimeoutS: 30, archive: null, archiveRetainMs: 0, archiveSync: false, follow: null, followToken: null } });
+    expect(parseConfig([], {})).toEqual({ config: { dir: "./data", host: "127.0.0.1", port: 7070, token: null, sync: "always", logLevel: "info", idleTimeoutS: 30, archive: null, archiveRetainMs: 0, archiveSync: false, follow: null, followToken: null, kvPort: 7071 } });
     const env = { HARMONYDB_DIR: "/d", HARMONYDB_HOST: "::1", HARMONYDB_PORT: "80", HARMONYDB_TOKEN: "t", HARMONYDB_SYNC: "never", HARMONYDB_LOG_LEVEL: "debug", HARMONYDB_IDLE_TIMEOUT_S: "5", HARMONYDB_ARCHIVE: "s3://b/e", HARMONYDB_ARCHIVE_RETAIN: "7d" };
-    expect(parseConfig([], env)).toEqual({ config: { dir: "/d", host: "::1", port: 80, token: "t", sync: "never", logLevel: "debug", idleTimeoutS: 5, archive: "s3://b/e", archiveRetainMs: 7 * 86_400_000, archiveSync: false, follow: null, followToken: null } });
+    expect(parseConfig([], env)).toEqual({ config: { dir: "/d", host: "::1", port: 80, token: "t", sync: "never", logLevel: "debug", idleTimeoutS: 5, archive: "s3://b/e", archiveRetainMs: 7 * 86_400_000, archiveSync: false, follow: null, followToken: null, kvPort: 81 } });
     const flags = ["--dir", "/f", "--port", "0", "--token", "u", "--sync", "interval", "--log-level", "warn", "--host", "0.0.0.0", "--idle-timeout", "9", "--archive", "s3://b/f", "--archive-retain", "90m", "--archive-sync"];
-    expect(parseConfig(flags, env)).toEqual({ config: { dir: "/f", host: "0.0.0.0", port: 0, token: "u", sync: "interval", logLevel: "warn", idleTimeoutS: 9, archive: "s3://b/f", archiveRetainMs: 90 * 60_000, archiveSync: true, follow: null, followToken: null } });
+    expect(parseConfig(flags, env)).toEqual({ config: { dir: "/f", host: "0.0.0.0", port: 0, token: "u", sync: "interval", logLevel: "warn", idleTimeoutS: 9, archive: "s3://b/f", archiveRetainMs: 90 * 60_000, archiveSync: true, follow: null, followToken: null, kvPort: 0 } });
     expect(parseConfig(["--help"], {})).toEqual({ help: true });
   });
 
@@ -517,6 +517,8 @@ describe("configuration", () => {
       [["--archive-sync"], {}, "needs --archive"],
       [["--follow", "ftp://b/p"], {}, "follow"],
       [["--follow", "http://p:7070", "--archive", "s3://b/p"], {}, "does not archive"],
+      [["--kv-port", "x"], {}, "kv port"],
+      [["--port", "7000", "--kv-port", "7000"], {}, "kv port must differ"],
       [["--nope"], {}, "nope"],
       [["stray"], {}, "stray"],
     ] as const) {

@@ -4,3 +4,8 @@ export { openKv, Kv } from "./kv.ts";
 export { AtomicOperation } from "./atomic.ts";
 export { KvU64 } from "./value.ts";
 export type * from "./types.ts";
+// For KV Connect (src/server/kv-connect): the pieces it shares with openKv.
+export { type Check, type Mutation } from "./atomic.ts";
+export { engineKey, keyBytes } from "./key.ts";
+export { ENCODING, decodeStored, expired, type Encoding, type Stored } from "./value.ts";
+export { KeysWatch, type WatchedEntry } from "./watch.ts";

@@ -3,7 +3,7 @@
 
 import { InvalidArgumentError, open, type Db, type OpenOptions } from "../index.ts";
 import * as L from "../limits.ts";
-import { AtomicOperation, COMMIT_VERSIONSTAMP, versionstamp } from "./atomic.ts";
+import { AtomicOperation, commitMutations, COMMIT_VERSIONSTAMP, versionstamp, type Check, type Mutation } from "./atomic.ts";
 import { Sweeper } from "./expiry.ts";
 import { engineKey, type KvKey } from "./key.ts";
 import { kvEntry, ListIterator, readKeyBytes } from "./list.ts";
@@ -102,6 +102,14 @@ export class Kv {
         await w?.close();
       },
     });
+  }
+
+  /**
+   * @internal KV Connect's atomic_write (src/server/kv-connect): checks and mutations already
+   * compiled from the request, committed as Kv's own are, with the sweeper told of expiries.
+   */
+  commitCompiled(checks: Check[], mutations: Mutation[]): ReturnType<typeof commitMutations> {
+    return commitMutations(this.#db, checks, mutations, (at) => this.#sweeper.expiring(at));
   }
 
   /** Stops the sweeper; closes the database if openKv opened it. Idempotent. */

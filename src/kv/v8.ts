@@ -1,10 +1,14 @@
-// Deno KV's V8-encoded values (docs/deno-kv.md §3): V8's ValueSerializer format, version 16, as the
-// real Deno writes it, for what structured clone gives a Deno KV value. Bun's node:v8 writes
-// JavaScriptCore's format instead, which Deno cannot read.
+// Deno KV's V8-encoded values (docs/deno-kv.md §3): V8's ValueSerializer format, as the real Deno
+// writes it, for what structured clone gives a Deno KV value. Bun's node:v8 writes JavaScriptCore's
+// format instead, which Deno cannot read. Deno 2.9.6 writes version 16; ours says 15 with the same
+// bytes after it, since V8 reads any version up to its own: Deno reads ours, and so does Node 20
+// (@deno/kv's client), whose V8 refuses 16 (test/kv-connect.test.ts).
 
 import { InvalidValueError } from "../errors.ts";
 
-const VERSION = 16;
+/** The version written, and the newest one read. */
+const VERSION_WRITTEN = 15;
+const VERSION_READ_MAX = 16;
 const T = {
   version: 0xff,
   padding: 0x00,
@@ -74,7 +78,7 @@ const SMI_MAX = 2 ** 31 - 1;
 export function serializeV8(value: unknown): Uint8Array {
   const w = new Writer();
   w.byte(T.version);
-  w.varint(VERSION);
+  w.varint(VERSION_WRITTEN);
   w.value(value);
   return w.bytes();
 }
@@ -83,7 +87,7 @@ export function deserializeV8(bytes: Uint8Array): unknown {
   const r = new Reader(bytes);
   if (r.byte() !== T.version) throw new InvalidValueError("not a V8-serialized value (no version tag)");
   const version = r.varint();
-  if (version < 13 || version > VERSION) throw new InvalidValueError(`V8 serialization format version ${version} is not supported`);
+  if (version < 13 || version > VERSION_READ_MAX) throw new InvalidValueError(`V8 serialization format version ${version} is not supported`);
   const v = r.value();
   if (r.at !== bytes.length) throw new InvalidValueError(`trailing bytes after the V8 value at ${r.at}`);
   return v;

@@ -13,15 +13,18 @@ export interface WatchedEntry {
   stored: Stored;
 }
 
+/** What a watch needs of a store: a database or a read replica. */
+type Watchable = Pick<Db, "view" | "watch">;
+
 export class KeysWatch {
-  readonly #db: Db;
+  readonly #db: Watchable;
   readonly #keys: string[];
   readonly #watched: Set<string>;
   #events: AsyncIterableIterator<WatchEvent>;
   #last: (number | undefined)[] | null = null;
 
   /** Starts following `keys` (engine keys, at most kvWatchKeysMax) from the next revision on. */
-  constructor(db: Db, keys: string[]) {
+  constructor(db: Watchable, keys: string[]) {
     this.#db = db;
     this.#keys = keys;
     this.#watched = new Set(keys);

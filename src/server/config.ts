@@ -23,6 +23,8 @@ export interface ServerConfig {
   follow: string | null;
   /** The primary's token. */
   followToken: string | null;
+  /** KV Connect's port (docs/deno-kv.md §8): port + 1 by default, 0 for any, null when off. */
+  kvPort: number | null;
 }
 
 export const HELP = `harmonydb server: the HTTP API over one data directory
@@ -48,6 +50,8 @@ usage: bun src/server/main.ts [flags]      (or: bun run server -- [flags])
                         archive at s3://bucket/prefix (writes answer 403 READ_ONLY; reads take
                         ?min_rev=)                       HARMONYDB_FOLLOW     (none)
   --follow-token <t>    the primary's token                 HARMONYDB_FOLLOW_TOKEN  (none)
+  --kv-port <n|off>     KV Connect for Deno's clients at http://HOST:KV_PORT/kv (h2c and HTTP/1.1)
+                                                     HARMONYDB_KV_PORT    port + 1
   --archive-sync        zero RPO: acknowledge a write only once the archive holds it (writes wait
                         while S3 is down)                HARMONYDB_ARCHIVE_SYNC=1  (off)
   --help                this text
@@ -78,6 +82,7 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
         "archive-sync": { type: "boolean" },
         follow: { type: "string" },
         "follow-token": { type: "string" },
+        "kv-port": { type: "string" },
         help: { type: "boolean" },
       },
       strict: true,
@@ -120,6 +125,10 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   if (follow !== "" && archive !== "") return { error: "a replica (--follow) does not archive: archive the primary" };
   const followToken = pick("follow-token", "HARMONYDB_FOLLOW_TOKEN", "");
   const host = pick("host", "HARMONYDB_HOST", "127.0.0.1");
+  const kvPortText = pick("kv-port", "HARMONYDB_KV_PORT", port === 0 || port === 65535 ? "0" : String(port + 1));
+  const kvPort = kvPortText === "off" ? null : /^\d{1,5}$/.test(kvPortText) ? Number(kvPortText) : NaN;
+  if (kvPort !== null && !(kvPort >= 0 && kvPort <= 65535)) return { error: `kv port must be an integer from 0 to 65535 or "off", got ${JSON.stringify(kvPortText)}` };
+  if (kvPort !== null && kvPort !== 0 && kvPort === port) return { error: "kv port must differ from port" };
   return {
     config: {
       dir,
@@ -134,6 +143,7 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
       archiveSync,
       follow: follow === "" ? null : follow,
       followToken: followToken === "" ? null : followToken,
+      kvPort,
     },
   };
 }

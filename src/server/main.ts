@@ -1,13 +1,16 @@
 // `bun run server`: flags, Bun.serve, signals. Listens at once; KV routes answer 503 until replay is done.
 
 import * as path from "node:path";
-import { open, openReplica, type ReplayProgress, type Store } from "../index.ts";
+import { open, openReplica, type Db, type ReplayProgress, type Store } from "../index.ts";
+import { Kv } from "../kv/index.ts";
 import { HELP, isLoopback, parseConfig, type ServerConfig } from "./config.ts";
 import { createHandler, type ServerState } from "./http.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { createMonitor } from "./monitor.ts";
 import { endStreams } from "./sse.ts";
+import { listenKvConnect, type KvConnectServer } from "./kv-connect/front.ts";
+import { KvConnect, KV_PATH } from "./kv-connect/handler.ts";
 
 /** Shutdown waits this long for in-flight requests before it closes their connections. */
 const drainMsMax = 10_000;
@@ -38,6 +41,10 @@ const url = `http://${server.hostname?.includes(":") ? `[${server.hostname}]` : 
 state.info = { url, dir: path.resolve(cfg.dir), sync: cfg.sync, pid: process.pid, bun: Bun.version, startedAt: new Date().toISOString() };
 log.info(`listening on ${url}, data in ${cfg.dir}`);
 
+// KV Connect on its own port (docs/deno-kv.md §8); it answers 503 until the database is open, as the REST routes do.
+let kv: Kv | null = null;
+const kvConnect = cfg.kvPort === null ? null : await listenKv(cfg, cfg.kvPort, log);
+
 let stopping = false;
 process.on("SIGINT", () => void shutdown("SIGINT"));
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
@@ -46,6 +53,7 @@ const opening = openDb(cfg, log);
 const db = await opening;
 if (db && !stopping) {
   state.db = db;
+  if (!cfg.follow) kv = new Kv(db as Db); // its sweeper deletes expired Deno KV entries
   const check = createMonitor(log);
   setInterval(() => check(db.stats()), monitorEveryMs).unref();
 }
@@ -66,6 +74,18 @@ function listen(c: ServerConfig, log: Logger) {
     });
   } catch (err) {
     log.error("cannot listen", { host: c.host, port: c.port, error: (err as Error).message });
+    process.exit(1);
+  }
+}
+
+async function listenKv(c: ServerConfig, port: number, log: Logger): Promise<KvConnectServer> {
+  const handler = new KvConnect({ store: () => state.db ?? null, kv: () => kv, token: c.token });
+  try {
+    const s = await listenKvConnect(handler, c.host, port);
+    log.info(`Deno KV (KV Connect) at http://${c.host.includes(":") ? `[${c.host}]` : c.host}:${s.port}${KV_PATH}`);
+    return s;
+  } catch (err) {
+    log.error("cannot listen for KV Connect", { host: c.host, port, error: (err as Error).message });
     process.exit(1);
   }
 }
@@ -127,8 +147,10 @@ async function shutdown(signal: string): Promise<void> {
     log.warn(`requests still in flight after ${drainMsMax} ms: closing their connections`);
     await server.stop(true);
   }
+  await kvConnect?.close();
   const db = await opening; // a signal during replay waits for it, then closes cleanly
   try {
+    await kv?.close();
     await db?.close();
   } catch (err) {
     log.error("close failed", { error: (err as Error).message });
