@@ -9,3 +9,5 @@ export { type Check, type Mutation } from "./atomic.ts";
 export { engineKey, keyBytes } from "./key.ts";
 export { ENCODING, decodeStored, expired, type Encoding, type Stored } from "./value.ts";
 export { KeysWatch, type WatchedEntry } from "./watch.ts";
+// Deno KV's limits (src/limits.ts), as KV Connect enforces them too.
+export { kvChecksMax, kvCommitBytesMax, kvEntriesMax, kvKeyBytesMax, kvMutationsMax, kvRangesMax, kvReadKeyBytesMax, kvValueBytesMax, kvWatchKeysMax } from "../limits.ts";

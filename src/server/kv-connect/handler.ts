@@ -6,8 +6,8 @@
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { timingSafeEqual } from "node:crypto";
 import { HarmonyError, type Store } from "../../index.ts";
+import * as L from "../../kv/index.ts";
 import { ENCODING, KeysWatch, decodeStored, engineKey, expired, keyBytes, type Check, type Kv, type Mutation, type Stored, type WatchedEntry } from "../../kv/index.ts";
-import * as L from "../../limits.ts";
 import * as pb from "./datapath_pb.ts";
 
 /** A request as the transport hands it over: lower-case header names, the whole body. */
