@@ -1,7 +1,7 @@
 // harmonydb/kv's openKv: Deno KV's API and semantics over the engine (docs/deno-kv.md). Texts and
 // cursors marked "Deno 2.9.6" were read from the real Deno's own KV (the npm `deno`, :memory:).
 
-import { afterEach, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { open } from "../src/index.ts";
 import { Kv, KvU64, openKv, type KvEntryMaybe, type KvKey } from "../src/kv/index.ts";
 import { engineKey, encodeKey } from "../src/kv/key.ts";
@@ -240,4 +240,79 @@ test("a Kv over a database the app opened leaves it open, beside the database's 
   } finally {
     await db.close();
   }
+});
+
+describe("queues: enqueue and listenQueue", () => {
+  test("messages arrive once due, in due order, values intact; a failed check enqueues nothing", async () => {
+    const kv = await kvAt();
+    const got: unknown[] = [];
+    const t0 = Date.now();
+    const at: number[] = [];
+    const listening = kv.listenQueue((v) => {
+      got.push(v);
+      at.push(Date.now() - t0);
+    });
+    await kv.enqueue({ n: "late" }, { delay: 200 });
+    await kv.enqueue({ n: 1, when: new Date(7) });
+    await kv.atomic().set(["k"], 1).enqueue(new Map([[1, 2n]])).commit();
+    const stale = await kv.atomic().check({ key: ["k"], versionstamp: null }).enqueue("never").commit();
+    expect(stale.ok).toBe(false);
+    while (got.length < 3) await Bun.sleep(10);
+    expect(got).toEqual([{ n: 1, when: new Date(7) }, new Map([[1, 2n]]), { n: "late" }]);
+    expect(at[2]!).toBeGreaterThanOrEqual(200);
+    await Bun.sleep(50);
+    expect(got.length).toBe(3);
+    await kv.close();
+    await listening;
+  });
+
+  test("a handler that throws gets the message again by its backoff schedule, then keysIfUndelivered get it", async () => {
+    const kv = await kvAt();
+    let calls = 0;
+    const errors = console.error;
+    console.error = () => {}; // (each failure is logged, as Deno logs it)
+    try {
+      void kv.listenQueue(() => {
+        calls++;
+        throw new Error("not today");
+      });
+      await kv.enqueue("payload", { backoffSchedule: [10, 20], keysIfUndelivered: [["dead", 1], ["dead", 2]] });
+      for (let i = 0; i < 200 && (await kv.get(["dead", 2])).value === null; i++) await Bun.sleep(10);
+    } finally {
+      console.error = errors;
+    }
+    expect(calls).toBe(3); // the first delivery and two retries
+    expect((await kv.get(["dead", 1])).value).toBe("payload");
+    expect((await kv.get(["dead", 2])).value).toBe("payload");
+  });
+
+  test("durable across restarts, at least once: a message enqueued or being handled when the store closed is delivered after it opens", async () => {
+    const dir = tmpDir();
+    const kv = await kvAt(dir);
+    await kv.enqueue("waiting");
+    let started!: () => void;
+    const handling = new Promise<void>((r) => (started = r));
+    void kv.listenQueue(() => {
+      started();
+      return new Promise(() => {}); // never finishes
+    });
+    await handling;
+    await kv.close();
+    const again = await kvAt(dir);
+    await again.enqueue("after");
+    const got: unknown[] = [];
+    void again.listenQueue((v) => void got.push(v));
+    for (let i = 0; i < 200 && got.length < 2; i++) await Bun.sleep(10);
+    expect(got).toEqual(["waiting", "after"]);
+  });
+
+  test("Deno's checks on delay and backoffSchedule, with its texts", async () => {
+    const kv = await kvAt();
+    await expect(kv.enqueue(1, { delay: -1 })).rejects.toThrow("Delay must be >= 0: received -1");
+    await expect(kv.enqueue(1, { delay: 31 * 24 * 3600 * 1000 })).rejects.toThrow("Delay cannot be greater than 30 days");
+    await expect(kv.enqueue(1, { backoffSchedule: [1, 2, 3, 4, 5, 6] })).rejects.toThrow("Invalid backoffSchedule, max 5 intervals allowed");
+    await expect(kv.enqueue(1, { backoffSchedule: [1, -1] })).rejects.toThrow("Invalid backoffSchedule, interval at index 1 is invalid");
+    void kv.listenQueue(() => {});
+    expect(() => kv.listenQueue(() => {})).toThrow("already listening");
+  });
 });

@@ -4,9 +4,18 @@
 import { InvalidArgumentError, InvalidKeyError, InvalidValueError, type BatchOp, type Db, type Newest } from "../index.ts";
 import * as L from "../limits.ts";
 import { expireAtOf, expiryKey } from "./expiry.ts";
+import { compileEnqueue, enqueueOps, type EnqueueOptions, type QueueMessage } from "./queue.ts";
 import { encodeKey, engineKey, KV_PREFIX, type KvKey } from "./key.ts";
 import type { AtomicCheck, KvCommitError, KvCommitResult, KvMutation, KvWriteKey } from "./types.ts";
 import { decodeStored, encodeStored, ENCODING, expired, KvU64, le64, storedOf, type Stored } from "./value.ts";
+
+/** What a commit tells the Kv around it: expiries written (the sweeper), messages enqueued (the listener). */
+export interface CommitHooks {
+  expiring(expireAt: number): void;
+  enqueued(): void;
+}
+
+const NO_HOOKS: CommitHooks = { expiring: () => {}, enqueued: () => {} };
 
 /** The last part of a set's key that asks for the commit's versionstamp there (Kv.commitVersionstamp()). */
 export const COMMIT_VERSIONSTAMP: unique symbol = Symbol("KvCommitVersionstamp");
@@ -50,14 +59,15 @@ export type Mutation =
 
 export class AtomicOperation {
   readonly #db: Db;
-  readonly #expiring: (expireAt: number) => void;
+  readonly #hooks: CommitHooks;
   readonly #checks: AtomicCheck[] = [];
   readonly #mutations: KvMutation[] = [];
+  readonly #enqueues: [unknown, EnqueueOptions | undefined][] = [];
 
-  /** @internal use Kv.atomic(); `expiring` hears of each expiry a commit writes (the sweeper). */
-  constructor(db: Db, expiring: (expireAt: number) => void = () => {}) {
+  /** @internal use Kv.atomic() */
+  constructor(db: Db, hooks: CommitHooks = NO_HOOKS) {
     this.#db = db;
-    this.#expiring = expiring;
+    this.#hooks = hooks;
   }
 
   check(...checks: AtomicCheck[]): this {
@@ -91,6 +101,12 @@ export class AtomicOperation {
     return this.mutate({ type: "delete", key });
   }
 
+  /** A message for listenQueue, delivered once the commit is durable and `delay` ms have passed. */
+  enqueue(value: unknown, options?: EnqueueOptions): this {
+    this.#enqueues.push([value, options]);
+    return this;
+  }
+
   /**
    * Writes every mutation in one batch if every check holds against the newest state (an expired
    * entry counts as absent); else writes nothing and answers { ok: false }. Resolves once durable.
@@ -99,11 +115,12 @@ export class AtomicOperation {
     const now = Date.now();
     const checks = this.#checks.map(compileCheck);
     if (checks.length > L.kvChecksMax) throw new InvalidArgumentError(`Too many checks (max ${L.kvChecksMax})`);
-    if (this.#mutations.length > L.kvMutationsMax) throw new InvalidArgumentError(`Too many mutations (max ${L.kvMutationsMax})`);
+    if (this.#mutations.length + this.#enqueues.length > L.kvMutationsMax) throw new InvalidArgumentError(`Too many mutations (max ${L.kvMutationsMax})`);
     const mutations = this.#mutations.map((m) => compileMutation(m, now));
+    const enqueues = this.#enqueues.map(([v, o]) => compileEnqueue(v, o, now, (k) => engineKey(writeKeyBytes(k as KvKey))));
     const bytes = mutations.reduce((n, m) => n + m.key.length - KV_PREFIX.length + (m.kind === "set" ? m.stored.data.length : 8), 0);
     if (bytes > L.kvCommitBytesMax) throw new InvalidArgumentError(`Total mutation size too large (max ${L.kvCommitBytesMax} bytes)`);
-    const r = await commitMutations(this.#db, checks, mutations, this.#expiring);
+    const r = await commitMutations(this.#db, checks, mutations, this.#hooks, enqueues);
     return r.ok ? { ok: true, versionstamp: versionstamp(r.rev) } : { ok: false };
   }
 
@@ -122,17 +139,19 @@ export async function commitMutations(
   db: Db,
   checks: Check[],
   mutations: Mutation[],
-  expiring: (expireAt: number) => void,
+  hooks: CommitHooks,
+  enqueues: QueueMessage[] = [],
 ): Promise<{ ok: true; rev: number } | { ok: false; failed: number[] }> {
   let failed: number[] = [];
   const rev = await db.atomic((rev, read) => {
     const at = Date.now();
     failed = [];
     checks.forEach((c, i) => (liveStored(read(c.key), at)?.rev ?? 0) !== c.rev && failed.push(i));
-    return failed.length === 0 ? batchOf(mutations, rev, read, at) : [];
+    return failed.length === 0 ? [...batchOf(mutations, rev, read, at), ...enqueueOps(enqueues, rev)] : [];
   });
   if (failed.length > 0) return { ok: false, failed };
-  for (const m of mutations) if (m.kind === "set" && m.stored.expireAt !== 0) expiring(m.stored.expireAt);
+  for (const m of mutations) if (m.kind === "set" && m.stored.expireAt !== 0) hooks.expiring(m.stored.expireAt);
+  if (enqueues.length > 0) hooks.enqueued();
   return { ok: true, rev };
 }
 
@@ -180,7 +199,7 @@ function checkedStored(value: unknown, expireAt: number): Stored {
  * The engine ops of one commit at revision `rev`: each key's final state within the commit (sum,
  * min and max see what earlier mutations of the commit left), and its expiry index entry moved.
  */
-function batchOf(mutations: Mutation[], rev: number, read: (key: string) => Newest | undefined, now: number): BatchOp[] {
+export function batchOf(mutations: Mutation[], rev: number, read: (key: string) => Newest | undefined, now: number): BatchOp[] {
   const final = new Map<string, Stored | null>();
   const current = (key: string) => (final.has(key) ? final.get(key)! : (liveStored(read(key), now)?.stored ?? null));
   for (const m of mutations) {

@@ -3,7 +3,8 @@
 
 import { InvalidArgumentError, open, type Db, type OpenOptions } from "../index.ts";
 import * as L from "../limits.ts";
-import { AtomicOperation, commitMutations, COMMIT_VERSIONSTAMP, versionstamp, type Check, type Mutation } from "./atomic.ts";
+import { AtomicOperation, batchOf, commitMutations, COMMIT_VERSIONSTAMP, versionstamp, type Check, type CommitHooks, type Mutation } from "./atomic.ts";
+import { QueueListener, type EnqueueOptions } from "./queue.ts";
 import { Sweeper } from "./expiry.ts";
 import { engineKey, type KvKey } from "./key.ts";
 import { kvEntry, ListIterator, readKeyBytes } from "./list.ts";
@@ -20,6 +21,8 @@ export class Kv {
   readonly #db: Db;
   readonly #ownsDb: boolean;
   readonly #sweeper: Sweeper;
+  readonly #queue: QueueListener;
+  readonly #hooks: CommitHooks;
   #closed: Promise<void> | null = null;
 
   /**
@@ -32,6 +35,11 @@ export class Kv {
     this.#ownsDb = options.ownsDb === true;
     this.#sweeper = new Sweeper(db);
     this.#sweeper.start();
+    const now = () => Date.now();
+    this.#queue = new QueueListener(db, (keys, stored, rev, read) =>
+      batchOf(keys.map((key) => ({ kind: "set", key, stored, suffixed: false })), rev, read, now()),
+    );
+    this.#hooks = { expiring: (at) => this.#sweeper.expiring(at), enqueued: () => this.#queue.notify() };
   }
 
   async get<T = unknown>(key: KvKey, options?: { consistency?: KvConsistencyLevel }): Promise<KvEntryMaybe<T>> {
@@ -66,12 +74,26 @@ export class Kv {
   }
 
   atomic(): AtomicOperation {
-    return new AtomicOperation(this.#db, (at) => this.#sweeper.expiring(at));
+    return new AtomicOperation(this.#db, this.#hooks);
   }
 
   /** As a set's last key part: the commit's versionstamp goes there (SET_SUFFIX_VERSIONSTAMPED_KEY). */
   commitVersionstamp(): symbol {
     return COMMIT_VERSIONSTAMP;
+  }
+
+  /**
+   * A message for listenQueue: delivered at least once, after `delay` ms, retried by
+   * `backoffSchedule` (default 100 ms, 1 s, 5 s, 30 s, 60 s) while the handler throws, then written
+   * to `keysIfUndelivered`. Durable once this resolves; a restart delivers it again if it was due.
+   */
+  async enqueue(value: unknown, options?: EnqueueOptions): Promise<KvCommitResult> {
+    return (await this.atomic().enqueue(value, options).commit()) as KvCommitResult;
+  }
+
+  /** Calls `handler` with each due message until close(); resolves then, once running handlers finish. */
+  listenQueue(handler: (value: unknown) => Promise<void> | void): Promise<void> {
+    return this.#queue.listen(handler);
   }
 
   /**
@@ -109,12 +131,13 @@ export class Kv {
    * compiled from the request, committed as Kv's own are, with the sweeper told of expiries.
    */
   commitCompiled(checks: Check[], mutations: Mutation[]): ReturnType<typeof commitMutations> {
-    return commitMutations(this.#db, checks, mutations, (at) => this.#sweeper.expiring(at));
+    return commitMutations(this.#db, checks, mutations, this.#hooks);
   }
 
   /** Stops the sweeper; closes the database if openKv opened it. Idempotent. */
   close(): Promise<void> {
     this.#closed ??= (async () => {
+      this.#queue.stop();
       await this.#sweeper.stop();
       if (this.#ownsDb) await this.#db.close();
     })();
