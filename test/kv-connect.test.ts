@@ -10,6 +10,7 @@ import { Kv, KvU64, type KvKey } from "../src/kv/index.ts";
 import { listenKvConnect, type KvConnectServer } from "../src/server/kv-connect/front.ts";
 import { KvConnect } from "../src/server/kv-connect/handler.ts";
 import { KV_VALUES } from "./fixtures/kv-values.ts";
+import { spawnServer } from "./helpers/http.ts";
 import { tmpDir } from "./helpers/index.ts";
 
 const root = path.join(import.meta.dir, "..");
@@ -288,4 +289,25 @@ describe("the protocol's refusals (by hand, HTTP/1.1)", () => {
     const got = fromBinary(pb.SnapshotReadOutputSchema, new Uint8Array(await ok.arrayBuffer()));
     expect(got.ranges[0]!.values.map((e) => [Buffer.from(e.key).toString("hex"), e.encoding])).toEqual([["026100", pb.ValueEncoding.VE_V8]]);
   });
+});
+
+test("`bun run server` prints its KV Connect URL; Deno's client reaches the data there, REST does not; SIGTERM stops both", async () => {
+  const dir = tmpDir();
+  const server = await spawnServer(["--dir", path.join(dir, "data"), "--token", "tok"]);
+  try {
+    await server.waitFor("ready at rev");
+    const url = /Deno KV \(KV Connect\) at (http:\/\/\S+)/.exec(server.stdout())![1]!;
+    const out = await deno(dir, `const kv = await Deno.openKv(Deno.args[0]);
+const r = await kv.set(["greet"], "hello from deno");
+console.log(JSON.stringify({ r, got: (await kv.get(["greet"])).value }));
+kv.close();`, url, "tok");
+    expect(JSON.parse(out).got).toBe("hello from deno");
+    const list = await fetch(`${server.base}/v1/kv`, { headers: { authorization: "Bearer tok" } });
+    expect(((await list.json()) as { items: unknown[] }).items).toEqual([]);
+    server.proc.kill("SIGTERM");
+    expect(await server.proc.exited).toBe(0);
+    expect(server.stdout()).toContain("stopped rev=1");
+  } finally {
+    server.proc.kill("SIGKILL");
+  }
 });
