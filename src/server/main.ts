@@ -79,7 +79,8 @@ function listen(c: ServerConfig, log: Logger) {
 }
 
 async function listenKv(c: ServerConfig, port: number, log: Logger): Promise<KvConnectServer> {
-  const handler = new KvConnect({ store: () => state.db ?? null, kv: () => kv, token: c.token });
+  const onError = (err: unknown) => log.error("KV Connect request failed", { error: (err as Error)?.message ?? String(err) });
+  const handler = new KvConnect({ store: () => state.db ?? null, kv: () => kv, token: c.token, onError });
   try {
     const s = await listenKvConnect(handler, c.host, port);
     log.info(`Deno KV (KV Connect) at http://${c.host.includes(":") ? `[${c.host}]` : c.host}:${s.port}${KV_PATH}`);

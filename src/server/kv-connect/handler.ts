@@ -34,6 +34,8 @@ export interface KvConnectOptions {
   token: string | null;
   /** How often a watch sends a ping frame (denokv: 5 s). */
   pingMs?: number;
+  /** Told of failures that are not the client's (answered 503, which the clients retry). */
+  onError?: (err: unknown) => void;
 }
 
 /** The database URL's path, and the data path's endpoint under it. */
@@ -108,6 +110,7 @@ export class KvConnect {
         return { status: 400, type: TEXT, body: err.message.replace(/^harmonydb: /, "") };
       }
       if (err instanceof HarmonyError && err.code === "READ_ONLY") return { status: 400, type: TEXT, body: refuse.readOnly().message };
+      this.o.onError?.(err);
       return { status: 503, type: TEXT, body: refuse.unavailable().message };
     }
   }
