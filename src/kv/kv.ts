@@ -35,16 +35,15 @@ export class Kv {
     this.#ownsDb = options.ownsDb === true;
     this.#sweeper = new Sweeper(db);
     this.#sweeper.start();
-    const now = () => Date.now();
     this.#queue = new QueueListener(db, (keys, stored, rev, read) =>
-      batchOf(keys.map((key) => ({ kind: "set", key, stored, suffixed: false })), rev, read, now()),
+      batchOf(keys.map((key) => ({ kind: "set", key, stored, suffixed: false })), rev, read, Date.now()),
     );
     this.#hooks = { expiring: (at) => this.#sweeper.expiring(at), enqueued: () => this.#queue.notify() };
   }
 
   async get<T = unknown>(key: KvKey, options?: { consistency?: KvConsistencyLevel }): Promise<KvEntryMaybe<T>> {
     checkConsistency(options?.consistency);
-    return this.entry<T>(this.#db.view(), key, Date.now());
+    return this.entry<T>(this.#db, key, Date.now()); // (one read: no view, whose clone would make the next writes copy tree nodes)
   }
 
   /** Up to 10 keys, read at one revision. */
@@ -148,7 +147,7 @@ export class Kv {
     await this.close();
   }
 
-  private entry<T>(view: ReturnType<Db["view"]>, key: KvKey, now: number): KvEntryMaybe<T> {
+  private entry<T>(view: Pick<Db, "getEntry">, key: KvKey, now: number): KvEntryMaybe<T> {
     const ek = engineKey(readKeyBytes(key, 1)); // a get reads [key, key + 0x00)
     const e = view.getEntry(ek);
     return (e && kvEntry<T>(ek, e.value, e.rev, now)) || { key, value: null, versionstamp: null };
