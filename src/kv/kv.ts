@@ -96,9 +96,10 @@ export class Kv {
   }
 
   /**
-   * The keys' entries now, then again each time one of them changes (up to 10 keys). With `raw`,
-   * also when a change left them as they were (a write of one of the keys' neighbours in a batch).
-   * An expiry shows when the sweeper deletes the entry, within about a second.
+   * The keys' entries now, then again each time one of them changes (up to 10 keys; writes that
+   * come close together may show as one change). With `raw`, after every write to one of them,
+   * even when the entries read then are those already yielded. An expiry shows when the sweeper
+   * deletes the entry, within about a second.
    */
   watch<T extends readonly unknown[]>(keys: readonly [...{ [K in keyof T]: KvKey }], options?: { raw?: boolean }): ReadableStream<{ [K in keyof T]: KvEntryMaybe<T[K]> }> {
     if (!Array.isArray(keys)) throw new InvalidArgumentError("watch takes an array of keys");
