@@ -325,8 +325,16 @@ function proto<T extends DescMessage>(schema: T, msg: MessageShape<T>): KvRespon
   return { status: 200, type: PROTOBUF, body: toBinary(schema, msg) };
 }
 
-/** The database's id as the UUID KV Connect wants: stable, derived from the store's own id. */
+const uuids = new Map<string, string>();
+
+/** The database's id as the UUID KV Connect wants: stable, derived from the store's own id (computed once). */
 function databaseUuid(id: string): string {
+  let u = uuids.get(id);
+  if (u === undefined) uuids.set(id, (u = uuidOf(id)));
+  return u;
+}
+
+function uuidOf(id: string): string {
   const h = new Bun.CryptoHasher("sha1").update(`harmonydb:${id}`).digest();
   h[6] = (h[6]! & 0x0f) | 0x50; // version 5 (name-based, SHA-1)
   h[8] = (h[8]! & 0x3f) | 0x80; // RFC 4122 variant
