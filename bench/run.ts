@@ -23,6 +23,8 @@ const SCENARIOS: Scenario[] = [
   { name: "put-latency", args: [], kind: "alone" },
   { name: "replay", args: [], kind: "alone" },
   { name: "http-put", args: [], kind: "alone" },
+  // Deno KV's own engine (the npm deno) against harmonydb/kv's openKv and KV Connect: ~80 s.
+  { name: "kv", args: [], kind: "alone" },
   // Four parts, a fresh process each (snapshot.ts runs them); 10M overwrites twice, and a replay of
   // them without a snapshot: ~16 min here. `bun bench/run.ts snapshot` runs it alone.
   { name: "snapshot", args: ["--overwrites", "10000000"], kind: "alone", timeoutMs: 3_600_000 },
