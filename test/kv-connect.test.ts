@@ -258,6 +258,26 @@ describe("the protocol's refusals (by hand, HTTP/1.1)", () => {
     expect(Date.parse(meta.expiresAt)).toBeGreaterThan(Date.now());
   });
 
+  test("a connection reset mid-body, garbage bytes, and a body over the limit leave the server answering", async () => {
+    const s = await serve(tmpDir());
+    const net = await import("node:net");
+    const send = (bytes: string) =>
+      new Promise<void>((resolve) => {
+        const c = net.connect(s.server.port, "127.0.0.1", () => {
+          c.write(bytes);
+          setTimeout(() => (c.destroy(), resolve()), 20);
+        });
+        c.on("error", () => resolve());
+      });
+    await send("POST /kv/v2/atomic_write HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789");
+    await send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x04garbage-frames");
+    await send("\x16\x03\x01 not http at all\r\n\r\n");
+    const big = await post(s.url, new Uint8Array(3 * 1024 * 1024), { authorization: "Bearer a" });
+    expect(big.status).toBe(413);
+    const ok = await post(s.url, JSON.stringify({ supportedVersions: [3] }), { authorization: "Bearer a" });
+    expect(ok.status).toBe(200);
+  });
+
   test("data path: version, database id, bad protobuf, too many ranges, a bad limit, queues: 4xx, never 5xx", async () => {
     const { create, toBinary } = await import("@bufbuild/protobuf");
     const pb = await import("../src/server/kv-connect/datapath_pb.ts");

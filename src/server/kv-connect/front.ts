@@ -22,9 +22,11 @@ export interface KvConnectServer {
 export function listenKvConnect(handler: KvConnect, host: string, port: number): Promise<KvConnectServer> {
   const sockets = new Set<net.Socket>();
   const streams = new Set<() => Promise<void>>();
-  const h1 = http.createServer((req, res) => void serveH1(handler, req, res, streams));
+  // A request that fails in transport (a reset mid-body, a write after the client went) ends its
+  // connection or stream; it must not become an unhandled rejection that takes the server down.
+  const h1 = http.createServer((req, res) => void serveH1(handler, req, res, streams).catch(() => res.destroy()));
   const h2 = http2.createServer();
-  h2.on("stream", (stream, headers) => void serveH2(handler, stream as http2.ServerHttp2Stream, headers, streams));
+  h2.on("stream", (stream, headers) => void serveH2(handler, stream as http2.ServerHttp2Stream, headers, streams).catch(() => stream.destroy()));
   h2.on("sessionError", () => {});
   const front = net.createServer((socket) => {
     sockets.add(socket);
