@@ -10,6 +10,8 @@ import { isLoopback } from "../config.ts";
 import type { KvConnect, KvRequest, KvResponse } from "./handler.ts";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/** How long a new connection may take to send the bytes that tell HTTP/2 from HTTP/1.1. */
+const SNIFF_MS_MAX = 30_000;
 /** The largest request body: a commit of 800 KiB of keys and values, with room for its framing. */
 export const kvBodyBytesMax = 2 * 1024 * 1024;
 
@@ -32,6 +34,8 @@ export function listenKvConnect(handler: KvConnect, host: string, port: number):
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
+    // A connection that never says what it speaks is closed (node:http and node:http2 time out the rest).
+    socket.setTimeout(SNIFF_MS_MAX, () => socket.destroy());
     let seen = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       seen = Buffer.concat([seen, chunk]);
@@ -39,6 +43,7 @@ export function listenKvConnect(handler: KvConnect, host: string, port: number):
       const h2ish = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
       if (h2ish && n < PREFACE.length) return; // not enough to tell yet
       socket.off("data", onData);
+      socket.setTimeout(0);
       socket.pause();
       socket.unshift(seen);
       (h2ish ? h2 : h1).emit("connection", socket);
