@@ -237,6 +237,34 @@ console.log("done");`,
   });
 });
 
+test("@deno/kv under Node: every value type, read from openKv's writes and written back through Node's V8", async () => {
+  const dir = tmpDir();
+  const s = await serve(dir);
+  for (const [key, value] of KV_VALUES) await s.kv.set(["ours", ...(key as KvKey)], value);
+  // Node has no TypeScript for the fixtures: it reads each value we wrote and writes it back as it
+  // decoded it (node:v8, format 15), under "theirs"; then openKv must find the fixture's value there.
+  const out = await node(
+    dir,
+    `const kv = await openKv(process.argv[2], { accessToken: "any" });
+let n = 0;
+for await (const e of kv.list({ prefix: ["ours"] })) {
+  await kv.set(["theirs", ...e.key.slice(1)], e.value);
+  n++;
+}
+kv.close();
+console.log(n);`,
+    s.url,
+  );
+  expect(Number(out)).toBe(KV_VALUES.length);
+  for (const [key, value] of KV_VALUES) {
+    const got = (await s.kv.get(["theirs", ...(key as KvKey)])).value;
+    if (value instanceof Error) expect([(got as Error).constructor.name, (got as Error).message]).toEqual([value.constructor.name, value.message]);
+    else if (key[0] === "obj" && key[1] === "cyclic") expect((got as { self: unknown }).self).toBe(got);
+    else if (key[0] === "views") expect((got as unknown[])[0]).toBe((got as unknown[])[1]);
+    else expect([key, got]).toEqual([key, value]);
+  }
+});
+
 describe("the protocol's refusals (by hand, HTTP/1.1)", () => {
   const post = (url: string, body: string | Uint8Array | null, headers: Record<string, string> = {}) => fetch(url, { method: "POST", body, headers });
 

@@ -81,6 +81,21 @@ describe("V8 values as Deno writes them", () => {
     expect([mine instanceof TypeError, mine.message, mine.cause, typeof mine.stack]).toEqual([true, "t", [1], "string"]);
   });
 
+  test("reads ArrayBufferViews as Node's node:v8 writes them (host objects: @deno/kv under Node 20)", () => {
+    // The bytes Node 20.20's v8.serialize wrote for each view, and for one view referenced twice.
+    const node = (h: string) => deserializeV8(new Uint8Array(Buffer.from(h, "hex")));
+    expect(node("ff0f5c000101")).toEqual(new Int8Array([1]));
+    expect(node("ff0f5c0a0103")).toEqual(new Uint8Array([3])); // a Buffer
+    expect(node("ff0f5c0808000000000000f03f")).toEqual(new Float64Array([1]));
+    expect(node("ff0f5c0b080500000000000000")).toEqual(new BigInt64Array([5n]));
+    expect(node("ff0f5c020107")).toEqual(new Uint8ClampedArray([7]));
+    expect(node("ff0f5c09020000")).toBeInstanceOf(DataView);
+    const [a, b] = node("ff0f41025c0404010002005e01240002") as Uint16Array[];
+    expect([a === b, [...a!]]).toEqual([true, [1, 2]]);
+    expect(() => node("ff0f5c0d0100")).toThrow(InvalidValueError); // no type 13
+    expect(() => node("ff0f5c08030102")).toThrow(InvalidValueError); // 3 bytes of Float64Array
+  });
+
   test("a two-byte string gets V8's padding byte when its data would start odd", () => {
     // ff 10 41 02 | 22 01 61 | …: the second string's tag would be at offset 7 and its data at 9,
     // so a padding byte comes first (these are the bytes Deno 2.9.6 wrote for ["a", "日"]).

@@ -38,6 +38,7 @@ const T = {
   endSet: 0x2c, // ,
   arrayBuffer: 0x42, // B
   arrayBufferView: 0x56, // V
+  hostObject: 0x5c, // \\ (Node's node:v8 writes its ArrayBufferViews as these: readNodeView)
   error: 0x72, // r
 } as const;
 
@@ -468,6 +469,8 @@ class Reader {
       }
       case T.error:
         return this.error();
+      case T.hostObject:
+        return this.nodeView();
       default:
         throw new InvalidValueError(`V8 tag 0x${tag.toString(16)} at byte ${this.at - 1} is not supported`);
     }
@@ -498,6 +501,22 @@ class Reader {
     return n;
   }
 
+  /**
+   * An ArrayBufferView as Node's node:v8 writes it (lib/v8.js DefaultSerializer, so @deno/kv under
+   * Node): a host object of its type's index in Node's list, its byte length, its bytes.
+   */
+  private nodeView(): ArrayBufferView {
+    const type = this.varint();
+    const bytes = this.take(this.varint()).slice();
+    const Ctor = NODE_VIEW_TYPES[type];
+    if (Ctor === undefined) throw new InvalidValueError(`V8 host object of type ${type} is not one of Node's ArrayBufferViews`);
+    const size = Ctor === DataView ? 1 : (Ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+    if (bytes.length % size !== 0) throw new InvalidValueError(`a Node ${Ctor.name} of ${bytes.length} bytes`);
+    const view = Ctor === DataView ? new DataView(bytes.buffer) : new (Ctor as Uint8ArrayConstructor)(bytes.buffer, 0, bytes.length / size);
+    this.objects.push(view);
+    return view;
+  }
+
   private error(): Error {
     const id = this.objects.push(undefined) - 1; // (its id comes before any object its cause holds)
     let ctor: ErrorConstructor = Error;
@@ -522,6 +541,12 @@ class Reader {
     return e;
   }
 }
+
+/** Node's ArrayBufferView types by their index in its host-object encoding (10 is its Buffer: a Uint8Array here). */
+const NODE_VIEW_TYPES: (abstract new (...args: never[]) => ArrayBufferView)[] = [
+  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
+  Float32Array, Float64Array, DataView, Uint8Array, BigInt64Array, BigUint64Array,
+];
 
 /** The same bytes as a Buffer, for its native string decoders (a JavaScript loop was ~17× slower). */
 function asBuffer(b: Uint8Array): Buffer {
