@@ -30,15 +30,7 @@ const VALUE_CHARS = ${B.VALUE_BYTES};
 const LOAD_BATCH = 500;
 const LIST_LIMIT = ${LIST_LIMIT};
 
-function rng(seed) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
-}
+${B.rng.toString()}
 
 /** n different strings of VALUE_CHARS random letters. */
 function valuePool(n) {

@@ -54,6 +54,17 @@ async function serve(dir: string, token: string | null = null): Promise<Served> 
   return s;
 }
 
+/** Every fixture value, under `prefix` + its key, reads back as the fixture holds it (errors: kind and message). */
+async function expectFixtures(kv: Kv, prefix: string): Promise<void> {
+  for (const [key, value] of KV_VALUES) {
+    const got = (await kv.get([prefix, ...(key as KvKey)])).value;
+    if (value instanceof Error) expect([(got as Error).constructor.name, (got as Error).message]).toEqual([value.constructor.name, value.message]);
+    else if (key[0] === "obj" && key[1] === "cyclic") expect((got as { self: unknown }).self).toBe(got);
+    else if (key[0] === "views") expect((got as unknown[])[0]).toBe((got as unknown[])[1]);
+    else expect([key, got]).toEqual([key, value]);
+  }
+}
+
 /** Runs a script in a child (Deno or Node) while this process serves; its stdout, or the test fails with its stderr. */
 async function run(cmd: string[], dir: string, env: Record<string, string>): Promise<string> {
   const p = Bun.spawn(cmd, { cwd: dir, env: { ...process.env, DENO_DIR: path.join(dir, "deno-dir"), DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...env }, stdout: "pipe", stderr: "pipe" });
@@ -165,13 +176,7 @@ console.log(JSON.stringify(wrong));`,
       s.url,
     );
     expect(JSON.parse(out)).toEqual([]);
-    for (const [key, value] of KV_VALUES) {
-      const got = (await s.kv.get(["theirs", ...(key as KvKey)])).value;
-      if (value instanceof Error) expect([(got as Error).constructor.name, (got as Error).message]).toEqual([value.constructor.name, value.message]);
-      else if (key[0] === "obj" && key[1] === "cyclic") expect((got as { self: unknown }).self).toBe(got);
-      else if (key[0] === "views") expect((got as unknown[])[0]).toBe((got as unknown[])[1]);
-      else expect([key, got]).toEqual([key, value]);
-    }
+    await expectFixtures(s.kv, "theirs");
   });
 
   test("a restart in between: nothing acknowledged is lost, and versionstamps go on growing", async () => {
@@ -256,13 +261,7 @@ console.log(n);`,
     s.url,
   );
   expect(Number(out)).toBe(KV_VALUES.length);
-  for (const [key, value] of KV_VALUES) {
-    const got = (await s.kv.get(["theirs", ...(key as KvKey)])).value;
-    if (value instanceof Error) expect([(got as Error).constructor.name, (got as Error).message]).toEqual([value.constructor.name, value.message]);
-    else if (key[0] === "obj" && key[1] === "cyclic") expect((got as { self: unknown }).self).toBe(got);
-    else if (key[0] === "views") expect((got as unknown[])[0]).toBe((got as unknown[])[1]);
-    else expect([key, got]).toEqual([key, value]);
-  }
+  await expectFixtures(s.kv, "theirs");
 });
 
 describe("the protocol's refusals (by hand, HTTP/1.1)", () => {
