@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import * as path from "node:path";
 import { open, restore } from "../src/index.ts";
-import { tmpDir } from "./helpers/index.ts";
+import { forEachLine, tmpDir } from "./helpers/index.ts";
 import { startS3, stopS3Servers, type S3Server } from "./helpers/s3.ts";
 
 const KILLS = Number(process.env.HARMONYDB_ARCHIVE_KILLS ?? 3);
@@ -28,19 +28,11 @@ test(`kill -9 while archiving, ${KILLS} times: the archive restores exactly the 
     const url = s3.url(`crash-${process.pid}-${k}`);
     const proc = Bun.spawn([process.execPath, child, dir, "16"], { stdout: "pipe", stderr: "inherit", env: { ...process.env, ...env, HARMONYDB_TEST_ARCHIVE: url } });
     const acked = new Map<number, number>(); // i → rev
-    let buf = "";
     const delay = 200 + Math.floor(rand() * 600);
-    const dec = new TextDecoder();
-    for await (const chunk of proc.stdout) {
-      buf += dec.decode(chunk);
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const [word, a, b] = buf.slice(0, nl).split(" ");
-        buf = buf.slice(nl + 1);
-        if (word === "ready") setTimeout(() => proc.kill("SIGKILL"), delay);
-        else if (word === "ack") acked.set(Number(a), Number(b));
-      }
-    }
+    await forEachLine(proc.stdout, ([word, a, b]) => {
+      if (word === "ready") setTimeout(() => proc.kill("SIGKILL"), delay);
+      else if (word === "ack") acked.set(Number(a), Number(b));
+    });
     await proc.exited;
     const local = await open(dir, { log: () => {} });
     const durable = local.rev;

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import * as path from "node:path";
 import { open } from "../src/index.ts";
-import { tmpDir } from "./helpers/index.ts";
+import { forEachLine, tmpDir } from "./helpers/index.ts";
 
 const KILLS = Number(process.env.HARMONYDB_KILLS ?? 20);
 const child = path.join(import.meta.dir, "helpers/crash-writer.ts");
@@ -11,22 +11,12 @@ async function runAndKill(dir: string, ms: number): Promise<{ acked: number[]; s
   const proc = Bun.spawn([process.execPath, child, dir, "64"], { stdout: "pipe", stderr: "inherit" });
   const acked: number[] = [];
   let start = -1;
-  let buf = "";
-  const reader = (async () => {
-    const dec = new TextDecoder();
-    for await (const chunk of proc.stdout) {
-      buf += dec.decode(chunk);
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const [word, a] = buf.slice(0, nl).split(" ");
-        buf = buf.slice(nl + 1);
-        if (word === "ready") {
-          start = Number(a);
-          setTimeout(() => proc.kill("SIGKILL"), ms);
-        } else if (word === "ack") acked.push(Number(a));
-      }
-    }
-  })();
+  const reader = forEachLine(proc.stdout, ([word, a]) => {
+    if (word === "ready") {
+      start = Number(a);
+      setTimeout(() => proc.kill("SIGKILL"), ms);
+    } else if (word === "ack") acked.push(Number(a));
+  });
   await proc.exited;
   await reader;
   return { acked, start };

@@ -5,7 +5,7 @@ import { expect, test } from "bun:test";
 import * as path from "node:path";
 import { open } from "../src/index.ts";
 import { Kv, KvU64 } from "../src/kv/index.ts";
-import { tmpDir } from "./helpers/index.ts";
+import { forEachLine, tmpDir } from "./helpers/index.ts";
 
 const KILLS = Number(process.env.HARMONYDB_KV_KILLS ?? 4);
 const child = path.join(import.meta.dir, "helpers/kv-crash-writer.ts");
@@ -14,20 +14,12 @@ async function runAndKill(dir: string, ms: number): Promise<{ acked: Map<number,
   const proc = Bun.spawn([process.execPath, child, dir], { stdout: "pipe", stderr: "inherit" });
   const acked = new Map<number, string>();
   let start = -1;
-  let buf = "";
-  const dec = new TextDecoder();
-  for await (const chunk of proc.stdout) {
-    buf += dec.decode(chunk);
-    let nl: number;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const [word, a, b] = buf.slice(0, nl).split(" ");
-      buf = buf.slice(nl + 1);
-      if (word === "ready") {
-        start = Number(a);
-        setTimeout(() => proc.kill("SIGKILL"), ms);
-      } else if (word === "ack") acked.set(Number(a), b!);
-    }
-  }
+  await forEachLine(proc.stdout, ([word, a, b]) => {
+    if (word === "ready") {
+      start = Number(a);
+      setTimeout(() => proc.kill("SIGKILL"), ms);
+    } else if (word === "ack") acked.set(Number(a), b!);
+  });
   await proc.exited;
   return { acked, start };
 }

@@ -78,3 +78,17 @@ export function writeAt(file: string, offset: number, bytes: Uint8Array): void {
 export function truncateTo(file: string, length: number): void {
   fs.truncateSync(file, length);
 }
+
+/** Calls `onLine` with the words of each line a child prints (a crash child's "ready", "ack …"), until its stdout ends. */
+export async function forEachLine(stdout: ReadableStream<Uint8Array>, onLine: (words: string[]) => void): Promise<void> {
+  const dec = new TextDecoder();
+  let buf = "";
+  for await (const chunk of stdout) {
+    buf += dec.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      onLine(buf.slice(0, nl).split(" "));
+      buf = buf.slice(nl + 1);
+    }
+  }
+}
