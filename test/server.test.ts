@@ -139,6 +139,8 @@ describe("HTTP handler (in process)", () => {
       expect(items.filter((k) => k.startsWith("\u0000"))).toEqual([]);
       if (q !== "?prefix=%00") expect(items).toContain("\u0001after");
     }
+    const legacy = await call("POST", "/get", { body: JSON.stringify({ key: kvKey }), headers: JSON_TYPE });
+    expect(legacy.status).toBe(400);
     expect(db.get(kvKey)).toEqual(new Uint8Array([1]));
   });
 
@@ -326,6 +328,18 @@ describe("watch over Server-Sent Events (in process)", () => {
       [`${from + 2}`, { type: "put", key: "w/b", rev: from + 2, valueBase64: "AQI=" }],
       [`${from + 2}.1`, { type: "delete", key: "w/a", rev: from + 2 }],
     ]);
+  });
+
+  test("a watch of everything does not see harmonydb/kv's reserved keys", async () => {
+    const res = await watch(`?from_rev=${db.rev + 1}`);
+    const live = (async () => {
+      await Bun.sleep(20);
+      await db.atomic(() => [{ type: "put", key: "\u0000kv\u0000\u0002hidden\u0000", value: new Uint8Array([1]) }]);
+      await db.put("visible", 1);
+    })();
+    const events = await readEvents(res, 1);
+    await live;
+    expect(events.map((e) => JSON.parse(e.data).key)).toEqual(["visible"]);
   });
 
   test("Last-Event-ID resumes just after the last event seen, inside a batch too", async () => {

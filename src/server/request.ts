@@ -84,6 +84,16 @@ export function isObject(x: unknown): x is Record<string, unknown> {
 
 // ---- the URL ----
 
+/**
+ * Keys below this are harmonydb/kv's (they begin with U+0000: docs/deno-kv.md §2). No REST route
+ * reads, writes, lists or watches them.
+ */
+export const RESERVED_END = "\u0001";
+
+export function isReserved(key: string): boolean {
+  return key.charCodeAt(0) === 0;
+}
+
 /** The key decodeKey gives for a path it cannot decode; the KV route answers 400 for it. */
 export const INVALID = "\u0000invalid";
 

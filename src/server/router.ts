@@ -5,7 +5,7 @@ import { Replica, type Store } from "../index.ts";
 import type { Ctx, Handler, ServerState, State } from "./context.ts";
 import { silentLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
-import { decodeKey, intParam, INVALID } from "./request.ts";
+import { decodeKey, intParam, INVALID, isReserved } from "./request.ts";
 import { error, failure, notReady, withHeaders } from "./response.ts";
 import { batch } from "./routes/batch.ts";
 import { healthz, readyz } from "./routes/health.ts";
@@ -110,7 +110,7 @@ async function dispatch(c: Ctx, route: Route | null): Promise<Response> {
     if (c.key === INVALID) return error(400, "INVALID_KEY", "key is not valid percent-encoded UTF-8");
     if (c.key === "") return error(400, "INVALID_KEY", "key must not be empty");
     // The KV Connect keyspace (docs/deno-kv.md §2): not readable, writable or forgeable over REST.
-    if (c.key.charCodeAt(0) === 0) return error(400, "INVALID_KEY", "keys beginning with U+0000 are reserved (harmonydb/kv's keyspace)");
+    if (isReserved(c.key)) return error(400, "INVALID_KEY", "keys beginning with U+0000 are reserved (harmonydb/kv's keyspace)");
   }
   if (c.req.method === "GET" || c.req.method === "HEAD") {
     const waited = await minRev(c, route);

@@ -2,7 +2,7 @@
 
 import type { Store } from "../../index.ts";
 import type { Ctx } from "../context.ts";
-import { BAD_JSON, isJson, isObject, kvBodyBytesMax, mediaType, parseJson, readBody } from "../request.ts";
+import { BAD_JSON, isJson, isObject, isReserved, kvBodyBytesMax, mediaType, parseJson, readBody } from "../request.ts";
 import { error, json, JSON_TYPE } from "../response.ts";
 import { jsonText } from "../values.ts";
 
@@ -35,6 +35,7 @@ export async function legacyPut(c: Ctx, db: Store): Promise<Response> {
 export async function legacyGet(c: Ctx, db: Store): Promise<Response> {
   const body = await legacyBody(c);
   if (body instanceof Response) return body;
+  if (isReserved(body.key)) return error(400, "INVALID_KEY", "keys beginning with U+0000 are reserved (harmonydb/kv's keyspace)", true);
   const value = db.get(body.key);
   c.state.metrics.op("get");
   if (value === undefined) return error(404, "NOT_FOUND", "key not found", true);

@@ -2,7 +2,7 @@
 
 import type { Store, RangeOptions } from "../../index.ts";
 import type { Ctx } from "../context.ts";
-import { boolParam, intParam, listBytesMax, listLimitDefault, listLimitMax, unknownParam } from "../request.ts";
+import { boolParam, intParam, listBytesMax, listLimitDefault, listLimitMax, RESERVED_END, unknownParam } from "../request.ts";
 import { JSON_TYPE } from "../response.ts";
 import { jsonText, valueFields } from "../values.ts";
 
@@ -66,8 +66,6 @@ function rangeOptions(q: ListQuery): RangeOptions {
   return o;
 }
 
-/** The first key above the reserved keyspace. */
-const RESERVED_END = "\u0001";
 
 const LIST_PARAMS = new Set(["prefix", "start", "end", "cursor", "limit", "reverse", "keys_only"]);
 

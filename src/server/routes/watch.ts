@@ -2,7 +2,7 @@
 
 import { CompactedError, type Store, type HarmonyError, type WatchOptions } from "../../index.ts";
 import type { Ctx } from "../context.ts";
-import { intParam, unknownParam } from "../request.ts";
+import { intParam, RESERVED_END, unknownParam } from "../request.ts";
 import { parseEventId, sseResponse } from "../sse.ts";
 
 const WATCH_PARAMS = new Set(["prefix", "start", "end", "from_rev"]);
@@ -21,6 +21,7 @@ export function watch(c: Ctx, db: Store): Response {
   if (prefix !== null) opts.prefix = prefix;
   if (start !== null) opts.gte = start;
   if (end !== null) opts.lt = end;
+  if (!(opts.gte !== undefined && opts.gte >= RESERVED_END)) opts.gte = RESERVED_END; // not harmonydb/kv's keys
   // An EventSource that reconnects sends the last id it saw: resume just after that event.
   const lastId = c.req.headers.get("last-event-id");
   const resume = fromRev === undefined && lastId !== null ? parseEventId(lastId) : null;
