@@ -306,6 +306,22 @@ describe("queues: enqueue and listenQueue", () => {
     expect(got).toEqual(["waiting", "after"]);
   });
 
+  test("a message whose settling fails (the database closed under the Kv) is not redelivered in a loop; listening ends", async () => {
+    const db = await open(tmpDir(), quiet);
+    const kv = new Kv(db);
+    await kv.enqueue("x");
+    let calls = 0;
+    const listening = kv.listenQueue(async () => {
+      calls++;
+      await db.close(); // the delivery's delete then fails with ClosedError
+    });
+    let timerRan = false;
+    setTimeout(() => (timerRan = true), 0);
+    await Promise.race([listening, Bun.sleep(2000)]);
+    expect([calls, timerRan]).toEqual([1, true]);
+    await kv.close();
+  });
+
   test("Deno's checks on delay and backoffSchedule, with its texts", async () => {
     const kv = await kvAt();
     await expect(kv.enqueue(1, { delay: -1 })).rejects.toThrow("Delay must be >= 0: received -1");

@@ -5,7 +5,7 @@
 // throws puts it back at the next step of its backoff schedule; once the schedule is used up, its
 // value goes to `keysIfUndelivered` (as denokv's requeue_message does).
 
-import { InvalidArgumentError, InvalidValueError, type BatchOp, type Db, type Newest } from "../index.ts";
+import { ClosedError, InvalidArgumentError, InvalidValueError, type BatchOp, type Db, type Newest } from "../index.ts";
 import * as L from "../limits.ts";
 import { deserializeV8, serializeV8 } from "./v8.ts";
 import { ENCODING, type Stored } from "./value.ts";
@@ -83,6 +83,8 @@ export class QueueListener {
   private listening = false;
   private stopped = false;
   private readonly running = new Set<string>();
+  /** Messages whose settling (delete or requeue) failed: not delivered again before this time. */
+  private readonly retryAt = new Map<string, number>();
   private wakeUp: (() => void) | null = null;
 
   constructor(
@@ -110,7 +112,15 @@ export class QueueListener {
       }
       this.running.add(due.key);
       const d: Promise<void> = this.deliver(due.key, due.message, handler)
-        .catch(() => {}) // (a failed requeue: the entry stays, and is delivered again)
+        .then(
+          () => void this.retryAt.delete(due.key),
+          (err: unknown) => {
+            // The entry stays, and is delivered again: after a pause, so that a write path that
+            // fails (full disk, failed WAL) is not hammered in a loop that starves the process.
+            this.retryAt.set(due.key, Date.now() + L.kvSweepMsMax);
+            if (err instanceof ClosedError) this.stop();
+          },
+        )
         .finally(() => {
           this.running.delete(due.key);
           inFlight.delete(d);
@@ -126,20 +136,23 @@ export class QueueListener {
     this.wake();
   }
 
-  /** The first due message that is not running now. */
+  /** The first due message that is not running now, nor waiting to retry its settling. */
   private nextDue(now: number): { key: string; message: QueueMessage } | null {
     for (const item of this.db.range({ gte: QUEUE_PREFIX, lt: QUEUE_PREFIX + hex(now + 1) })) {
-      if (!this.running.has(item.key)) return { key: item.key, message: item.value as QueueMessage };
+      if (this.running.has(item.key) || (this.retryAt.get(item.key) ?? 0) > now) continue;
+      return { key: item.key, message: item.value as QueueMessage };
     }
     return null;
   }
 
   /** Until the earliest message not running is due, at most kvSweepMsMax. */
   private untilNext(now: number): number {
-    for (const item of this.db.range({ gte: QUEUE_PREFIX, lt: QUEUE_PREFIX + "\u00ff", keysOnly: true })) {
-      if (!this.running.has(item.key)) return Math.max(1, Math.min(L.kvSweepMsMax, deliverAtOf(item.key) - now + 1));
+    let next = now + L.kvSweepMsMax;
+    for (const item of this.db.range({ gte: QUEUE_PREFIX, lt: QUEUE_PREFIX + hex(next), keysOnly: true })) {
+      if (this.running.has(item.key)) continue;
+      next = Math.min(next, Math.max(deliverAtOf(item.key), this.retryAt.get(item.key) ?? 0));
     }
-    return L.kvSweepMsMax;
+    return Math.max(1, next - now + 1);
   }
 
   private async deliver(key: string, m: QueueMessage, handler: (value: unknown) => unknown): Promise<void> {
