@@ -324,6 +324,8 @@ describe("the protocol's refusals (by hand, HTTP/1.1)", () => {
       [await post(`${data}/atomic_write`, toBinary(pb.AtomicWriteSchema, create(pb.AtomicWriteSchema, { enqueues: [{ payload: new Uint8Array([1]) }] })), headers), 400, "Queues are not supported"],
       [await post(`${data}/atomic_write`, toBinary(pb.AtomicWriteSchema, create(pb.AtomicWriteSchema, { mutations: [{ key: new Uint8Array([2, 0x61, 0]), mutationType: pb.MutationType.M_SUM, value: { data: new Uint8Array(3), encoding: pb.ValueEncoding.VE_LE64 } }] })), headers), 400, "Invalid mutation kind or arguments."],
       [await post(`${data}/atomic_write`, toBinary(pb.AtomicWriteSchema, create(pb.AtomicWriteSchema, { checks: [{ key: new Uint8Array([2, 0x61, 0]), versionstamp: new Uint8Array(3) }] })), headers), 400, "Invalid versionstamp."],
+      [await post(`${data}/atomic_write`, toBinary(pb.AtomicWriteSchema, create(pb.AtomicWriteSchema, { mutations: [{ key: new Uint8Array([2, 0x61, 0]), mutationType: pb.MutationType.M_SET, value: { data: new Uint8Array(3), encoding: pb.ValueEncoding.VE_LE64 } }] })), headers), 400, "Invalid mutation kind or arguments."],
+      [await post(`${data}/atomic_write`, toBinary(pb.AtomicWriteSchema, create(pb.AtomicWriteSchema, { mutations: [{ key: new Uint8Array([0x99]), mutationType: pb.MutationType.M_DELETE }] })), headers), 400, "Invalid mutation kind or arguments."],
     ];
     for (const [res, status, text] of cases) {
       const body = await res.text();

@@ -93,6 +93,8 @@ describe("V8 values as Deno writes them", () => {
     const [a, b] = node("ff0f41025c0404010002005e01240002") as Uint16Array[];
     expect([a === b, [...a!]]).toEqual([true, [1, 2]]);
     expect(() => node("ff0f5c0d0100")).toThrow(InvalidValueError); // no type 13
+    // From a Buffer (whose slice() is a view): the view still gets its own bytes.
+    expect(deserializeV8(Buffer.from("ff0f5c0104deadbeef", "hex"))).toEqual(new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
     expect(() => node("ff0f5c08030102")).toThrow(InvalidValueError); // 3 bytes of Float64Array
   });
 

@@ -180,8 +180,11 @@ test("watch yields the current entries, then each change to them, and nothing fo
   expect(got[1]).toEqual({ key: ["x"], value: "x!", versionstamp: r.versionstamp });
   await kv.delete(["w"]);
   expect((await reader.read()).value![0]).toEqual({ key: ["w"], value: null, versionstamp: null });
-  await reader.cancel();
   expect(() => kv.watch(Array.from({ length: 11 }, (_, i) => [i]))).toThrow("Too many keys (max 10)");
+  // Closing the store ends the stream (it does not error).
+  const pending = reader.read();
+  await kv.close();
+  expect((await pending).done).toBe(true);
 });
 
 test("Deno KV's limits, with Deno 2.9.6's texts", async () => {
@@ -206,6 +209,8 @@ test("Deno KV's limits, with Deno 2.9.6's texts", async () => {
   expect(() => kv.list({ prefix: [] }, { limit: 0 })).toThrow("Limit must be a positive integer: received 0");
   expect(() => kv.list({ prefix: [] }, { batchSize: 1001 })).toThrow("Too many entries (max 1000)");
   expect(() => kv.list({ prefix: ["a"], start: ["b"] })).toThrow("Start key is not in the keyspace defined by prefix");
+  expect(() => kv.list({ prefix: ["a"], start: ["a"] })).toThrow("Start key is not in the keyspace defined by prefix");
+  expect(() => kv.list({ prefix: ["a"], end: ["a"] })).toThrow("End key is not in the keyspace defined by prefix");
   expect(() => kv.list({ start: ["b"], end: ["a"] })).toThrow("Start key is greater than end key");
   expect(() => kv.list({ start: ["b"] } as never)).toThrow("Selector must specify either 'prefix' or both 'start' and 'end' key");
   expect(() => kv.list({ prefix: ["a"] }, { cursor: "!!!" })).toThrow("invalid cursor");

@@ -6,7 +6,7 @@ export { KvU64 } from "./value.ts";
 export type * from "./types.ts";
 // For KV Connect (src/server/kv-connect): the pieces it shares with openKv.
 export { type Check, type Mutation } from "./atomic.ts";
-export { engineKey, keyBytes } from "./key.ts";
+export { decodeKey, engineKey, keyBytes } from "./key.ts";
 export { ENCODING, decodeStored, expired, type Encoding, type Stored } from "./value.ts";
 export { KeysWatch, type WatchedEntry } from "./watch.ts";
 // Deno KV's limits (src/limits.ts), as KV Connect enforces them too.

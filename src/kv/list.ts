@@ -131,8 +131,9 @@ function bounds(s: KvListSelector): Bounds {
     const p = part("prefix");
     const start = has("start") ? part("start") : concat(p, 0x00);
     const end = has("end") ? part("end") : concat(p, 0xff);
-    if (has("start") && !startsWith(start, p)) throw new InvalidArgumentError("Start key is not in the keyspace defined by prefix");
-    if (has("end") && !startsWith(end, p)) throw new InvalidArgumentError("End key is not in the keyspace defined by prefix");
+    // (strictly inside: the prefix's own key is not in its keyspace, as in Deno)
+    if (has("start") && !(startsWith(start, p) && start.length > p.length)) throw new InvalidArgumentError("Start key is not in the keyspace defined by prefix");
+    if (has("end") && !(startsWith(end, p) && end.length > p.length)) throw new InvalidArgumentError("End key is not in the keyspace defined by prefix");
     return { start, end, common: p };
   }
   if (!has("start") || !has("end")) throw new InvalidArgumentError("Selector must specify either 'prefix' or both 'start' and 'end' key");

@@ -463,7 +463,7 @@ class Reader {
         return s;
       }
       case T.arrayBuffer: {
-        const buffer = this.take(this.varint()).slice().buffer;
+        const buffer = copyOf(this.take(this.varint())).buffer;
         this.objects.push(buffer);
         return buffer;
       }
@@ -507,7 +507,7 @@ class Reader {
    */
   private nodeView(): ArrayBufferView {
     const type = this.varint();
-    const bytes = this.take(this.varint()).slice();
+    const bytes = copyOf(this.take(this.varint()));
     const Ctor = NODE_VIEW_TYPES[type];
     if (Ctor === undefined) throw new InvalidValueError(`V8 host object of type ${type} is not one of Node's ArrayBufferViews`);
     const size = Ctor === DataView ? 1 : (Ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
@@ -547,6 +547,11 @@ const NODE_VIEW_TYPES: (abstract new (...args: never[]) => ArrayBufferView)[] = 
   Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
   Float32Array, Float64Array, DataView, Uint8Array, BigInt64Array, BigUint64Array,
 ];
+
+/** A copy in a buffer of its own (a Buffer's own slice() is a view, not a copy). */
+function copyOf(b: Uint8Array): Uint8Array {
+  return Uint8Array.prototype.slice.call(b);
+}
 
 /** The same bytes as a Buffer, for its native string decoders (a JavaScript loop was ~17× slower). */
 function asBuffer(b: Uint8Array): Buffer {

@@ -2,7 +2,7 @@
 // them changes. On the engine's watch of the KV keyspace; changes are coalesced (the keys are
 // reread at the newest revision after an event), as Deno's clients coalesce them.
 
-import { WatchOverflowError, type Db, type WatchEvent } from "../index.ts";
+import { ClosedError, WatchOverflowError, type Db, type WatchEvent } from "../index.ts";
 import * as L from "../limits.ts";
 import { KV_PREFIX } from "./key.ts";
 import { decodeStored, expired, type Stored } from "./value.ts";
@@ -66,6 +66,7 @@ export class KeysWatch {
         if (r.done) return true;
         if (this.#watched.has(r.value.key)) return false;
       } catch (err) {
+        if (err instanceof ClosedError) return true; // the database closed: the watch ends
         // Fell behind: a new watch from here on, and the keys are reread (nothing is missed, since a read follows).
         if (!(err instanceof WatchOverflowError)) throw err;
         this.#events = this.#db.watch({ prefix: KV_PREFIX, bufferMax: L.watchBufferEventsMax });

@@ -7,7 +7,7 @@ import { create, fromBinary, toBinary, type DescMessage, type MessageShape } fro
 import { timingSafeEqual } from "node:crypto";
 import { HarmonyError, type Store } from "../../index.ts";
 import * as L from "../../kv/index.ts";
-import { ENCODING, KeysWatch, decodeStored, engineKey, expired, keyBytes, type Check, type Kv, type Mutation, type Stored, type WatchedEntry } from "../../kv/index.ts";
+import { ENCODING, KeysWatch, decodeKey, decodeStored, engineKey, expired, keyBytes, type Check, type Kv, type Mutation, type Stored, type WatchedEntry } from "../../kv/index.ts";
 import * as pb from "./datapath_pb.ts";
 
 /** A request as the transport hands it over: lower-case header names, the whole body. */
@@ -282,12 +282,19 @@ function storedOf(v: pb.KvValue | undefined, expireAt: number): Stored {
   if (v === undefined) throw refuse.badMutation();
   if (v.encoding !== ENCODING.v8 && v.encoding !== ENCODING.le64 && v.encoding !== ENCODING.bytes) throw refuse.unknownEncoding(v.encoding);
   if (v.data.length > L.kvValueBytesMax) throw refuse.valueTooLong();
+  // What would be stored must read back: an LE64 is 8 bytes (a V8 value is checked by whoever reads it).
+  if (v.encoding === ENCODING.le64 && v.data.length !== 8) throw refuse.badMutation();
   return { encoding: v.encoding, expireAt, data: v.data.slice() };
 }
 
 function writeKey(key: Uint8Array, emptyOk = false): Uint8Array {
   if (key.length > L.kvKeyBytesMax) throw refuse.keyTooLong();
   if (key.length === 0 && !emptyOk) throw refuse.keyTooLong();
+  try {
+    decodeKey(key); // a key openKv and the clients can read back as a tuple
+  } catch {
+    throw refuse.badMutation();
+  }
   return key;
 }
 
