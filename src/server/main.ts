@@ -138,6 +138,7 @@ async function shutdown(signal: string): Promise<void> {
   state.draining = true;
   log.info("stopping", { signal });
   if (state.streams) endStreams(state.streams, "SHUTTING_DOWN", "the server is shutting down");
+  const kvClosed = kvConnect?.close(drainMsMax); // beside the REST drain: its commits in progress answer too
   let timer: ReturnType<typeof setTimeout> | undefined;
   const drained = await Promise.race([
     server.stop().then(() => true),
@@ -148,7 +149,7 @@ async function shutdown(signal: string): Promise<void> {
     log.warn(`requests still in flight after ${drainMsMax} ms: closing their connections`);
     await server.stop(true);
   }
-  await kvConnect?.close();
+  await kvClosed;
   const db = await opening; // a signal during replay waits for it, then closes cleanly
   try {
     await kv?.close();

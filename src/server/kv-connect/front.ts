@@ -17,18 +17,27 @@ export const kvBodyBytesMax = 2 * 1024 * 1024;
 
 export interface KvConnectServer {
   port: number;
-  /** Stops listening, ends watch streams and closes every connection. */
-  close(): Promise<void>;
+  /**
+   * Stops listening, ends watch streams, lets requests in progress answer (for at most
+   * `drainMs`: a commit that became durable should say so, or a client's retry could apply a sum
+   * twice), then closes every connection.
+   */
+  close(drainMs?: number): Promise<void>;
 }
 
 export function listenKvConnect(handler: KvConnect, host: string, port: number): Promise<KvConnectServer> {
   const sockets = new Set<net.Socket>();
   const streams = new Set<() => Promise<void>>();
+  const active = new Set<Promise<void>>();
+  const track = (p: Promise<void>) => {
+    active.add(p);
+    void p.finally(() => active.delete(p));
+  };
   // A request that fails in transport (a reset mid-body, a write after the client went) ends its
   // connection or stream; it must not become an unhandled rejection that takes the server down.
-  const h1 = http.createServer((req, res) => void serveH1(handler, req, res, streams).catch(() => res.destroy()));
+  const h1 = http.createServer((req, res) => track(serveH1(handler, req, res, streams).catch(() => void res.destroy())));
   const h2 = http2.createServer();
-  h2.on("stream", (stream, headers) => void serveH2(handler, stream as http2.ServerHttp2Stream, headers, streams).catch(() => stream.destroy()));
+  h2.on("stream", (stream, headers) => track(serveH2(handler, stream as http2.ServerHttp2Stream, headers, streams).catch(() => void stream.destroy())));
   h2.on("sessionError", () => {});
   const front = net.createServer((socket) => {
     sockets.add(socket);
@@ -57,10 +66,13 @@ export function listenKvConnect(handler: KvConnect, host: string, port: number):
       front.off("error", reject);
       resolve({
         port: (front.address() as net.AddressInfo).port,
-        close: async () => {
-          // (front.close() waits for every connection to end, and clients keep theirs alive: end them first)
+        close: async (drainMs = 10_000) => {
+          // (front.close() waits for every connection to end, and clients keep theirs alive: end them after the drain)
           const closed = new Promise<void>((r) => front.close(() => r()));
           await Promise.all([...streams].map((close) => close()));
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          await Promise.race([Promise.allSettled([...active]), new Promise((r) => (timer = setTimeout(r, drainMs)))]);
+          clearTimeout(timer);
           for (const s of sockets) s.destroy();
           await closed;
         },
@@ -77,7 +89,7 @@ async function serveH1(handler: KvConnect, req: http.IncomingMessage, res: http.
   const out = await handler.handle({ method: req.method ?? "", path: pathOf(req.url), headers, body, loopback: isLoopback(req.socket.remoteAddress ?? "") });
   if (!("frames" in out)) return void res.writeHead(out.status, { "content-type": out.type }).end(out.body);
   res.writeHead(200, { "content-type": out.type });
-  await pipeFrames(out, (b) => res.write(b), () => res.end(), res, streams);
+  await pipeFrames(out, (b) => res.write(b), () => void res.end(), res, streams);
 }
 
 async function serveH2(handler: KvConnect, stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders, streams: Set<() => Promise<void>>): Promise<void> {
@@ -92,21 +104,31 @@ async function serveH2(handler: KvConnect, stream: http2.ServerHttp2Stream, h: h
   if (stream.destroyed) return void ("frames" in out && out.close());
   stream.respond({ ":status": out.status, "content-type": out.type });
   if (!("frames" in out)) return void stream.end(out.body);
-  await pipeFrames(out, (b) => stream.write(b), () => stream.end(), stream, streams);
+  await pipeFrames(out, (b) => stream.write(b), () => void stream.end(), stream, streams);
 }
 
-/** Writes a watch's frames until it ends or the client goes away. */
+/**
+ * Writes a watch's frames until it ends or the client goes away. A client that stops reading
+ * holds the next frame back (the watch coalesces what changes meanwhile), not an unbounded buffer.
+ */
 async function pipeFrames(
   out: Extract<KvResponse, { frames: unknown }>,
-  write: (b: Uint8Array) => void,
+  write: (b: Uint8Array) => boolean,
   end: () => void,
   conn: NodeJS.EventEmitter,
   streams: Set<() => Promise<void>>,
 ): Promise<void> {
   streams.add(out.close);
-  conn.once("close", () => void out.close());
+  let gone = false;
+  conn.once("close", () => ((gone = true), void out.close()));
   try {
-    for await (const f of out.frames) write(f);
+    for await (const f of out.frames) {
+      if (write(f) || gone) continue;
+      await new Promise<void>((resolve) => {
+        conn.once("drain", resolve);
+        conn.once("close", resolve);
+      });
+    }
     end();
   } catch {
     end();
