@@ -118,7 +118,12 @@ export class AtomicOperation {
     if (this.#mutations.length + this.#enqueues.length > L.kvMutationsMax) throw new InvalidArgumentError(`Too many mutations (max ${L.kvMutationsMax})`);
     const mutations = this.#mutations.map((m) => compileMutation(m, now));
     const enqueues = this.#enqueues.map(([v, o]) => compileEnqueue(v, o, now, (k) => engineKey(writeKeyBytes(k as KvKey))));
-    const bytes = mutations.reduce((n, m) => n + m.key.length - KV_PREFIX.length + (m.kind === "set" ? m.stored.data.length : 8), 0);
+    // Keys of checks and mutations, values and queue payloads count against the limit (as KV Connect counts them).
+    const keyBytes = (k: string) => k.length - KV_PREFIX.length;
+    const bytes =
+      checks.reduce((n, c) => n + keyBytes(c.key), 0) +
+      mutations.reduce((n, m) => n + keyBytes(m.key) + (m.kind === "set" ? m.stored.data.length : 8), 0) +
+      enqueues.reduce((n, q) => n + q.payload.length, 0);
     if (bytes > L.kvCommitBytesMax) throw new InvalidArgumentError(`Total mutation size too large (max ${L.kvCommitBytesMax} bytes)`);
     const r = await commitMutations(this.#db, checks, mutations, this.#hooks, enqueues);
     return r.ok ? { ok: true, versionstamp: versionstamp(r.rev) } : { ok: false };
