@@ -7,7 +7,7 @@ import { expireAtOf, expiryKey } from "./expiry.ts";
 import { compileEnqueue, enqueueOps, type EnqueueOptions, type QueueMessage } from "./queue.ts";
 import { encodeKey, engineKey, KV_PREFIX, type KvKey } from "./key.ts";
 import type { AtomicCheck, KvCommitError, KvCommitResult, KvMutation, KvWriteKey } from "./types.ts";
-import { decodeStored, encodeStored, ENCODING, expired, KvU64, le64, storedOf, type Stored } from "./value.ts";
+import { encodeStored, ENCODING, KvU64, le64, liveStored, storedOf, type Stored } from "./value.ts";
 
 /** What a commit tells the Kv around it: expiries written (the sweeper), messages enqueued (the listener). */
 export interface CommitHooks {
@@ -35,13 +35,6 @@ export function writeKeyBytes(key: KvKey, emptyOk = false): Uint8Array {
   const bytes = encodeKey(key);
   if (bytes.length > L.kvKeyBytesMax) throw new InvalidKeyError(`Key too large for write (max ${L.kvKeyBytesMax} bytes)`);
   return bytes;
-}
-
-/** A key's newest state, or undefined when it does not exist or has expired. */
-export function liveStored(n: Newest | undefined, now: number): { stored: Stored; rev: number } | undefined {
-  if (n === undefined) return undefined;
-  const stored = decodeStored(n.value as Uint8Array);
-  return expired(stored.expireAt, now) ? undefined : { stored, rev: n.rev };
 }
 
 /** A check, compiled: its engine key and the revision it must have. */

@@ -7,7 +7,7 @@ import * as L from "../limits.ts";
 import { decodeKey, encodeKey, engineKey, keyBytes, type KvKey } from "./key.ts";
 import { versionstamp } from "./atomic.ts";
 import type { KvEntry, KvListIterator, KvListOptions, KvListSelector } from "./types.ts";
-import { decodeStored, expired, valueFrom } from "./value.ts";
+import { liveStored, valueFrom } from "./value.ts";
 
 /** A tuple key's bytes as a read's bound: 2,049 bytes at most, with the `extra` the read adds to it. */
 export function readKeyBytes(key: KvKey, extra = 0): Uint8Array {
@@ -19,9 +19,8 @@ export function readKeyBytes(key: KvKey, extra = 0): Uint8Array {
 
 /** An engine entry of harmonydb/kv as a KvEntry, or undefined if it has expired at `now`. */
 export function kvEntry<T>(key: string, value: unknown, rev: number, now: number): KvEntry<T> | undefined {
-  const stored = decodeStored(value as Uint8Array);
-  if (expired(stored.expireAt, now)) return undefined;
-  return { key: decodeKey(keyBytes(key)), value: valueFrom(stored) as T, versionstamp: versionstamp(rev) };
+  const live = liveStored({ value, rev }, now);
+  return live && { key: decodeKey(keyBytes(key)), value: valueFrom(live.stored) as T, versionstamp: versionstamp(rev) };
 }
 
 interface Bounds {

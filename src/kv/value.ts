@@ -87,6 +87,16 @@ export function decodeStored(b: Uint8Array): Stored {
   return { encoding, expireAt: Number(at), data: b.subarray(HEADER_BYTES) };
 }
 
+/**
+ * An engine entry of harmonydb/kv (its value a stored value) as it reads at `now`: its stored value
+ * and revision, or undefined when it is absent or has expired. Every read of a KV entry goes here.
+ */
+export function liveStored(e: { value: unknown; rev: number } | undefined, now: number): { stored: Stored; rev: number } | undefined {
+  if (e === undefined) return undefined;
+  const stored = decodeStored(e.value as Uint8Array);
+  return expired(stored.expireAt, now) ? undefined : { stored, rev: e.rev };
+}
+
 /** Whether a value that expires at `expireAt` is gone at `now` (an expired value is never returned). */
 export function expired(expireAt: number, now: number): boolean {
   return expireAt !== 0 && expireAt <= now;

@@ -5,7 +5,7 @@
 import { ClosedError, WatchOverflowError, type Db, type WatchEvent } from "../index.ts";
 import * as L from "../limits.ts";
 import { KV_PREFIX } from "./key.ts";
-import { decodeStored, expired, type Stored } from "./value.ts";
+import { liveStored, type Stored } from "./value.ts";
 
 /** A key's live entry, as a watch reports it. */
 export interface WatchedEntry {
@@ -41,12 +41,7 @@ export class KeysWatch {
       if (this.#last !== null && (await this.waitForWrite())) return null;
       const view = this.#db.view();
       const now = Date.now();
-      const entries = this.#keys.map((k): WatchedEntry | undefined => {
-        const e = view.getEntry(k);
-        if (e === undefined) return undefined;
-        const stored = decodeStored(e.value as Uint8Array);
-        return expired(stored.expireAt, now) ? undefined : { rev: e.rev, stored };
-      });
+      const entries = this.#keys.map((k): WatchedEntry | undefined => liveStored(view.getEntry(k), now));
       const revs = entries.map((e) => e?.rev);
       const changed = this.#last === null || revs.some((r, i) => r !== this.#last![i]);
       this.#last = revs;

@@ -7,7 +7,7 @@ import { create, fromBinary, toBinary, type DescMessage, type MessageShape } fro
 import { timingSafeEqual } from "node:crypto";
 import { HarmonyError, type Store } from "../../index.ts";
 import * as L from "../../kv/index.ts";
-import { ENCODING, KeysWatch, decodeKey, decodeStored, engineKey, expired, keyBytes, type Check, type Kv, type Mutation, type Stored, type WatchedEntry } from "../../kv/index.ts";
+import { ENCODING, KeysWatch, decodeKey, engineKey, keyBytes, liveStored, type Check, type Kv, type Mutation, type Stored, type WatchedEntry } from "../../kv/index.ts";
 import * as pb from "./datapath_pb.ts";
 
 /** A request as the transport hands it over: lower-case header names, the whole body. */
@@ -232,9 +232,9 @@ function snapshotRead(store: Store, r: pb.SnapshotRead): pb.SnapshotReadOutput {
   const ranges = r.ranges.map((range) => {
     const values: pb.KvEntry[] = [];
     for (const item of view.range({ gte: engineKey(range.start), lt: engineKey(range.end), reverse: range.reverse })) {
-      const stored = decodeStored(item.value as Uint8Array);
-      if (expired(stored.expireAt, now)) continue;
-      values.push(kvEntry(keyBytes(item.key), { rev: item.rev, stored }));
+      const live = liveStored(item, now);
+      if (live === undefined) continue;
+      values.push(kvEntry(keyBytes(item.key), live));
       if (values.length === range.limit) break;
     }
     return create(pb.ReadRangeOutputSchema, { values });
